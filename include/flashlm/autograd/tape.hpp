@@ -1,0 +1,90 @@
+#pragma once
+// Tape: a flat list of whole-tensor op records walked in reverse by backward(). A node is plain data
+// (inputs, output, saved buffers, a few scalars and a backward function pointer), so recording an op
+// never allocates: the node vector and the arena keep their capacity across steps.
+#include <cstdint>
+#include <vector>
+
+#include "flashlm/core/arena.hpp"
+#include "flashlm/core/tensor.hpp"
+
+namespace flashlm {
+
+template <class T>
+struct Node {
+    void (*backward)(Node&) = nullptr;
+    Tensor<T> in[4];
+    Tensor<T> out;
+    T* saved[3] = {nullptr, nullptr, nullptr};
+    const int32_t* ids = nullptr;
+    int64_t i[4] = {0, 0, 0, 0};
+    double f[2] = {0, 0};
+};
+
+template <class T>
+class Tape {
+public:
+    Tape() { nodes_.reserve(256); }
+
+    bool grad_enabled() const { return grad_enabled_; }
+    void set_grad_enabled(bool on) { grad_enabled_ = on; }
+
+    // A fresh activation. It gets a zeroed gradient buffer only if gradients are being recorded and
+    // one of the op's inputs needs one.
+    Tensor<T> make(Shape s, bool needs_grad) {
+        T* d = arena_.alloc(static_cast<std::size_t>(s.numel()));
+        T* g = (needs_grad && grad_enabled_) ? arena_.alloc_zeroed(static_cast<std::size_t>(s.numel())) : nullptr;
+        return Tensor<T>(d, g, s);
+    }
+    // Scratch memory that lives until reset(), e.g. values an op saves for its backward.
+    T* scratch(int64_t n) { return arena_.alloc(static_cast<std::size_t>(n)); }
+    T* scratch_zeroed(int64_t n) { return arena_.alloc_zeroed(static_cast<std::size_t>(n)); }
+
+    bool recording(std::initializer_list<Tensor<T>> ins) const {
+        if (!grad_enabled_) return false;
+        for (auto& t : ins)
+            if (t.requires_grad()) return true;
+        return false;
+    }
+    Node<T>& record(void (*bw)(Node<T>&)) {
+        nodes_.emplace_back();
+        nodes_.back().backward = bw;
+        return nodes_.back();
+    }
+
+    // Seeds d(loss)/d(loss) = 1 and runs every node in reverse; gradients accumulate.
+    void backward(const Tensor<T>& loss) {
+        check_shape(loss.numel() == 1 && loss.grad, "backward: loss must be a scalar that requires grad");
+        loss.grad[0] += T(1);
+        for (auto it = nodes_.rbegin(); it != nodes_.rend(); ++it)
+            if (it->out.grad) it->backward(*it);
+    }
+    // Drops the graph and recycles all activation memory for the next step.
+    void reset() {
+        nodes_.clear();
+        arena_.reset();
+    }
+    std::size_t size() const { return nodes_.size(); }
+    const Arena<T>& arena() const { return arena_; }
+
+private:
+    Arena<T> arena_;
+    std::vector<Node<T>> nodes_;
+    bool grad_enabled_ = true;
+};
+
+// Eval and generation: ops run without recording nodes or allocating gradients.
+template <class T>
+class NoGradGuard {
+public:
+    explicit NoGradGuard(Tape<T>& t) : tape_(t), prev_(t.grad_enabled()) { t.set_grad_enabled(false); }
+    ~NoGradGuard() { tape_.set_grad_enabled(prev_); }
+    NoGradGuard(const NoGradGuard&) = delete;
+    NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+private:
+    Tape<T>& tape_;
+    bool prev_;
+};
+
+}  // namespace flashlm

@@ -1,0 +1,57 @@
+#pragma once
+// Storage: an owning, 64-byte aligned buffer. Parameters, gradients and optimizer state each live in
+// one Storage so that optimizer updates, clipping and checkpoint writes are single flat loops.
+#include <cstddef>
+#include <cstring>
+#include <new>
+#include <utility>
+
+namespace flashlm {
+
+inline constexpr std::size_t k_alignment = 64;
+
+template <class T>
+class Storage {
+public:
+    Storage() = default;
+    explicit Storage(std::size_t n) { resize(n); }
+    ~Storage() { release(); }
+    Storage(const Storage&) = delete;
+    Storage& operator=(const Storage&) = delete;
+    Storage(Storage&& o) noexcept : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+    Storage& operator=(Storage&& o) noexcept {
+        if (this != &o) {
+            release();
+            data_ = std::exchange(o.data_, nullptr);
+            size_ = std::exchange(o.size_, 0);
+        }
+        return *this;
+    }
+    // Discards the old contents; the new buffer is zero-filled.
+    void resize(std::size_t n) {
+        release();
+        if (n == 0) return;
+        data_ = static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{k_alignment}));
+        size_ = n;
+        std::memset(static_cast<void*>(data_), 0, n * sizeof(T));
+    }
+    void zero() {
+        if (size_) std::memset(static_cast<void*>(data_), 0, size_ * sizeof(T));
+    }
+    T* data() { return data_; }
+    const T* data() const { return data_; }
+    std::size_t size() const { return size_; }
+    T& operator[](std::size_t i) { return data_[i]; }
+    const T& operator[](std::size_t i) const { return data_[i]; }
+
+private:
+    void release() {
+        if (data_) ::operator delete(data_, std::align_val_t{k_alignment});
+        data_ = nullptr;
+        size_ = 0;
+    }
+    T* data_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+}  // namespace flashlm

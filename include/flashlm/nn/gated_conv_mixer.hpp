@@ -1,0 +1,34 @@
+#pragma once
+#include "flashlm/nn/bitlinear.hpp"
+#include "flashlm/nn/causal_conv.hpp"
+#include "flashlm/ops/activation.hpp"
+#include "flashlm/ops/elementwise.hpp"
+#include "flashlm/ops/split.hpp"
+
+namespace flashlm::nn {
+
+// v4 token mixer: [g, v] = split(up(x)); out = down(conv(v) ⊙ σ(g)).
+template <class T>
+struct GatedConvMixer {
+    BitLinear<T> up, down;
+    CausalDepthwiseConv1d<T> conv;
+
+    void declare(ParamStore<T>& p, const std::string& prefix, int64_t dim, int64_t kernel) {
+        up.declare(p, join(prefix, "up"), dim, 2 * dim);
+        conv.declare(p, join(prefix, "conv"), dim, kernel);
+        down.declare(p, join(prefix, "down"), dim, dim);
+    }
+    void init(Rng& rng) {
+        up.init(rng);
+        conv.init(rng);
+        down.init(rng);
+    }
+    // x: [B, T, D]
+    Tensor<T> operator()(Tape<T>& tape, const Tensor<T>& x) const {
+        auto [g, v] = ops::split2(tape, up(tape, x));
+        Tensor<T> h = conv(tape, v);
+        return down(tape, ops::mul(tape, h, ops::sigmoid(tape, g)));
+    }
+};
+
+}  // namespace flashlm::nn

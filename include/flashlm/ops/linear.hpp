@@ -1,0 +1,44 @@
+#pragma once
+// Dense linear y = x Wᵀ (PyTorch layout: W is [out, in]); Eigen GEMM for all three products.
+// Also used as the tied output head (W = the embedding matrix).
+#include "flashlm/autograd/tape.hpp"
+
+namespace flashlm::ops {
+
+inline Shape with_last_dim(Shape s, int64_t n) {
+    s.dims[s.rank - 1] = n;
+    return s;
+}
+
+// dx += dy W ; dW += dyᵀ x, for y = x Wᵀ with x [M,K], W [N,K], y [M,N].
+template <class T>
+void linear_backward_raw(const Tensor<T>& x, const T* W, T* dW, int64_t N, const Tensor<T>& out) {
+    const int64_t M = x.rows(), K = x.cols();
+    MatMap<T> dy(out.grad, M, N);
+    if (x.grad) x.grad_mat().noalias() += dy * MatMap<T>(const_cast<T*>(W), N, K);
+    if (dW) MatMap<T>(dW, N, K).noalias() += dy.transpose() * x.mat();
+}
+
+template <class T>
+void linear_backward(Node<T>& n) {
+    linear_backward_raw(n.in[0], n.in[1].data, n.in[1].grad, n.in[1].dim(0), n.out);
+}
+
+// x: [..., K], W: [N, K] -> [..., N]
+template <class T>
+Tensor<T> linear(Tape<T>& tape, const Tensor<T>& x, const Tensor<T>& W) {
+    check_shape(W.shape.rank == 2 && W.dim(1) == x.cols(),
+                "linear: input " + x.shape.str() + " does not match weight " + W.shape.str());
+    const int64_t N = W.dim(0);
+    Tensor<T> y = tape.make(with_last_dim(x.shape, N), tape.recording({x, W}));
+    y.mat().noalias() = x.mat() * W.mat().transpose();
+    if (y.grad) {
+        auto& n = tape.record(&linear_backward<T>);
+        n.in[0] = x;
+        n.in[1] = W;
+        n.out = y;
+    }
+    return y;
+}
+
+}  // namespace flashlm::ops

@@ -1,0 +1,68 @@
+#pragma once
+// RMSNorm over the last dimension: y = x · r · g, r = 1/sqrt(mean(x²) + eps). Saves r per row.
+// Backward: with x̂ = x·r and u = dy⊙g, dx = r (u − x̂ · mean(u⊙x̂)); dg = Σ_rows dy⊙x̂.
+#include <cmath>
+#include <vector>
+
+#include "flashlm/autograd/tape.hpp"
+#include "flashlm/core/parallel.hpp"
+
+namespace flashlm::ops {
+
+template <class T>
+void rmsnorm_backward(Node<T>& n) {
+    const Tensor<T>& x = n.in[0];
+    const Tensor<T>& g = n.in[1];
+    const int64_t M = x.rows(), D = x.cols();
+    const T* r = n.saved[0];
+    const T* dy = n.out.grad;
+    if (x.grad) {
+#pragma omp parallel for schedule(static) if (M * D > k_parallel_min_work)
+        for (int64_t i = 0; i < M; ++i) {
+            const T* xi = x.data + i * D;
+            const T* dyi = dy + i * D;
+            T dot = 0;
+            for (int64_t c = 0; c < D; ++c) dot += dyi[c] * g.data[c] * xi[c];
+            const T ri = r[i];
+            const T k = dot * ri * ri / T(D);
+            T* dxi = x.grad + i * D;
+            for (int64_t c = 0; c < D; ++c) dxi[c] += ri * (dyi[c] * g.data[c] - xi[c] * k);
+        }
+    }
+    if (g.grad) {
+        for (int64_t i = 0; i < M; ++i) {
+            const T* xi = x.data + i * D;
+            const T* dyi = dy + i * D;
+            const T ri = r[i];
+            for (int64_t c = 0; c < D; ++c) g.grad[c] += dyi[c] * xi[c] * ri;
+        }
+    }
+}
+
+template <class T>
+Tensor<T> rmsnorm(Tape<T>& tape, const Tensor<T>& x, const Tensor<T>& g, double eps = 1e-6) {
+    check_shape(g.numel() == x.cols(), "rmsnorm: gain " + g.shape.str() + " does not match input " + x.shape.str());
+    const int64_t M = x.rows(), D = x.cols();
+    Tensor<T> y = tape.make(x.shape, tape.recording({x, g}));
+    T* r = tape.scratch(M);
+#pragma omp parallel for schedule(static) if (M * D > k_parallel_min_work)
+    for (int64_t i = 0; i < M; ++i) {
+        const T* xi = x.data + i * D;
+        T ss = 0;
+        for (int64_t c = 0; c < D; ++c) ss += xi[c] * xi[c];
+        const T ri = T(1) / std::sqrt(ss / T(D) + T(eps));
+        r[i] = ri;
+        T* yi = y.data + i * D;
+        for (int64_t c = 0; c < D; ++c) yi[c] = xi[c] * ri * g.data[c];
+    }
+    if (y.grad) {
+        auto& n = tape.record(&rmsnorm_backward<T>);
+        n.in[0] = x;
+        n.in[1] = g;
+        n.out = y;
+        n.saved[0] = r;
+    }
+    return y;
+}
+
+}  // namespace flashlm::ops

@@ -1,0 +1,73 @@
+#pragma once
+// Tied output head fused with cross-entropy: loss = CE(h Eᵀ, targets) computed by row blocks, so the
+// [M, V] logits tensor (the largest activation of the small models) is never stored whole. When a
+// gradient is wanted, the forward also forms dh and dE for a unit upstream gradient (three GEMMs per
+// block, the same count as an unfused head), and backward scales them by the loss gradient.
+#include <algorithm>
+#include <cmath>
+
+#include "flashlm/autograd/tape.hpp"
+#include "flashlm/core/parallel.hpp"
+#include "flashlm/ops/cross_entropy.hpp"
+
+namespace flashlm::ops {
+
+template <class T>
+void tied_head_ce_backward(Node<T>& n) {
+    const T g = n.out.grad[0];
+    const Tensor<T>& h = n.in[0];
+    const Tensor<T>& E = n.in[1];
+    if (h.grad) h.grad_vec() += g * VecMap<T>(n.saved[0], h.numel());
+    if (E.grad) E.grad_vec() += g * VecMap<T>(n.saved[1], E.numel());
+}
+
+// h: [..., D]; E: [V, D]; targets: one id per row of h. Returns the mean loss as a scalar tensor.
+template <class T>
+Tensor<T> tied_head_cross_entropy(Tape<T>& tape, const Tensor<T>& h, const Tensor<T>& E, const int32_t* targets,
+                                  int64_t block_rows = 256) {
+    check_shape(E.shape.rank == 2 && E.dim(1) == h.cols(),
+                "tied_head_cross_entropy: hidden " + h.shape.str() + " does not match head " + E.shape.str());
+    const int64_t M = h.rows(), D = h.cols(), V = E.dim(0);
+    detail::check_targets(targets, M, V);
+    Tensor<T> loss = tape.make(Shape{1}, tape.recording({h, E}));
+    const bool grad = loss.grad != nullptr;
+    const int64_t R = std::min(block_rows, M);
+    T* z = tape.scratch(R * V);
+    T* dh = grad ? tape.scratch(M * D) : nullptr;
+    T* dE = grad ? tape.scratch_zeroed(V * D) : nullptr;
+    const T inv_m = T(1) / T(M);
+    double total = 0;
+    for (int64_t r0 = 0; r0 < M; r0 += R) {
+        const int64_t r = std::min(R, M - r0);
+        MatMap<T> zb(z, r, V);
+        MatMap<T> hb(h.data + r0 * D, r, D);
+        zb.noalias() = hb * E.mat().transpose();
+#pragma omp parallel for schedule(static) reduction(+ : total) if (r * V > k_parallel_min_work)
+        for (int64_t i = 0; i < r; ++i) {
+            T* zi = z + i * V;
+            const int32_t t = targets[r0 + i];
+            const T lse = detail::row_logsumexp(zi, V);
+            total += double(lse - zi[t]);
+            if (grad) {
+                for (int64_t v = 0; v < V; ++v) zi[v] = std::exp(zi[v] - lse) * inv_m;
+                zi[t] -= inv_m;
+            }
+        }
+        if (grad) {
+            MatMap<T>(dh + r0 * D, r, D).noalias() = zb * E.mat();
+            MatMap<T>(dE, V, D).noalias() += zb.transpose() * hb;
+        }
+    }
+    loss.data[0] = T(total / double(M));
+    if (grad) {
+        auto& n = tape.record(&tied_head_ce_backward<T>);
+        n.in[0] = h;
+        n.in[1] = E;
+        n.out = loss;
+        n.saved[0] = dh;
+        n.saved[1] = dE;
+    }
+    return loss;
+}
+
+}  // namespace flashlm::ops

@@ -1,0 +1,42 @@
+#pragma once
+// LanguageModel: what the training loop, evaluation, generation, checkpoints and the CLI need from a
+// variant. Variants live in examples/ and are built from nn/ layers.
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "flashlm/autograd/tape.hpp"
+#include "flashlm/core/param_store.hpp"
+#include "flashlm/core/rng.hpp"
+
+namespace flashlm {
+
+// Training recipe defaults of a variant (the upstream script's values).
+struct Recipe {
+    double lr = 4e-3, min_lr = 1e-5, weight_decay = 0.01, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, clip = 1.0;
+    int64_t warmup = 500, batch = 8, accum = 1, seq = 256, vocab = 10000;
+};
+
+template <class T>
+class LanguageModel {
+public:
+    virtual ~LanguageModel() = default;
+    virtual std::string name() const = 0;
+    // Config with upstream key names (vocab_size, dim, n_blocks, ...), stored in checkpoints.
+    virtual nlohmann::json config() const = 0;
+    virtual int64_t vocab_size() const = 0;
+    virtual int64_t max_seq_len() const = 0;
+    virtual void init(Rng& rng) = 0;
+    // Mean next-token cross-entropy of B sequences of length L (ids and targets are [B, L]).
+    virtual Tensor<T> loss(Tape<T>& tape, const int32_t* ids, const int32_t* targets, int64_t B, int64_t L) = 0;
+    // Logits [B, L, V].
+    virtual Tensor<T> logits(Tape<T>& tape, const int32_t* ids, int64_t B, int64_t L) = 0;
+
+    ParamStore<T>& params() { return params_; }
+    const ParamStore<T>& params() const { return params_; }
+
+protected:
+    ParamStore<T> params_;
+};
+
+}  // namespace flashlm
