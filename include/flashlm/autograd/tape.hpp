@@ -56,6 +56,10 @@ public:
     void backward(const Tensor<T>& loss) {
         check_shape(loss.numel() == 1 && loss.grad, "backward: loss must be a scalar that requires grad");
         loss.grad[0] += T(1);
+        run_backward();
+    }
+    // Backward from gradients the caller has already seeded (e.g. a vector-Jacobian product in tests).
+    void run_backward() {
         for (auto it = nodes_.rbegin(); it != nodes_.rend(); ++it)
             if (it->out.grad) it->backward(*it);
     }

@@ -1,0 +1,172 @@
+// One table, every op: analytic backward vs central finite differences in double precision, and the
+// float path vs the double path (ggml's test-backend-ops in spirit).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <functional>
+#include <vector>
+
+#include <flashlm/flashlm.hpp>
+
+using namespace flashlm;
+
+namespace {
+
+template <class T>
+using Fwd = std::function<Tensor<T>(Tape<T>&, std::vector<Tensor<T>>&)>;
+
+template <class T>
+struct OpCase {
+    const char* name;
+    std::vector<Shape> shapes;
+    Fwd<T> fwd;
+    std::vector<int> fd_inputs;  // inputs whose gradient is checked by finite differences
+    // Input 1 is a weight behind the identity straight-through estimator: its gradient is checked
+    // against finite differences of x W̃ᵀ at W̃ (the function the STE differentiates), not of the
+    // piecewise-constant quantizer.
+    bool ste_weight = false;
+};
+
+const std::vector<int32_t> k_ids = {3, 0, 7, 3, 5, 1, 6, 2, 0, 4, 7, 7};  // 12 ids in [0, 8)
+
+template <class T>
+std::vector<OpCase<T>> op_table() {
+    using V = std::vector<Tensor<T>>;
+    std::vector<OpCase<T>> t;
+    t.push_back({"embedding", {Shape{8, 5}}, [](Tape<T>& tp, V& in) { return ops::embedding(tp, in[0], k_ids.data(), 12); }, {0}});
+    t.push_back({"linear", {Shape{2, 3, 5}, Shape{4, 5}}, [](Tape<T>& tp, V& in) { return ops::linear(tp, in[0], in[1]); }, {0, 1}});
+    t.push_back({"bitlinear",
+                 {Shape{6, 5}, Shape{4, 5}},
+                 [](Tape<T>& tp, V& in) { return ops::bitlinear(tp, in[0], in[1]); },
+                 {0, 1},
+                 true});
+    t.push_back({"rmsnorm", {Shape{4, 6}, Shape{6}}, [](Tape<T>& tp, V& in) { return ops::rmsnorm(tp, in[0], in[1], 1e-6); }, {0, 1}});
+    t.push_back({"causal_dwconv1d", {Shape{2, 7, 3}, Shape{3, 1, 4}}, [](Tape<T>& tp, V& in) { return ops::causal_dwconv1d(tp, in[0], in[1]); }, {0, 1}});
+    t.push_back({"sigmoid", {Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::sigmoid(tp, in[0]); }, {0}});
+    t.push_back({"silu", {Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::silu(tp, in[0]); }, {0}});
+    t.push_back({"add", {Shape{3, 5}, Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::add(tp, in[0], in[1]); }, {0, 1}});
+    t.push_back({"mul", {Shape{3, 5}, Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::mul(tp, in[0], in[1]); }, {0, 1}});
+    t.push_back({"split_first_half", {Shape{3, 8}}, [](Tape<T>& tp, V& in) { return ops::split2(tp, in[0]).first; }, {0}});
+    t.push_back({"split_second_half", {Shape{3, 8}}, [](Tape<T>& tp, V& in) { return ops::split2(tp, in[0]).second; }, {0}});
+    t.push_back({"cross_entropy", {Shape{12, 8}}, [](Tape<T>& tp, V& in) { return ops::cross_entropy(tp, in[0], k_ids.data()); }, {0}});
+    t.push_back({"tied_head_cross_entropy",
+                 {Shape{12, 5}, Shape{8, 5}},
+                 [](Tape<T>& tp, V& in) { return ops::tied_head_cross_entropy(tp, in[0], in[1], k_ids.data(), 5); },
+                 {0, 1}});
+    return t;
+}
+
+// Scalar objective L = Σ out ⊙ R with fixed random R, so every output element matters.
+template <class T>
+double objective(const Tensor<T>& out, const std::vector<double>& r) {
+    double s = 0;
+    for (int64_t i = 0; i < out.numel(); ++i) s += double(out.data[i]) * r[i];
+    return s;
+}
+
+struct Inputs {
+    std::vector<std::vector<double>> vals;
+};
+
+Inputs make_inputs(const std::vector<Shape>& shapes, uint64_t seed) {
+    Rng rng(seed);
+    Inputs in;
+    for (auto& s : shapes) {
+        std::vector<double> v(s.numel());
+        for (auto& x : v) x = rng.normal(0, 1);
+        in.vals.push_back(v);
+    }
+    return in;
+}
+
+// Runs fwd on copies of the inputs with gradients, seeds out.grad = R, returns input gradients and
+// the output values.
+template <class T>
+std::vector<std::vector<double>> analytic(const OpCase<T>& c, const Inputs& in, std::vector<double>& r, uint64_t seed) {
+    Tape<T> tape;
+    std::vector<std::vector<T>> data(in.vals.size()), grad(in.vals.size());
+    std::vector<Tensor<T>> ts;
+    for (size_t k = 0; k < in.vals.size(); ++k) {
+        data[k].assign(in.vals[k].begin(), in.vals[k].end());
+        grad[k].assign(in.vals[k].size(), T(0));
+        ts.emplace_back(data[k].data(), grad[k].data(), c.shapes[k]);
+    }
+    Tensor<T> out = c.fwd(tape, ts);
+    if (r.empty()) {
+        Rng rng(seed ^ 0x9e3779b97f4a7c15ull);
+        r.resize(out.numel());
+        for (auto& x : r) x = rng.normal(0, 1);
+    }
+    REQUIRE(out.grad != nullptr);
+    for (int64_t i = 0; i < out.numel(); ++i) out.grad[i] = T(r[i]);
+    tape.run_backward();
+    std::vector<std::vector<double>> g;
+    for (auto& v : grad) g.emplace_back(v.begin(), v.end());
+    return g;
+}
+
+double eval_objective(const Fwd<double>& f, const std::vector<Shape>& shapes, std::vector<std::vector<double>>& vals,
+                      const std::vector<double>& r) {
+    Tape<double> tape;
+    NoGradGuard<double> ng(tape);
+    std::vector<Tensor<double>> ts;
+    for (size_t k = 0; k < vals.size(); ++k) ts.emplace_back(vals[k].data(), nullptr, shapes[k]);
+    return objective(f(tape, ts), r);
+}
+
+}  // namespace
+
+TEST_CASE("every op's backward matches central finite differences (double) and the float path") {
+    auto dtable = op_table<double>();
+    auto ftable = op_table<float>();
+    REQUIRE(dtable.size() == ftable.size());
+    for (size_t ci = 0; ci < dtable.size(); ++ci) {
+        const auto& c = dtable[ci];
+        CAPTURE(c.name);
+        const uint64_t seed = 1000 + ci;
+        Inputs in = make_inputs(c.shapes, seed);
+        std::vector<double> r;
+        auto g = analytic(c, in, r, seed);
+
+        for (int k : c.fd_inputs) {
+            CAPTURE(k);
+            std::vector<std::vector<double>> vals = in.vals;
+            Fwd<double> f = c.fwd;
+            if (c.ste_weight && k == 1) {
+                ops::quantize_absmean(in.vals[1].data(), vals[1].data(), int64_t(vals[1].size()));
+                f = [](Tape<double>& tp, std::vector<Tensor<double>>& x) { return ops::linear(tp, x[0], x[1]); };
+            }
+            double max_err = 0, max_ref = 0;
+            for (size_t i = 0; i < vals[k].size(); ++i) {
+                const double h = 1e-5, x0 = vals[k][i];
+                vals[k][i] = x0 + h;
+                const double lp = eval_objective(f, c.shapes, vals, r);
+                vals[k][i] = x0 - h;
+                const double lm = eval_objective(f, c.shapes, vals, r);
+                vals[k][i] = x0;
+                const double num = (lp - lm) / (2 * h);
+                max_err = std::max(max_err, std::abs(num - g[k][i]));
+                max_ref = std::max(max_ref, std::abs(num));
+            }
+            const double rel = max_err / std::max(max_ref, 1e-12);
+            CAPTURE(rel);
+            CHECK(max_ref > 1e-6);  // the check must be able to fail: gradients are not all zero
+            CHECK(rel <= 1e-6);
+        }
+
+        // float path against double path, same inputs and seed gradient
+        auto gf = analytic(ftable[ci], in, r, seed);
+        for (size_t k = 0; k < g.size(); ++k) {
+            double num = 0, den = 0;
+            for (size_t i = 0; i < g[k].size(); ++i) {
+                num += (gf[k][i] - g[k][i]) * (gf[k][i] - g[k][i]);
+                den += g[k][i] * g[k][i];
+            }
+            if (den == 0) continue;
+            const double rel = std::sqrt(num / den);
+            CAPTURE(k);
+            CAPTURE(rel);
+            CHECK(rel <= 1e-4);
+        }
+    }
+}
