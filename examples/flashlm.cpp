@@ -1,1 +1,307 @@
-int main() { return 0; }
+// flashlm: one command line for every FlashLM variant — train, eval, generate.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include <flashlm/flashlm.hpp>
+
+#include "examples/registry.hpp"
+
+using namespace flashlm;
+namespace fs = std::filesystem;
+
+namespace {
+
+int default_threads() { return int(std::max(1u, std::thread::hardware_concurrency())); }
+
+void on_signal(int) { train::stop_requested().store(true); }
+
+struct Loaded {
+    io::CheckpointInfo info;
+    std::unique_ptr<LanguageModel<float>> model;
+    std::unique_ptr<data::SpTokenizer> tok;
+};
+
+Loaded load_model(const std::string& path) {
+    Loaded l;
+    io::SafeTensors st = io::open_checkpoint(path, l.info);
+    const auto& entry = examples::find_model(l.info.model);
+    l.model = entry.make(l.info.config);
+    io::load_params(st, path, l.model->params());
+    l.tok = std::make_unique<data::SpTokenizer>(data::SpTokenizer::from_serialized(l.info.tokenizer));
+    if (l.tok->vocab_size() != l.model->vocab_size())
+        throw io::FormatError(path + ": tokenizer has " + std::to_string(l.tok->vocab_size()) + " pieces but the model " +
+                              std::to_string(l.model->vocab_size()));
+    return l;
+}
+
+// ---------------------------------------------------------------------------------------------------
+struct TrainArgs {
+    std::string model = "bolt", data, val_data, out = "runs/bolt", resume, metrics;
+    double minutes = 0, hours = 0, lr = 0, eval_every_minutes = 0;
+    int64_t steps = 0, vocab = 0, batch = 0, seq = 0, accum = 0, warmup = -1, eval_every = 0, stop_after = 0,
+            log_every = 10, eval_windows = 200;
+    int threads = 0;
+    uint64_t seed = 42;
+};
+
+int cmd_train(const TrainArgs& a) {
+    const auto& entry = examples::find_model(a.model);
+    set_threads(a.threads > 0 ? a.threads : default_threads());
+    Recipe rc = entry.recipe(default_threads());
+    if (a.data.empty()) throw std::invalid_argument("no training data: pass --data FILE (a UTF-8 text file)");
+    fs::create_directories(a.out);
+    const std::string ckpt = (fs::path(a.out) / "checkpoint.safetensors").string();
+
+    // Model config and tokenizer: from the checkpoint on --resume, else from flags + the corpus.
+    io::CheckpointInfo resumed;
+    std::optional<io::SafeTensors> resumed_st;
+    if (!a.resume.empty()) {
+        resumed_st.emplace(io::open_checkpoint(a.resume, resumed));
+        if (resumed.model != a.model && a.model != "bolt")
+            throw std::invalid_argument("--model " + a.model + " does not match the checkpoint's model " + resumed.model);
+    }
+    const auto& e = a.resume.empty() ? entry : examples::find_model(resumed.model);
+
+    std::string text = data::read_text_file(a.data);
+    std::string val_text;
+    std::string_view train_part = text, val_part;
+    if (a.val_data.empty()) {
+        auto [tr, va] = data::split_train_val(text);
+        train_part = tr, val_part = va;
+    } else {
+        val_text = data::read_text_file(a.val_data);
+        val_part = val_text;
+    }
+
+    std::unique_ptr<data::SpTokenizer> tok;
+    const int64_t want_vocab = a.vocab > 0 ? a.vocab : rc.vocab;
+    if (!a.resume.empty()) {
+        tok = std::make_unique<data::SpTokenizer>(data::SpTokenizer::from_serialized(resumed.tokenizer));
+    } else {
+        if (want_vocab < 260 || want_vocab > 65535) throw std::invalid_argument("--vocab must be in [260, 65535]");
+        auto lines = data::split_lines(train_part);
+        tok = std::make_unique<data::SpTokenizer>(data::SpTokenizer::train(lines, int(want_vocab), default_threads()));
+        if (tok->vocab_size() < want_vocab)
+            fmt::print("note: the corpus supports only {} tokenizer pieces, fewer than the requested vocabulary of {}; "
+                       "training with {}\n", tok->vocab_size(), want_vocab, tok->vocab_size());
+        std::ofstream(fs::path(a.out) / "tokenizer.model", std::ios::binary) << tok->serialized();
+    }
+    data::TokenFile train_tokens = data::cached_tokens((fs::path(a.out) / "train.bin").string(), a.data,
+                                                       a.val_data.empty() ? "train-90%" : "all", train_part, *tok);
+    data::TokenFile val_tokens = data::cached_tokens((fs::path(a.out) / "val.bin").string(),
+                                                     a.val_data.empty() ? a.data : a.val_data,
+                                                     a.val_data.empty() ? "val-10%" : "all", val_part, *tok);
+
+    nlohmann::json cfg = a.resume.empty() ? nlohmann::json::object() : resumed.config;
+    if (a.resume.empty()) {
+        cfg["vocab_size"] = tok->vocab_size();
+        if (a.seq > 0) cfg["seq_len"] = a.seq;
+        else if (rc.seq > 0) cfg["seq_len"] = rc.seq;
+    }
+    auto model = e.make(cfg);
+    const int64_t seq = a.seq > 0 ? a.seq : model->max_seq_len();
+    if (seq > model->max_seq_len())
+        throw std::invalid_argument(fmt::format("--seq {} exceeds the model's seq_len {}", seq, model->max_seq_len()));
+
+    train::TrainOptions o;
+    o.steps = a.steps;
+    o.budget_s = a.hours > 0 ? a.hours * 3600 : a.minutes * 60;
+    if (o.steps <= 0 && o.budget_s <= 0) throw std::invalid_argument("set the run length: --steps N, --minutes M or --hours H");
+    o.stop_after = a.stop_after;
+    o.batch = a.batch > 0 ? a.batch : rc.batch;
+    o.accum = a.accum > 0 ? a.accum : rc.accum;
+    o.seq = seq;
+    o.lr = a.lr > 0 ? a.lr : rc.lr;
+    o.min_lr = rc.min_lr;
+    o.weight_decay = rc.weight_decay;
+    o.beta1 = rc.beta1, o.beta2 = rc.beta2, o.clip = rc.clip;
+    o.warmup = a.warmup >= 0 ? a.warmup : rc.warmup;
+    if (o.steps > 0 && o.warmup > o.steps / 5) {
+        fmt::print("note: warm-up of {} steps shortened to {} (a fifth of the {}-step run)\n", o.warmup, o.steps / 5, o.steps);
+        o.warmup = o.steps / 5;
+    }
+    o.eval_every = a.eval_every;
+    o.eval_every_s = a.eval_every_minutes * 60;
+    o.eval_windows = a.eval_windows;
+    o.log_every = std::max<int64_t>(1, a.log_every);
+    o.seed = a.seed;
+    o.checkpoint = ckpt;
+    o.metrics = a.metrics.empty() ? (fs::path(a.out) / "metrics.jsonl").string() : a.metrics;
+
+    train::Corpus corpus{train_tokens.data(), train_tokens.size(), val_tokens.data(), val_tokens.size(),
+                         &tok->piece_bytes(), tok->serialized()};
+    train::Trainer<float> trainer(*model, corpus, o);
+    if (a.resume.empty()) {
+        Rng init_rng(a.seed);
+        model->init(init_rng);
+    } else {
+        trainer.resume(*resumed_st, a.resume, resumed);
+        resumed_st.reset();
+    }
+    fmt::print("model {} | {} parameters | vocab {} | batch {}x{} (accum {}) | {} train / {} val tokens | {} threads\n",
+               model->name(), model->params().count(), model->vocab_size(), o.batch, o.seq, o.accum,
+               train_tokens.size(), val_tokens.size(), max_threads());
+    if (!a.resume.empty()) fmt::print("resumed from {} at step {}\n", a.resume, trainer.state().step);
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    const bool finished = trainer.run();
+    if (finished) trainer.run_eval();
+    fmt::print("{} at step {}; checkpoint {}\n", finished ? "finished" : "stopped", trainer.state().step, ckpt);
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------------
+struct EvalArgs {
+    std::string checkpoint, data, split = "all";
+    bool json = false;
+    int64_t batch = 8, seq = 0;
+    int threads = 0;
+};
+
+int cmd_eval(const EvalArgs& a) {
+    set_threads(a.threads > 0 ? a.threads : default_threads());
+    Loaded l = load_model(a.checkpoint);
+    std::string text = data::read_text_file(a.data);
+    std::string_view part = text;
+    if (a.split == "val") part = data::split_train_val(text).second;
+    else if (a.split == "train") part = data::split_train_val(text).first;
+    auto ids = data::encode_lines(*l.tok, part);
+    std::vector<uint16_t> toks(ids.begin(), ids.end());
+    const int64_t seq = a.seq > 0 ? a.seq : l.model->max_seq_len();
+    if (seq > l.model->max_seq_len())
+        throw std::invalid_argument(fmt::format("--seq {} exceeds the model's seq_len {}", seq, l.model->max_seq_len()));
+    auto r = train::evaluate(*l.model, toks.data(), toks.size(), seq, a.batch, l.tok->piece_bytes());
+    if (a.json) {
+        nlohmann::json j = {{"model", l.info.model}, {"checkpoint", a.checkpoint}, {"data", a.data}, {"split", a.split},
+                            {"loss", r.loss}, {"ppl", r.ppl}, {"bpb", r.bpb}, {"windows", r.windows},
+                            {"tokens", r.tokens}, {"bytes", r.bytes}, {"seq", seq}};
+        std::cout << j.dump() << "\n";
+    } else {
+        fmt::print("{} on {} ({}): loss {:.4f} nats/token | ppl {:.3f} | {:.4f} bits/byte | {} windows x {} tokens\n",
+                   l.info.model, a.data, a.split, r.loss, r.ppl, r.bpb, r.windows, seq);
+    }
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------------
+struct GenArgs {
+    std::string checkpoint, prompt = "Once upon a time";
+    int64_t tokens = 150, top_k = 50;
+    double temperature = 0.8, top_p = 1.0;
+    uint64_t seed = 42;
+    int threads = 0;
+};
+
+int cmd_generate(const GenArgs& a) {
+    set_threads(a.threads > 0 ? a.threads : default_threads());
+    Loaded l = load_model(a.checkpoint);
+    std::vector<int32_t> ctx = l.tok->encode(a.prompt);
+    if (ctx.empty()) throw std::invalid_argument("--prompt encodes to no tokens");
+    const size_t n_prompt = ctx.size();
+    train::SamplingOptions so{a.temperature, a.top_k, a.top_p};
+    train::Sampler sampler;
+    Rng rng(a.seed);
+    Tape<float> tape;
+    NoGradGuard<float> ng(tape);
+    const int64_t win = l.model->max_seq_len(), V = l.model->vocab_size();
+    std::cout << a.prompt << std::flush;
+    std::string printed = l.tok->decode(ctx);
+    for (int64_t i = 0; i < a.tokens; ++i) {
+        const int64_t L = std::min<int64_t>(int64_t(ctx.size()), win);
+        const int32_t* in = ctx.data() + ctx.size() - size_t(L);
+        tape.reset();
+        Tensor<float> logits = l.model->logits(tape, in, 1, L);
+        const int32_t next = sampler.sample(logits.data + (L - 1) * V, V, so, rng);
+        if (next == l.tok->eos_id()) break;
+        ctx.push_back(next);
+        // Decode the whole continuation so multi-byte characters split across tokens print correctly.
+        std::string full = l.tok->decode(ctx);
+        if (full.size() > printed.size() && full.compare(0, printed.size(), printed) == 0) std::cout << full.substr(printed.size()) << std::flush;
+        printed = full;
+    }
+    std::cout << "\n";
+    (void)n_prompt;
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"flashlm: train, evaluate and run ternary FlashLM language models on CPUs"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", "flashlm 0.1.0");
+
+    TrainArgs ta;
+    auto* tr = app.add_subcommand("train", "train a model (progress line, periodic eval, resumable checkpoints)");
+    std::string models;
+    for (auto& e : examples::registry()) models += "\n  " + e.name + ": " + e.description;
+    tr->add_option("--model", ta.model, "variant to train:" + models)->capture_default_str();
+    tr->add_option("--data", ta.data, "training text (UTF-8, one story per line)");
+    tr->add_option("--val-data", ta.val_data, "validation text (default: the last 10% of --data, cut at a line break)");
+    auto* g = tr->add_option_group("length", "run length (one of)");
+    g->add_option("--steps", ta.steps, "optimizer steps")->check(CLI::PositiveNumber);
+    g->add_option("--minutes", ta.minutes, "wall-clock budget in minutes (the LR schedule spans it)")->check(CLI::PositiveNumber);
+    g->add_option("--hours", ta.hours, "wall-clock budget in hours")->check(CLI::PositiveNumber);
+    g->require_option(0, 1);
+    tr->add_option("--vocab", ta.vocab, "tokenizer vocabulary (default: the variant's, 10000 for bolt)")->check(CLI::PositiveNumber);
+    tr->add_option("--batch", ta.batch, "sequences per micro-batch (default: upstream recipe)")->check(CLI::PositiveNumber);
+    tr->add_option("--accum", ta.accum, "micro-batches per optimizer step")->check(CLI::PositiveNumber);
+    tr->add_option("--seq", ta.seq, "sequence length (default: the variant's)")->check(CLI::PositiveNumber);
+    tr->add_option("--lr", ta.lr, "peak learning rate (default: upstream recipe)")->check(CLI::PositiveNumber);
+    tr->add_option("--warmup", ta.warmup, "warm-up steps (default 500)")->check(CLI::NonNegativeNumber);
+    tr->add_option("--threads", ta.threads, "OpenMP threads (default: all cores)")->check(CLI::PositiveNumber);
+    tr->add_option("--seed", ta.seed, "seed for init and batch sampling")->capture_default_str();
+    tr->add_option("--out", ta.out, "output folder (checkpoint, tokenizer, token cache, metrics)")->capture_default_str();
+    tr->add_option("--resume", ta.resume, "continue exactly from this checkpoint")->check(CLI::ExistingFile);
+    tr->add_option("--eval-every", ta.eval_every, "evaluate (and checkpoint) every N steps")->check(CLI::NonNegativeNumber);
+    tr->add_option("--eval-every-minutes", ta.eval_every_minutes, "evaluate (and checkpoint) every M minutes")->check(CLI::NonNegativeNumber);
+    tr->add_option("--eval-windows", ta.eval_windows, "validation windows per in-training evaluation")->check(CLI::PositiveNumber)->capture_default_str();
+    tr->add_option("--log-every", ta.log_every, "steps between progress lines")->check(CLI::PositiveNumber)->capture_default_str();
+    tr->add_option("--stop-after", ta.stop_after, "stop with a checkpoint after N steps of this invocation")->check(CLI::PositiveNumber);
+    tr->add_option("--metrics", ta.metrics, "JSON-lines file of per-step loss/lr (default OUT/metrics.jsonl)");
+
+    EvalArgs ea;
+    auto* ev = app.add_subcommand("eval", "mean next-token loss, perplexity and bits per byte over every window of a text");
+    ev->add_option("--checkpoint", ea.checkpoint, "checkpoint (.safetensors)")->required()->check(CLI::ExistingFile);
+    ev->add_option("--data", ea.data, "text to evaluate")->required()->check(CLI::ExistingFile);
+    ev->add_option("--split", ea.split, "all | val (last 10%, as train holds out) | train")->check(CLI::IsMember({"all", "val", "train"}))->capture_default_str();
+    ev->add_option("--seq", ea.seq, "window length (default: the model's seq_len)")->check(CLI::PositiveNumber);
+    ev->add_option("--batch", ea.batch, "windows per forward pass")->check(CLI::PositiveNumber)->capture_default_str();
+    ev->add_option("--threads", ea.threads, "OpenMP threads (default: all cores)")->check(CLI::PositiveNumber);
+    ev->add_flag("--json", ea.json, "print one JSON object");
+
+    GenArgs ga;
+    auto* ge = app.add_subcommand("generate", "sample a continuation of a prompt");
+    ge->add_option("--checkpoint", ga.checkpoint, "checkpoint (.safetensors)")->required()->check(CLI::ExistingFile);
+    ge->add_option("--prompt", ga.prompt, "prompt text")->capture_default_str();
+    ge->add_option("--tokens", ga.tokens, "new tokens at most (stops early at end of story)")->check(CLI::NonNegativeNumber)->capture_default_str();
+    ge->add_option("--temperature", ga.temperature, "sampling temperature (0: greedy)")->check(CLI::NonNegativeNumber)->capture_default_str();
+    ge->add_option("--top-k", ga.top_k, "keep the k most likely tokens (0: off)")->check(CLI::NonNegativeNumber)->capture_default_str();
+    ge->add_option("--top-p", ga.top_p, "nucleus sampling mass (1: off)")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+    ge->add_option("--seed", ga.seed, "sampling seed")->capture_default_str();
+    ge->add_option("--threads", ga.threads, "OpenMP threads (default: all cores)")->check(CLI::PositiveNumber);
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
+    }
+    try {
+        if (tr->parsed()) return cmd_train(ta);
+        if (ev->parsed()) return cmd_eval(ea);
+        if (ge->parsed()) return cmd_generate(ga);
+    } catch (const train::NonFiniteError& e) {
+        std::cerr << "error: " << e.what() << "\n";
+        return 3;
+    } catch (const std::exception& e) {
+        std::cerr << "error: " << e.what() << "\n";
+        return 1;
+    }
+    return 1;
+}

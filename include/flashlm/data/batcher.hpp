@@ -1,0 +1,52 @@
+#pragma once
+// Batches of (inputs, targets) windows over a token stream: random windows for training (seeded, so a
+// run is reproducible and resumable from the RNG state), non-overlapping windows for evaluation.
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "flashlm/core/rng.hpp"
+
+namespace flashlm::data {
+
+struct Batch {
+    std::vector<int32_t> ids, targets;
+    int64_t B = 0, L = 0;
+    void resize(int64_t b, int64_t l) {
+        B = b, L = l;
+        ids.resize(size_t(b * l));
+        targets.resize(size_t(b * l));
+    }
+};
+
+// Fills B random windows of length L (+1 for the shifted target) from tokens[0, n).
+inline void sample_batch(const uint16_t* tokens, size_t n, int64_t B, int64_t L, Rng& rng, Batch& out) {
+    if (n < size_t(L) + 1)
+        throw std::runtime_error("training data has " + std::to_string(n) + " tokens, fewer than --seq + 1 = " +
+                                 std::to_string(L + 1));
+    out.resize(B, L);
+    for (int64_t b = 0; b < B; ++b) {
+        const size_t s = size_t(rng.below(n - size_t(L)));
+        for (int64_t t = 0; t < L; ++t) {
+            out.ids[b * L + t] = tokens[s + t];
+            out.targets[b * L + t] = tokens[s + t + 1];
+        }
+    }
+}
+
+// Number of evaluation windows: inputs ids[iL, (i+1)L), targets shifted by one, i < (n-1)/L.
+inline int64_t eval_windows(size_t n, int64_t L) { return n < 2 ? 0 : int64_t((n - 1) / size_t(L)); }
+
+// Windows [w0, w0 + count) into out (count rows).
+inline void eval_batch(const uint16_t* tokens, int64_t w0, int64_t count, int64_t L, Batch& out) {
+    out.resize(count, L);
+    for (int64_t b = 0; b < count; ++b)
+        for (int64_t t = 0; t < L; ++t) {
+            const size_t p = size_t((w0 + b) * L + t);
+            out.ids[b * L + t] = tokens[p];
+            out.targets[b * L + t] = tokens[p + 1];
+        }
+}
+
+}  // namespace flashlm::data

@@ -1,0 +1,35 @@
+#pragma once
+// Global-norm gradient clipping over the flat gradient buffer (torch.nn.utils.clip_grad_norm_:
+// scale = max_norm / (norm + 1e-6) when norm exceeds max_norm). Returns the pre-clip norm, which the
+// trainer also uses to detect a non-finite step.
+#include <cmath>
+
+#include "flashlm/core/param_store.hpp"
+#include "flashlm/core/parallel.hpp"
+
+namespace flashlm::optim {
+
+template <class T>
+double grad_norm(const ParamStore<T>& params) {
+    const T* g = params.grads();
+    const int64_t n = int64_t(params.flat_size());
+    double s = 0;
+#pragma omp parallel for schedule(static) reduction(+ : s) if (n > k_parallel_min_work)
+    for (int64_t i = 0; i < n; ++i) s += double(g[i]) * double(g[i]);
+    return std::sqrt(s);
+}
+
+template <class T>
+double clip_grad_norm(ParamStore<T>& params, double max_norm) {
+    const double norm = grad_norm(params);
+    if (max_norm > 0 && std::isfinite(norm) && norm > max_norm) {
+        const T scale = T(max_norm / (norm + 1e-6));
+        T* g = params.grads();
+        const int64_t n = int64_t(params.flat_size());
+#pragma omp parallel for schedule(static) if (n > k_parallel_min_work)
+        for (int64_t i = 0; i < n; ++i) g[i] *= scale;
+    }
+    return norm;
+}
+
+}  // namespace flashlm::optim

@@ -1,0 +1,229 @@
+#pragma once
+// Training loop: AdamW + global-norm clipping + warm-up/cosine over a step count or a wall-clock budget,
+// progress lines, periodic evaluation, atomic checkpoints, exact resume, and a clean stop on SIGINT/
+// SIGTERM or on a non-finite loss.
+#include <fmt/format.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <stdexcept>
+#include <string>
+
+#include "flashlm/data/batcher.hpp"
+#include "flashlm/io/checkpoint.hpp"
+#include "flashlm/optim/adamw.hpp"
+#include "flashlm/optim/clip.hpp"
+#include "flashlm/optim/schedule.hpp"
+#include "flashlm/train/evaluate.hpp"
+#include "flashlm/train/model.hpp"
+
+namespace flashlm::train {
+
+// Set by a signal handler; the loop saves a checkpoint and returns at the next step boundary.
+inline std::atomic<bool>& stop_requested() {
+    static std::atomic<bool> flag{false};
+    return flag;
+}
+
+struct NonFiniteError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct TrainOptions {
+    int64_t steps = 0;        // total optimizer steps (0: use the time budget)
+    double budget_s = 0;      // wall-clock budget in seconds (0: use steps)
+    int64_t stop_after = 0;   // stop (with a checkpoint) after this many steps of this invocation
+    int64_t batch = 8, seq = 256, accum = 1;
+    double lr = 4e-3, min_lr = 1e-5, weight_decay = 0.01, beta1 = 0.9, beta2 = 0.95, clip = 1.0;
+    int64_t warmup = 500;
+    int64_t eval_every = 0;        // steps between evaluations (0: off)
+    double eval_every_s = 0;       // seconds between evaluations (0: off)
+    int64_t eval_windows = 200;    // validation windows per in-training evaluation
+    int64_t log_every = 10;
+    int64_t save_every = 0;        // steps between checkpoints (0: at evaluations and at the end)
+    uint64_t seed = 42;
+    std::string checkpoint;        // path of the checkpoint to write
+    std::string metrics;           // JSON-lines log of every step (empty: none)
+};
+
+struct TrainState {
+    int64_t step = 0, tokens_seen = 0;
+    double elapsed_s = 0, warmup_progress = 0;
+    std::string rng;
+
+    nlohmann::json to_json() const {
+        return {{"step", step}, {"tokens_seen", tokens_seen}, {"elapsed_s", elapsed_s},
+                {"warmup_progress", warmup_progress}, {"rng", rng}};
+    }
+    static TrainState from_json(const nlohmann::json& j) {
+        TrainState s;
+        s.step = j.at("step").get<int64_t>();
+        s.tokens_seen = j.at("tokens_seen").get<int64_t>();
+        s.elapsed_s = j.at("elapsed_s").get<double>();
+        s.warmup_progress = j.value("warmup_progress", 0.0);
+        s.rng = j.at("rng").get<std::string>();
+        return s;
+    }
+};
+
+struct Corpus {
+    const uint16_t* train = nullptr;
+    size_t train_n = 0;
+    const uint16_t* val = nullptr;
+    size_t val_n = 0;
+    const std::vector<int>* piece_bytes = nullptr;
+    std::string tokenizer;  // serialized tokenizer, embedded in checkpoints
+};
+
+inline std::string format_duration(double s) {
+    if (!std::isfinite(s) || s < 0) s = 0;
+    const long t = long(s + 0.5);
+    return t >= 3600 ? fmt::format("{}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60) : fmt::format("{}:{:02}", t / 60, t % 60);
+}
+
+template <class T>
+class Trainer {
+public:
+    Trainer(LanguageModel<T>& model, const Corpus& corpus, TrainOptions opt)
+        : model_(model),
+          corpus_(corpus),
+          opt_(std::move(opt)),
+          adam_(model.params(), optim::AdamWConfig{opt_.beta1, opt_.beta2, 1e-8, opt_.weight_decay}),
+          rng_(opt_.seed) {
+        if (opt_.steps <= 0 && opt_.budget_s <= 0) throw std::invalid_argument("set --steps, --minutes or --hours");
+        sched_.peak = opt_.lr;
+        sched_.floor = opt_.min_lr;
+        sched_.warmup_steps = opt_.warmup;
+        if (opt_.steps > 0) sched_.warmup_progress = std::min(1.0, double(opt_.warmup) / double(opt_.steps));
+        state_.rng = rng_.state();
+    }
+
+    // Restores parameters, optimizer moments, RNG and counters from an opened checkpoint.
+    void resume(const io::SafeTensors& st, const std::string& path, const io::CheckpointInfo& info) {
+        io::load_params(st, path, model_.params());
+        state_ = TrainState::from_json(info.train_state);
+        io::load_optimizer(st, path, model_.params(), adam_, info.train_state.value("adam_step", state_.step));
+        rng_.set_state(state_.rng);
+        if (opt_.steps <= 0) sched_.warmup_progress = state_.warmup_progress;
+    }
+
+    std::function<void(const std::string&)> log = [](const std::string& s) { std::fputs((s + "\n").c_str(), stdout), std::fflush(stdout); };
+    std::function<void(const TrainState&, const EvalResult&)> on_eval;
+
+    const TrainState& state() const { return state_; }
+    optim::AdamW<T>& optimizer() { return adam_; }
+
+    // Runs until the step count or time budget is reached. Returns true when it finished, false when it
+    // stopped early (signal or --stop-after); either way the checkpoint is current.
+    bool run() {
+        using clock = std::chrono::steady_clock;
+        const auto t_start = clock::now();
+        const double elapsed0 = state_.elapsed_s;
+        auto elapsed = [&] { return elapsed0 + std::chrono::duration<double>(clock::now() - t_start).count(); };
+        auto progress = [&] {
+            if (opt_.steps > 0) return double(state_.step) / double(opt_.steps);
+            return elapsed() / opt_.budget_s;
+        };
+        std::ofstream metrics;
+        if (!opt_.metrics.empty()) metrics.open(opt_.metrics, std::ios::app);
+
+        Tape<T> tape;
+        data::Batch batch;
+        const int64_t start_step = state_.step;
+        double last_log_t = elapsed(), last_eval_t = elapsed();
+        int64_t last_log_tokens = state_.tokens_seen;
+        bool finished = false;
+        while (true) {
+            if (opt_.steps > 0 ? state_.step >= opt_.steps : elapsed() >= opt_.budget_s) {
+                finished = true;
+                break;
+            }
+            if (stop_requested().load() || (opt_.stop_after > 0 && state_.step - start_step >= opt_.stop_after)) break;
+
+            if (opt_.steps <= 0 && state_.step == sched_.warmup_steps) sched_.warmup_progress = progress();
+            const double lr = sched_.at(state_.step, progress());
+            model_.params().zero_grad();
+            double loss_sum = 0;
+            for (int64_t a = 0; a < opt_.accum; ++a) {
+                data::sample_batch(corpus_.train, corpus_.train_n, opt_.batch, opt_.seq, rng_, batch);
+                tape.reset();
+                Tensor<T> loss = model_.loss(tape, batch.ids.data(), batch.targets.data(), opt_.batch, opt_.seq);
+                loss_sum += double(loss.data[0]);
+                tape.backward(loss);
+            }
+            const double loss = loss_sum / double(opt_.accum);
+            if (opt_.accum > 1) scale_grads(T(1.0 / double(opt_.accum)));
+            const double gnorm = optim::clip_grad_norm(model_.params(), opt_.clip);
+            if (!std::isfinite(loss) || !std::isfinite(gnorm))
+                throw NonFiniteError(fmt::format("non-finite {} at step {} (loss {}, grad norm {}); stopping. The last "
+                                                 "checkpoint ({}) is intact.",
+                                                 std::isfinite(loss) ? "gradient" : "loss", state_.step + 1, loss, gnorm,
+                                                 opt_.checkpoint.empty() ? "none written" : opt_.checkpoint));
+            adam_.step(lr);
+            state_.step += 1;
+            state_.tokens_seen += opt_.batch * opt_.seq * opt_.accum;
+            state_.elapsed_s = elapsed();
+            if (metrics) metrics << fmt::format("{{\"step\":{},\"loss\":{:.9g},\"lr\":{:.9g},\"grad_norm\":{:.9g}}}\n", state_.step, loss, lr, gnorm);
+
+            const double now = elapsed();
+            if (state_.step % opt_.log_every == 0 || state_.step == 1) {
+                const double tps = double(state_.tokens_seen - last_log_tokens) / std::max(now - last_log_t, 1e-9);
+                const double eta = opt_.steps > 0 ? (now - elapsed0) / double(state_.step - start_step) * double(opt_.steps - state_.step)
+                                                  : opt_.budget_s - now;
+                log(fmt::format("step {:>6}{} | loss {:.4f} | lr {:.2e} | {:>7.0f} tok/s | elapsed {} | ETA {}", state_.step,
+                                opt_.steps > 0 ? fmt::format("/{}", opt_.steps) : "", loss, lr, tps, format_duration(now),
+                                format_duration(eta)));
+                last_log_t = now;
+                last_log_tokens = state_.tokens_seen;
+            }
+            const bool eval_due = (opt_.eval_every > 0 && state_.step % opt_.eval_every == 0) ||
+                                  (opt_.eval_every_s > 0 && now - last_eval_t >= opt_.eval_every_s);
+            if (eval_due) {
+                run_eval();
+                last_eval_t = elapsed();
+                save();
+            } else if (opt_.save_every > 0 && state_.step % opt_.save_every == 0) {
+                save();
+            }
+        }
+        state_.elapsed_s = elapsed();
+        save();
+        return finished;
+    }
+
+    EvalResult run_eval() {
+        EvalResult r = evaluate(model_, corpus_.val, corpus_.val_n, opt_.seq, opt_.batch, *corpus_.piece_bytes, opt_.eval_windows);
+        log(fmt::format("eval  step {:>6} | val loss {:.4f} | ppl {:.2f} | bpb {:.4f} | {} windows | elapsed {}", state_.step,
+                        r.loss, r.ppl, r.bpb, r.windows, format_duration(state_.elapsed_s)));
+        if (on_eval) on_eval(state_, r);
+        return r;
+    }
+
+    void save() {
+        if (opt_.checkpoint.empty()) return;
+        state_.rng = rng_.state();
+        io::CheckpointInfo info{model_.name(), model_.config(), corpus_.tokenizer, state_.to_json()};
+        info.train_state["warmup_progress"] = sched_.warmup_progress;
+        io::save_checkpoint(opt_.checkpoint, model_.params(), &adam_, info);
+    }
+
+private:
+    void scale_grads(T s) {
+        T* g = model_.params().grads();
+        for (size_t i = 0; i < model_.params().flat_size(); ++i) g[i] *= s;
+    }
+
+    LanguageModel<T>& model_;
+    Corpus corpus_;
+    TrainOptions opt_;
+    optim::AdamW<T> adam_;
+    optim::WarmupCosine sched_;
+    Rng rng_;
+    TrainState state_;
+};
+
+}  // namespace flashlm::train
