@@ -1,0 +1,65 @@
+"""Runs a PyTorch reference model on the inputs flashlm wrote and saves logits, loss and gradients.
+
+usage: run_parity.py --model bolt --in IN.safetensors --out OUT.safetensors
+
+IN holds metadata "config" (JSON, upstream key names), every parameter under its state-dict name
+(tied aliases such as head.weight may be omitted) and int32 `ids` / `targets` [B, T].
+OUT gets `logits` [B, T, V], `loss` [1] and `grad.<name>` for every state-dict key.
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import safetensors_np  # noqa: E402
+
+
+def _bolt(config):
+    from bolt import build
+    return build(config)
+
+
+# Later variants add their builders here (each lives in a sibling module).
+MODELS = {"bolt": _bolt}
+
+TIED = {"head.weight": "embedding.weight"}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True, choices=sorted(MODELS))
+    ap.add_argument("--in", dest="inp", required=True)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+
+    torch.set_num_threads(1)
+    tensors, meta = safetensors_np.read(args.inp)
+    config = json.loads(meta["config"])
+    ids = torch.from_numpy(tensors.pop("ids").astype(np.int64))
+    targets = torch.from_numpy(tensors.pop("targets").astype(np.int64))
+
+    model = MODELS[args.model](config).float()
+    expected = model.state_dict()
+    for alias, target in TIED.items():
+        if alias in expected and alias not in tensors and target in tensors:
+            tensors[alias] = tensors[target]
+    state = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in tensors.items()}
+    model.load_state_dict(state, strict=True)
+
+    logits = model(ids)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    loss.backward()
+
+    out = {"logits": logits.detach().numpy(), "loss": loss.detach().reshape(1).numpy()}
+    for name in expected:  # tied names resolve to the shared Parameter, so they carry the summed gradient
+        out["grad." + name] = model.get_parameter(name).grad.numpy()
+    safetensors_np.write(args.out, out, {"model": args.model, "torch": torch.__version__})
+
+
+if __name__ == "__main__":
+    main()
