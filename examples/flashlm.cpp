@@ -17,6 +17,32 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// CLI11's built-in range checks print the whole double range; these say what is wrong in words.
+const CLI::Validator positive(
+    [](std::string& s) {
+        try {
+            size_t n = 0;
+            double v = std::stod(s, &n);
+            if (n != s.size() || !(v > 0)) return "must be a positive number, got '" + s + "'";
+        } catch (const std::exception&) {
+            return "must be a positive number, got '" + s + "'";
+        }
+        return std::string();
+    },
+    "POSITIVE");
+const CLI::Validator non_negative(
+    [](std::string& s) {
+        try {
+            size_t n = 0;
+            double v = std::stod(s, &n);
+            if (n != s.size() || !(v >= 0)) return "must be zero or a positive number, got '" + s + "'";
+        } catch (const std::exception&) {
+            return "must be zero or a positive number, got '" + s + "'";
+        }
+        return std::string();
+    },
+    ">=0");
+
 int default_threads() { return int(std::max(1u, std::thread::hardware_concurrency())); }
 
 void on_signal(int) { train::stop_requested().store(true); }
@@ -55,6 +81,8 @@ int cmd_train(const TrainArgs& a) {
     set_threads(a.threads > 0 ? a.threads : default_threads());
     Recipe rc = entry.recipe(default_threads());
     if (a.data.empty()) throw std::invalid_argument("no training data: pass --data FILE (a UTF-8 text file)");
+    if (a.steps <= 0 && a.minutes <= 0 && a.hours <= 0)
+        throw std::invalid_argument("set the run length: --steps N, --minutes M or --hours H");
     fs::create_directories(a.out);
     const std::string ckpt = (fs::path(a.out) / "checkpoint.safetensors").string();
 
@@ -245,25 +273,25 @@ int main(int argc, char** argv) {
     tr->add_option("--data", ta.data, "training text (UTF-8, one story per line)");
     tr->add_option("--val-data", ta.val_data, "validation text (default: the last 10% of --data, cut at a line break)");
     auto* g = tr->add_option_group("length", "run length (one of)");
-    g->add_option("--steps", ta.steps, "optimizer steps")->check(CLI::PositiveNumber);
-    g->add_option("--minutes", ta.minutes, "wall-clock budget in minutes (the LR schedule spans it)")->check(CLI::PositiveNumber);
-    g->add_option("--hours", ta.hours, "wall-clock budget in hours")->check(CLI::PositiveNumber);
+    g->add_option("--steps", ta.steps, "optimizer steps")->check(positive);
+    g->add_option("--minutes", ta.minutes, "wall-clock budget in minutes (the LR schedule spans it)")->check(positive);
+    g->add_option("--hours", ta.hours, "wall-clock budget in hours")->check(positive);
     g->require_option(0, 1);
-    tr->add_option("--vocab", ta.vocab, "tokenizer vocabulary (default: the variant's, 10000 for bolt)")->check(CLI::PositiveNumber);
-    tr->add_option("--batch", ta.batch, "sequences per micro-batch (default: upstream recipe)")->check(CLI::PositiveNumber);
-    tr->add_option("--accum", ta.accum, "micro-batches per optimizer step")->check(CLI::PositiveNumber);
-    tr->add_option("--seq", ta.seq, "sequence length (default: the variant's)")->check(CLI::PositiveNumber);
-    tr->add_option("--lr", ta.lr, "peak learning rate (default: upstream recipe)")->check(CLI::PositiveNumber);
-    tr->add_option("--warmup", ta.warmup, "warm-up steps (default 500)")->check(CLI::NonNegativeNumber);
-    tr->add_option("--threads", ta.threads, "OpenMP threads (default: all cores)")->check(CLI::PositiveNumber);
+    tr->add_option("--vocab", ta.vocab, "tokenizer vocabulary (default: the variant's, 10000 for bolt)")->check(positive);
+    tr->add_option("--batch", ta.batch, "sequences per micro-batch (default: upstream recipe)")->check(positive);
+    tr->add_option("--accum", ta.accum, "micro-batches per optimizer step")->check(positive);
+    tr->add_option("--seq", ta.seq, "sequence length (default: the variant's)")->check(positive);
+    tr->add_option("--lr", ta.lr, "peak learning rate (default: upstream recipe)")->check(positive);
+    tr->add_option("--warmup", ta.warmup, "warm-up steps (default 500)")->check(non_negative);
+    tr->add_option("--threads", ta.threads, "OpenMP threads (default: all cores)")->check(positive);
     tr->add_option("--seed", ta.seed, "seed for init and batch sampling")->capture_default_str();
     tr->add_option("--out", ta.out, "output folder (checkpoint, tokenizer, token cache, metrics)")->capture_default_str();
     tr->add_option("--resume", ta.resume, "continue exactly from this checkpoint")->check(CLI::ExistingFile);
-    tr->add_option("--eval-every", ta.eval_every, "evaluate (and checkpoint) every N steps")->check(CLI::NonNegativeNumber);
-    tr->add_option("--eval-every-minutes", ta.eval_every_minutes, "evaluate (and checkpoint) every M minutes")->check(CLI::NonNegativeNumber);
-    tr->add_option("--eval-windows", ta.eval_windows, "validation windows per in-training evaluation")->check(CLI::PositiveNumber)->capture_default_str();
-    tr->add_option("--log-every", ta.log_every, "steps between progress lines")->check(CLI::PositiveNumber)->capture_default_str();
-    tr->add_option("--stop-after", ta.stop_after, "stop with a checkpoint after N steps of this invocation")->check(CLI::PositiveNumber);
+    tr->add_option("--eval-every", ta.eval_every, "evaluate (and checkpoint) every N steps")->check(non_negative);
+    tr->add_option("--eval-every-minutes", ta.eval_every_minutes, "evaluate (and checkpoint) every M minutes")->check(non_negative);
+    tr->add_option("--eval-windows", ta.eval_windows, "validation windows per in-training evaluation")->check(positive)->capture_default_str();
+    tr->add_option("--log-every", ta.log_every, "steps between progress lines")->check(positive)->capture_default_str();
+    tr->add_option("--stop-after", ta.stop_after, "stop with a checkpoint after N steps of this invocation")->check(positive);
     tr->add_option("--metrics", ta.metrics, "JSON-lines file of per-step loss/lr (default OUT/metrics.jsonl)");
 
     EvalArgs ea;
@@ -271,21 +299,21 @@ int main(int argc, char** argv) {
     ev->add_option("--checkpoint", ea.checkpoint, "checkpoint (.safetensors)")->required()->check(CLI::ExistingFile);
     ev->add_option("--data", ea.data, "text to evaluate")->required()->check(CLI::ExistingFile);
     ev->add_option("--split", ea.split, "all | val (last 10%, as train holds out) | train")->check(CLI::IsMember({"all", "val", "train"}))->capture_default_str();
-    ev->add_option("--seq", ea.seq, "window length (default: the model's seq_len)")->check(CLI::PositiveNumber);
-    ev->add_option("--batch", ea.batch, "windows per forward pass")->check(CLI::PositiveNumber)->capture_default_str();
-    ev->add_option("--threads", ea.threads, "OpenMP threads (default: all cores)")->check(CLI::PositiveNumber);
+    ev->add_option("--seq", ea.seq, "window length (default: the model's seq_len)")->check(positive);
+    ev->add_option("--batch", ea.batch, "windows per forward pass")->check(positive)->capture_default_str();
+    ev->add_option("--threads", ea.threads, "OpenMP threads (default: all cores)")->check(positive);
     ev->add_flag("--json", ea.json, "print one JSON object");
 
     GenArgs ga;
     auto* ge = app.add_subcommand("generate", "sample a continuation of a prompt");
     ge->add_option("--checkpoint", ga.checkpoint, "checkpoint (.safetensors)")->required()->check(CLI::ExistingFile);
     ge->add_option("--prompt", ga.prompt, "prompt text")->capture_default_str();
-    ge->add_option("--tokens", ga.tokens, "new tokens at most (stops early at end of story)")->check(CLI::NonNegativeNumber)->capture_default_str();
-    ge->add_option("--temperature", ga.temperature, "sampling temperature (0: greedy)")->check(CLI::NonNegativeNumber)->capture_default_str();
-    ge->add_option("--top-k", ga.top_k, "keep the k most likely tokens (0: off)")->check(CLI::NonNegativeNumber)->capture_default_str();
+    ge->add_option("--tokens", ga.tokens, "new tokens at most (stops early at end of story)")->check(non_negative)->capture_default_str();
+    ge->add_option("--temperature", ga.temperature, "sampling temperature (0: greedy)")->check(non_negative)->capture_default_str();
+    ge->add_option("--top-k", ga.top_k, "keep the k most likely tokens (0: off)")->check(non_negative)->capture_default_str();
     ge->add_option("--top-p", ga.top_p, "nucleus sampling mass (1: off)")->check(CLI::Range(0.0, 1.0))->capture_default_str();
     ge->add_option("--seed", ga.seed, "sampling seed")->capture_default_str();
-    ge->add_option("--threads", ga.threads, "OpenMP threads (default: all cores)")->check(CLI::PositiveNumber);
+    ge->add_option("--threads", ga.threads, "OpenMP threads (default: all cores)")->check(positive);
 
     try {
         app.parse(argc, argv);

@@ -4,7 +4,12 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cstdint>
+#include <cstdio>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -39,7 +44,15 @@ public:
                                  " --byte_fallback=true --hard_vocab_limit=false --character_coverage=0.9995"
                                  " --max_sentence_length=65536 --minloglevel=2 --num_threads=" +
                                  std::to_string(threads < 1 ? 1 : threads);
+        // The trainer logs its command line to stderr before it parses --minloglevel; failures come back
+        // through the status, so silence stderr for the call.
+        std::fflush(stderr);
+        const int saved = ::dup(2), devnull = ::open("/dev/null", O_WRONLY);
+        if (saved >= 0 && devnull >= 0) ::dup2(devnull, 2);
         auto st = sentencepiece::SentencePieceTrainer::Train(args, &it, &proto);
+        if (saved >= 0 && devnull >= 0) ::dup2(saved, 2);
+        if (devnull >= 0) ::close(devnull);
+        if (saved >= 0) ::close(saved);
         if (!st.ok()) throw std::runtime_error("tokenizer training failed: " + st.ToString());
         return from_serialized(proto);
     }

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what flashlm needs from Debian 12 packages (apt-get update once, then install only what is
+# missing). Usage: scripts/install-deps.sh [--test]   (--test adds the PyTorch peer for parity tests)
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config libeigen3-dev libxsimd-dev libcli11-dev nlohmann-json3-dev libfmt-dev
+      libsentencepiece-dev)
+if [[ "${1:-}" == "--test" ]]; then
+  pkgs+=(doctest-dev libbenchmark-dev python3-torch python3-numpy libopenblas0-openmp)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [[ "$(id -u)" != 0 ]] && SUDO="sudo"
+  echo "installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

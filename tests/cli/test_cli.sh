@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# End-to-end CLI checks: training lowers the loss, resume is exact, eval/generate work from one
+# checkpoint file, and bad input gets one clear error and a non-zero exit.
+# Usage: test_cli.sh BUILD_BIN_DIR DATA_DIR
+set -uo pipefail
+bin="$1/flashlm"
+data="$2/tinystories-c.txt"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fails=0
+pass() { echo "PASS: $1"; }
+fail() { echo "FAIL: $1"; fails=$((fails + 1)); }
+# expect_error NAME PATTERN CMD... : CMD must exit non-zero and print PATTERN on stderr.
+expect_error() {
+  local name="$1" pat="$2"; shift 2
+  "$@" >"$work/out" 2>"$work/err"; local rc=$?
+  if [[ $rc -ne 0 ]] && grep -qiE "$pat" "$work/err"; then pass "$name (rc=$rc: $(head -c 160 "$work/err" | tr '\n' ' '))"
+  else fail "$name: rc=$rc stderr=$(cat "$work/err") stdout=$(tail -3 "$work/out")"; fi
+}
+losses() { sed -E 's/.*"loss":([^,]*).*/\1/' "$1"; }
+common=(--data "$data" --seq 64 --batch 4 --threads 2 --log-every 10)
+
+# 1. 30 steps of Bolt on tinystories-c: the mean loss of the last 5 steps is at least 1.0 nat below the first 5.
+"$bin" train "${common[@]}" --steps 30 --out "$work/a" > "$work/a.log" 2>&1 || fail "train 30 steps: $(tail -5 "$work/a.log")"
+grep -q "step     30/30 | loss" "$work/a.log" && pass "progress line printed" || fail "no progress line"
+grep -q "ETA" "$work/a.log" && grep -q "tok/s" "$work/a.log" || fail "progress line lacks tok/s or ETA"
+first=$(losses "$work/a/metrics.jsonl" | head -5 | awk '{s+=$1} END {print s/NR}')
+last=$(losses "$work/a/metrics.jsonl" | tail -5 | awk '{s+=$1} END {print s/NR}')
+awk -v f="$first" -v l="$last" 'BEGIN {exit !(l <= f - 1.0)}' && pass "loss falls: first5 $first -> last5 $last" || fail "loss did not fall by 1.0: $first -> $last"
+
+# 2. resume: 20 steps == 10 + resume + 10, loss for loss.
+"$bin" train "${common[@]}" --steps 20 --out "$work/full" >/dev/null 2>&1
+"$bin" train "${common[@]}" --steps 20 --stop-after 10 --out "$work/half" >/dev/null 2>&1
+"$bin" train "${common[@]}" --steps 20 --resume "$work/half/checkpoint.safetensors" --out "$work/half" >/dev/null 2>&1
+if [[ $(losses "$work/full/metrics.jsonl" | wc -l) -eq 20 ]] && diff <(losses "$work/full/metrics.jsonl") <(losses "$work/half/metrics.jsonl") >/dev/null; then
+  pass "resume reproduces 20 losses exactly (last $(losses "$work/full/metrics.jsonl" | tail -1))"
+else fail "resume differs: $(paste <(losses "$work/full/metrics.jsonl") <(losses "$work/half/metrics.jsonl") | tail -12 | tr '\n' ' ')"; fi
+cmp -s "$work/full/checkpoint.safetensors" "$work/half/checkpoint.safetensors" && pass "resumed checkpoint is byte-identical" || echo "note: checkpoints differ only in metadata (elapsed time)"
+
+# 3. eval and generate need only the checkpoint.
+ck="$work/a/checkpoint.safetensors"
+"$bin" eval --checkpoint "$ck" --data "$data" --split val --json > "$work/eval.json" 2>"$work/err" || fail "eval: $(cat "$work/err")"
+grep -qE '"bpb":[0-9.]+' "$work/eval.json" && grep -qE '"loss":[0-9.]+' "$work/eval.json" && pass "eval --json: $(cat "$work/eval.json")" || fail "eval json: $(cat "$work/eval.json")"
+"$bin" generate --checkpoint "$ck" --prompt "Once upon a time" --tokens 20 --seed 1 > "$work/gen.txt" 2>"$work/err" || fail "generate: $(cat "$work/err")"
+[[ $(wc -c < "$work/gen.txt") -gt 20 ]] && pass "generate: $(head -c 120 "$work/gen.txt")" || fail "generate printed too little"
+"$bin" generate --checkpoint "$ck" --tokens 20 --seed 1 > "$work/gen2.txt" 2>&1
+cmp -s "$work/gen.txt" "$work/gen2.txt" && pass "generation is seeded" || fail "same seed, different story"
+
+# 4. bad input: one clear message, non-zero exit.
+expect_error "no --data" "pass --data" "$bin" train --steps 1 --out "$work/x"
+expect_error "missing data file" "cannot open data file" "$bin" train --data "$work/nope.txt" --steps 1 --out "$work/x"
+: > "$work/empty.txt"
+expect_error "empty corpus" "is empty" "$bin" train --data "$work/empty.txt" --steps 1 --out "$work/x"
+expect_error "unknown flag" "didn't expect|not expected|extras|unknown" "$bin" train --data "$data" --steps 1 --bogus
+expect_error "unknown subcommand" "extras|not expected|didn't expect|subcommand" "$bin" fly
+expect_error "negative steps" "steps" "$bin" train --data "$data" --steps -5
+expect_error "non-numeric lr" "lr" "$bin" train --data "$data" --steps 1 --lr abc
+expect_error "unknown model" "unknown model" "$bin" train --model nosuch --data "$data" --steps 1 --out "$work/x"
+expect_error "no run length" "steps|minutes" "$bin" train --data "$data" --out "$work/x"
+expect_error "seq beyond model" "exceeds" "$bin" eval --checkpoint "$ck" --data "$data" --seq 100000
+head -c 1000 "$ck" > "$work/trunc.safetensors"
+expect_error "truncated checkpoint" "truncat|header|exceeds|bytes" "$bin" eval --checkpoint "$work/trunc.safetensors" --data "$data"
+: > "$work/zero.safetensors"
+expect_error "zero-length checkpoint" "bytes|truncat|small|empty" "$bin" generate --checkpoint "$work/zero.safetensors"
+cp "$ck" "$work/flip.safetensors"
+size=$(stat -c %s "$ck")
+printf '\x5a' | dd of="$work/flip.safetensors" bs=1 seek=$((size - 100)) conv=notrunc 2>/dev/null
+expect_error "bit-flipped checkpoint" "checksum" "$bin" eval --checkpoint "$work/flip.safetensors" --data "$data"
+printf 'not a checkpoint at all, just text\n' > "$work/text.safetensors"
+expect_error "text as checkpoint" "header|bytes|truncat|json" "$bin" eval --checkpoint "$work/text.safetensors" --data "$data"
+
+echo "$fails failure(s)"
+exit $((fails > 0))
