@@ -1,6 +1,11 @@
 #pragma once
-// Thin OpenMP helpers: one place decides how many threads kernels use.
+// Threading helpers. Work is split statically into one contiguous range per thread, so results are
+// deterministic for a given thread count. Small loops, nested calls and single-thread runs never enter
+// an OpenMP region: libgomp mallocs a fresh team for every serialized (one-thread) region, which would
+// break the no-allocation-per-step guarantee.
 #include <omp.h>
+
+#include <cstdint>
 
 namespace flashlm {
 
@@ -10,7 +15,65 @@ inline void set_threads(int n) {
 }
 inline int thread_id() { return omp_get_thread_num(); }
 
-// Row loops smaller than this stay serial: forking threads costs more than the work.
-inline constexpr long k_parallel_min_work = 1 << 15;
+// Below this many scalar operations a loop stays serial: forking threads costs more than the work.
+inline constexpr int64_t k_parallel_min_work = 1 << 15;
+// Upper bound on threads for fixed-size per-thread scratch (partial sums).
+inline constexpr int k_max_threads = 256;
+
+inline bool go_parallel(int64_t n, int64_t work) {
+    return n > 1 && work >= k_parallel_min_work && max_threads() > 1 && !omp_in_parallel();
+}
+
+// Calls f(begin, end) on disjoint ranges covering [0, n); `work` is the total scalar work, used only to
+// decide whether threads pay off.
+template <class F>
+void parallel_for(int64_t n, int64_t work, F&& f) {
+    if (!go_parallel(n, work)) {
+        if (n > 0) f(int64_t(0), n);
+        return;
+    }
+#pragma omp parallel
+    {
+        const int64_t t = omp_get_thread_num(), k = omp_get_num_threads();
+        const int64_t b = n * t / k, e = n * (t + 1) / k;
+        if (b < e) f(b, e);
+    }
+}
+
+// Like parallel_for, but also passes the thread index (0..threads-1) for per-thread scratch.
+template <class F>
+int parallel_for_tid(int64_t n, int64_t work, F&& f) {
+    if (!go_parallel(n, work)) {
+        if (n > 0) f(int64_t(0), n, 0);
+        return 1;
+    }
+    int used = 1;
+#pragma omp parallel
+    {
+        const int64_t t = omp_get_thread_num(), k = omp_get_num_threads();
+        if (t == 0) used = int(k);
+        const int64_t b = n * t / k, e = n * (t + 1) / k;
+        if (b < e) f(b, e, int(t));
+    }
+    return used;
+}
+
+// Σ f(begin, end) over a static split; partial sums are added in thread order (deterministic).
+template <class F>
+double parallel_sum(int64_t n, int64_t work, F&& f) {
+    if (!go_parallel(n, work)) return n > 0 ? f(int64_t(0), n) : 0.0;
+    double part[k_max_threads] = {};
+    int used = 1;
+#pragma omp parallel
+    {
+        const int64_t t = omp_get_thread_num(), k = omp_get_num_threads();
+        if (t == 0) used = int(k);
+        const int64_t b = n * t / k, e = n * (t + 1) / k;
+        if (b < e && t < k_max_threads) part[t] = f(b, e);
+    }
+    double s = 0;
+    for (int t = 0; t < used && t < k_max_threads; ++t) s += part[t];
+    return s;
+}
 
 }  // namespace flashlm

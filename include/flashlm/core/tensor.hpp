@@ -62,8 +62,10 @@ struct Tensor {
     VecMap<T> grad_vec() const { return VecMap<T>(grad, numel()); }
 };
 
-inline void check_shape(bool ok, const std::string& what) {
-    if (!ok) throw std::invalid_argument(what);
-}
+// Shape checks build their message only on failure: ops run every step and must not allocate.
+#define FLASHLM_CHECK(cond, msg)                            \
+    do {                                                    \
+        if (!(cond)) throw std::invalid_argument(msg);      \
+    } while (0)
 
 }  // namespace flashlm

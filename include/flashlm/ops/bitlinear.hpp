@@ -14,15 +14,20 @@ namespace flashlm::ops {
 // round() is half-to-even (std::nearbyint), like torch.round.
 template <class T>
 T quantize_absmean(const T* w, T* out, int64_t n) {
-    double s = 0;
-    for (int64_t i = 0; i < n; ++i) s += std::abs(double(w[i]));
+    const double s = parallel_sum(n, n, [&](int64_t b, int64_t e) {
+        double acc = 0;
+        for (int64_t i = b; i < e; ++i) acc += std::abs(double(w[i]));
+        return acc;
+    });
     const T alpha = T(s / double(n));
     const T denom = alpha + T(1e-8);
-    for (int64_t i = 0; i < n; ++i) {
-        T q = std::nearbyint(w[i] / denom);
-        q = q > T(1) ? T(1) : (q < T(-1) ? T(-1) : q);
-        out[i] = q * alpha;
-    }
+    parallel_for(n, 8 * n, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) {
+            T q = std::nearbyint(w[i] / denom);
+            q = q > T(1) ? T(1) : (q < T(-1) ? T(-1) : q);
+            out[i] = q * alpha;
+        }
+    });
     return alpha;
 }
 
@@ -33,13 +38,13 @@ void bitlinear_backward(Node<T>& n) {
 
 template <class T>
 Tensor<T> bitlinear(Tape<T>& tape, const Tensor<T>& x, const Tensor<T>& W) {
-    check_shape(W.shape.rank == 2 && W.dim(1) == x.cols(),
+    FLASHLM_CHECK(W.shape.rank == 2 && W.dim(1) == x.cols(),
                 "bitlinear: input " + x.shape.str() + " does not match weight " + W.shape.str());
     const int64_t N = W.dim(0), K = W.dim(1);
     T* wq = tape.scratch(N * K);
     quantize_absmean(W.data, wq, N * K);
     Tensor<T> y = tape.make(with_last_dim(x.shape, N), tape.recording({x, W}));
-    y.mat().noalias() = x.mat() * MatMap<T>(wq, N, K).transpose();
+    kernels::gemm_nt(x.rows(), N, K, x.data, wq, y.data, false);
     if (y.grad) {
         auto& n = tape.record(&bitlinear_backward<T>);
         n.in[0] = x;

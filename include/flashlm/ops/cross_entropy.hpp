@@ -32,13 +32,14 @@ void cross_entropy_backward(Node<T>& n) {
     const int64_t M = z.rows(), V = z.cols();
     const T scale = n.out.grad[0] / T(M);
     const T* lse = n.saved[0];
-#pragma omp parallel for schedule(static) if (M * V > k_parallel_min_work)
-    for (int64_t i = 0; i < M; ++i) {
-        const T* zi = z.data + i * V;
-        T* gi = z.grad + i * V;
-        for (int64_t v = 0; v < V; ++v) gi[v] += scale * std::exp(zi[v] - lse[i]);
-        gi[n.ids[i]] -= scale;
-    }
+    parallel_for(M, M * V, [&](int64_t b_, int64_t e_) {
+        for (int64_t i = b_; i < e_; ++i) {
+            const T* zi = z.data + i * V;
+            T* gi = z.grad + i * V;
+            for (int64_t v = 0; v < V; ++v) gi[v] += scale * std::exp(zi[v] - lse[i]);
+            gi[n.ids[i]] -= scale;
+        }
+    });
 }
 
 // logits: [..., V]; targets: one id per row. Returns a scalar tensor.
@@ -49,12 +50,15 @@ Tensor<T> cross_entropy(Tape<T>& tape, const Tensor<T>& logits, const int32_t* t
     Tensor<T> loss = tape.make(Shape{1}, tape.recording({logits}));
     T* lse = tape.scratch(M);
     double total = 0;
-#pragma omp parallel for schedule(static) reduction(+ : total) if (M * V > k_parallel_min_work)
-    for (int64_t i = 0; i < M; ++i) {
-        const T* zi = logits.data + i * V;
-        lse[i] = detail::row_logsumexp(zi, V);
-        total += double(lse[i] - zi[targets[i]]);
-    }
+    total += parallel_sum(M, M * V, [&](int64_t b_, int64_t e_) {
+        double total = 0;
+        for (int64_t i = b_; i < e_; ++i) {
+            const T* zi = logits.data + i * V;
+            lse[i] = detail::row_logsumexp(zi, V);
+            total += double(lse[i] - zi[targets[i]]);
+        }
+        return total;
+    });
     loss.data[0] = T(total / double(M));
     if (loss.grad) {
         auto& n = tape.record(&cross_entropy_backward<T>);

@@ -1,7 +1,8 @@
 #pragma once
-// Dense linear y = x Wᵀ (PyTorch layout: W is [out, in]); Eigen GEMM for all three products.
+// Dense linear y = x Wᵀ (PyTorch layout: W is [out, in]); kernels::gemm_* for all three products.
 // Also used as the tied output head (W = the embedding matrix).
 #include "flashlm/autograd/tape.hpp"
+#include "flashlm/kernels/gemm.hpp"
 
 namespace flashlm::ops {
 
@@ -14,9 +15,8 @@ inline Shape with_last_dim(Shape s, int64_t n) {
 template <class T>
 void linear_backward_raw(const Tensor<T>& x, const T* W, T* dW, int64_t N, const Tensor<T>& out) {
     const int64_t M = x.rows(), K = x.cols();
-    MatMap<T> dy(out.grad, M, N);
-    if (x.grad) x.grad_mat().noalias() += dy * MatMap<T>(const_cast<T*>(W), N, K);
-    if (dW) MatMap<T>(dW, N, K).noalias() += dy.transpose() * x.mat();
+    if (x.grad) kernels::gemm_nn(M, K, N, out.grad, W, x.grad, true);
+    if (dW) kernels::gemm_tn(N, K, M, out.grad, x.data, dW, true);
 }
 
 template <class T>
@@ -27,11 +27,11 @@ void linear_backward(Node<T>& n) {
 // x: [..., K], W: [N, K] -> [..., N]
 template <class T>
 Tensor<T> linear(Tape<T>& tape, const Tensor<T>& x, const Tensor<T>& W) {
-    check_shape(W.shape.rank == 2 && W.dim(1) == x.cols(),
+    FLASHLM_CHECK(W.shape.rank == 2 && W.dim(1) == x.cols(),
                 "linear: input " + x.shape.str() + " does not match weight " + W.shape.str());
     const int64_t N = W.dim(0);
     Tensor<T> y = tape.make(with_last_dim(x.shape, N), tape.recording({x, W}));
-    y.mat().noalias() = x.mat() * W.mat().transpose();
+    kernels::gemm_nt(x.rows(), N, x.cols(), x.data, W.data, y.data, false);
     if (y.grad) {
         auto& n = tape.record(&linear_backward<T>);
         n.in[0] = x;

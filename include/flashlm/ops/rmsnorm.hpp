@@ -17,17 +17,18 @@ void rmsnorm_backward(Node<T>& n) {
     const T* r = n.saved[0];
     const T* dy = n.out.grad;
     if (x.grad) {
-#pragma omp parallel for schedule(static) if (M * D > k_parallel_min_work)
-        for (int64_t i = 0; i < M; ++i) {
-            const T* xi = x.data + i * D;
-            const T* dyi = dy + i * D;
-            T dot = 0;
-            for (int64_t c = 0; c < D; ++c) dot += dyi[c] * g.data[c] * xi[c];
-            const T ri = r[i];
-            const T k = dot * ri * ri / T(D);
-            T* dxi = x.grad + i * D;
-            for (int64_t c = 0; c < D; ++c) dxi[c] += ri * (dyi[c] * g.data[c] - xi[c] * k);
-        }
+        parallel_for(M, M * D, [&](int64_t b_, int64_t e_) {
+            for (int64_t i = b_; i < e_; ++i) {
+                const T* xi = x.data + i * D;
+                const T* dyi = dy + i * D;
+                T dot = 0;
+                for (int64_t c = 0; c < D; ++c) dot += dyi[c] * g.data[c] * xi[c];
+                const T ri = r[i];
+                const T k = dot * ri * ri / T(D);
+                T* dxi = x.grad + i * D;
+                for (int64_t c = 0; c < D; ++c) dxi[c] += ri * (dyi[c] * g.data[c] - xi[c] * k);
+            }
+        });
     }
     if (g.grad) {
         for (int64_t i = 0; i < M; ++i) {
@@ -41,20 +42,21 @@ void rmsnorm_backward(Node<T>& n) {
 
 template <class T>
 Tensor<T> rmsnorm(Tape<T>& tape, const Tensor<T>& x, const Tensor<T>& g, double eps = 1e-6) {
-    check_shape(g.numel() == x.cols(), "rmsnorm: gain " + g.shape.str() + " does not match input " + x.shape.str());
+    FLASHLM_CHECK(g.numel() == x.cols(), "rmsnorm: gain " + g.shape.str() + " does not match input " + x.shape.str());
     const int64_t M = x.rows(), D = x.cols();
     Tensor<T> y = tape.make(x.shape, tape.recording({x, g}));
     T* r = tape.scratch(M);
-#pragma omp parallel for schedule(static) if (M * D > k_parallel_min_work)
-    for (int64_t i = 0; i < M; ++i) {
-        const T* xi = x.data + i * D;
-        T ss = 0;
-        for (int64_t c = 0; c < D; ++c) ss += xi[c] * xi[c];
-        const T ri = T(1) / std::sqrt(ss / T(D) + T(eps));
-        r[i] = ri;
-        T* yi = y.data + i * D;
-        for (int64_t c = 0; c < D; ++c) yi[c] = xi[c] * ri * g.data[c];
-    }
+    parallel_for(M, M * D, [&](int64_t b_, int64_t e_) {
+        for (int64_t i = b_; i < e_; ++i) {
+            const T* xi = x.data + i * D;
+            T ss = 0;
+            for (int64_t c = 0; c < D; ++c) ss += xi[c] * xi[c];
+            const T ri = T(1) / std::sqrt(ss / T(D) + T(eps));
+            r[i] = ri;
+            T* yi = y.data + i * D;
+            for (int64_t c = 0; c < D; ++c) yi[c] = xi[c] * ri * g.data[c];
+        }
+    });
     if (y.grad) {
         auto& n = tape.record(&rmsnorm_backward<T>);
         n.in[0] = x;

@@ -8,6 +8,7 @@
 
 #include "flashlm/autograd/tape.hpp"
 #include "flashlm/core/parallel.hpp"
+#include "flashlm/kernels/gemm.hpp"
 #include "flashlm/ops/cross_entropy.hpp"
 
 namespace flashlm::ops {
@@ -17,15 +18,20 @@ void tied_head_ce_backward(Node<T>& n) {
     const T g = n.out.grad[0];
     const Tensor<T>& h = n.in[0];
     const Tensor<T>& E = n.in[1];
-    if (h.grad) h.grad_vec() += g * VecMap<T>(n.saved[0], h.numel());
-    if (E.grad) E.grad_vec() += g * VecMap<T>(n.saved[1], E.numel());
+    auto axpy = [g](T* dst, const T* src, int64_t len) {
+        parallel_for(len, len, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) dst[i] += g * src[i];
+        });
+    };
+    if (h.grad) axpy(h.grad, n.saved[0], h.numel());
+    if (E.grad) axpy(E.grad, n.saved[1], E.numel());
 }
 
 // h: [..., D]; E: [V, D]; targets: one id per row of h. Returns the mean loss as a scalar tensor.
 template <class T>
 Tensor<T> tied_head_cross_entropy(Tape<T>& tape, const Tensor<T>& h, const Tensor<T>& E, const int32_t* targets,
                                   int64_t block_rows = 256) {
-    check_shape(E.shape.rank == 2 && E.dim(1) == h.cols(),
+    FLASHLM_CHECK(E.shape.rank == 2 && E.dim(1) == h.cols(),
                 "tied_head_cross_entropy: hidden " + h.shape.str() + " does not match head " + E.shape.str());
     const int64_t M = h.rows(), D = h.cols(), V = E.dim(0);
     detail::check_targets(targets, M, V);
@@ -39,23 +45,25 @@ Tensor<T> tied_head_cross_entropy(Tape<T>& tape, const Tensor<T>& h, const Tenso
     double total = 0;
     for (int64_t r0 = 0; r0 < M; r0 += R) {
         const int64_t r = std::min(R, M - r0);
-        MatMap<T> zb(z, r, V);
-        MatMap<T> hb(h.data + r0 * D, r, D);
-        zb.noalias() = hb * E.mat().transpose();
-#pragma omp parallel for schedule(static) reduction(+ : total) if (r * V > k_parallel_min_work)
-        for (int64_t i = 0; i < r; ++i) {
-            T* zi = z + i * V;
-            const int32_t t = targets[r0 + i];
-            const T lse = detail::row_logsumexp(zi, V);
-            total += double(lse - zi[t]);
-            if (grad) {
-                for (int64_t v = 0; v < V; ++v) zi[v] = std::exp(zi[v] - lse) * inv_m;
-                zi[t] -= inv_m;
+        const T* hb = h.data + r0 * D;
+        kernels::gemm_nt(r, V, D, hb, E.data, z, false);
+        total += parallel_sum(r, r * V, [&](int64_t b_, int64_t e_) {
+            double part = 0;
+            for (int64_t i = b_; i < e_; ++i) {
+                T* zi = z + i * V;
+                const int32_t t = targets[r0 + i];
+                const T lse = detail::row_logsumexp(zi, V);
+                part += double(lse - zi[t]);
+                if (grad) {
+                    for (int64_t v = 0; v < V; ++v) zi[v] = std::exp(zi[v] - lse) * inv_m;
+                    zi[t] -= inv_m;
+                }
             }
-        }
+            return part;
+        });
         if (grad) {
-            MatMap<T>(dh + r0 * D, r, D).noalias() = zb * E.mat();
-            MatMap<T>(dE, V, D).noalias() += zb.transpose() * hb;
+            kernels::gemm_nn(r, D, V, z, E.data, dh + r0 * D, false);
+            kernels::gemm_tn(V, D, r, z, hb, dE, true);
         }
     }
     loss.data[0] = T(total / double(M));

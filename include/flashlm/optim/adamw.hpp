@@ -35,13 +35,14 @@ public:
         for (const auto& info : params_.infos()) {
             const int64_t o = int64_t(info.offset), n = info.shape.numel();
             const T decay = T(1.0 - lr * (info.decay ? cfg_.weight_decay : 0.0));
-#pragma omp parallel for schedule(static) if (n > k_parallel_min_work)
-            for (int64_t i = o; i < o + n; ++i) {
-                p[i] *= decay;
-                m[i] = b1 * m[i] + (T(1) - b1) * g[i];
-                v[i] = b2 * v[i] + (T(1) - b2) * g[i] * g[i];
-                p[i] -= step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
-            }
+            parallel_for(n, 8 * n, [&](int64_t b, int64_t e) {
+                for (int64_t i = o + b; i < o + e; ++i) {
+                    p[i] *= decay;
+                    m[i] = b1 * m[i] + (T(1) - b1) * g[i];
+                    v[i] = b2 * v[i] + (T(1) - b2) * g[i] * g[i];
+                    p[i] -= step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
+                }
+            });
         }
     }
     int64_t steps() const { return t_; }

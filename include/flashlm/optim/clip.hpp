@@ -13,10 +13,11 @@ template <class T>
 double grad_norm(const ParamStore<T>& params) {
     const T* g = params.grads();
     const int64_t n = int64_t(params.flat_size());
-    double s = 0;
-#pragma omp parallel for schedule(static) reduction(+ : s) if (n > k_parallel_min_work)
-    for (int64_t i = 0; i < n; ++i) s += double(g[i]) * double(g[i]);
-    return std::sqrt(s);
+    return std::sqrt(parallel_sum(n, n, [&](int64_t b, int64_t e) {
+        double s = 0;
+        for (int64_t i = b; i < e; ++i) s += double(g[i]) * double(g[i]);
+        return s;
+    }));
 }
 
 template <class T>
@@ -26,8 +27,9 @@ double clip_grad_norm(ParamStore<T>& params, double max_norm) {
         const T scale = T(max_norm / (norm + 1e-6));
         T* g = params.grads();
         const int64_t n = int64_t(params.flat_size());
-#pragma omp parallel for schedule(static) if (n > k_parallel_min_work)
-        for (int64_t i = 0; i < n; ++i) g[i] *= scale;
+        parallel_for(n, n, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) g[i] *= scale;
+        });
     }
     return norm;
 }

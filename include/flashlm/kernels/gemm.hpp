@@ -1,0 +1,85 @@
+#pragma once
+// GEMM for row-major float/double matrices: Eigen's packed GEBP kernels, driven by flashlm.
+// Eigen's own OpenMP GEMM allocates its packing buffers on the heap on every call; here each thread
+// owns a packing workspace that grows once (first step) and is reused, and threads take disjoint row
+// ranges of C, so a training step allocates nothing and the result is deterministic.
+#include <algorithm>
+#include <vector>
+
+#include "flashlm/core/parallel.hpp"
+#include "flashlm/core/storage.hpp"
+#include "flashlm/core/tensor.hpp"
+
+namespace flashlm::kernels {
+
+namespace detail {
+
+template <class T>
+struct Workspace {
+    Storage<T> a, b;
+};
+
+template <class T>
+Workspace<T>& workspace(int tid) {
+    static std::vector<Workspace<T>> ws(k_max_threads);
+    return ws[size_t(tid)];
+}
+
+// Packing buffers for one call of Eigen's blocked product, provided by us instead of malloc.
+template <class T>
+struct Blocking : Eigen::internal::level3_blocking<T, T> {
+    Blocking(Eigen::Index m, Eigen::Index n, Eigen::Index k, Workspace<T>& ws) {
+        // The row-major product is run by Eigen as the transposed column-major one: m and n swap.
+        this->m_mc = n, this->m_nc = m, this->m_kc = k;
+        Eigen::internal::computeProductBlockingSizes<T, T, 1>(this->m_kc, this->m_mc, this->m_nc, Eigen::Index(1));
+        const size_t sa = size_t(this->m_mc * this->m_kc), sb = size_t(this->m_kc * this->m_nc);
+        if (ws.a.size() < sa) ws.a.resize(sa);
+        if (ws.b.size() < sb) ws.b.resize(sb);
+        this->m_blockA = ws.a.data();
+        this->m_blockB = ws.b.data();
+    }
+};
+
+// C[m, n] (row-major, leading dim ldc) += A · B where A is [m, k] and B is [k, n]; LhsOrder/RhsOrder say
+// how A and B are stored (RowMajor: leading dim = row length; ColMajor: = column length).
+template <class T, int LhsOrder, int RhsOrder>
+void gemm_acc(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc,
+              T alpha, int tid) {
+    using Gemm = Eigen::internal::general_matrix_matrix_product<Eigen::Index, T, LhsOrder, false, T, RhsOrder, false,
+                                                                 Eigen::RowMajor, 1>;
+    Blocking<T> blocking(m, n, k, workspace<T>(tid));
+    Gemm::run(m, n, k, a, lda, b, ldb, c, 1, ldc, alpha, blocking, nullptr);
+}
+
+// Threads split the rows of C. Row r of A starts at a + r·row_step (row-major: lda; column-major: 1).
+template <class T, int LhsOrder, int RhsOrder>
+void gemm_rows(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, T* c, bool accumulate) {
+    const int64_t row_step = LhsOrder == Eigen::RowMajor ? lda : 1;
+    // Row blocks of at least 16 keep Eigen's micro-kernel busy.
+    const int64_t blocks = (m + 15) / 16;
+    parallel_for_tid(blocks, 2 * m * n * k, [&](int64_t b0, int64_t b1, int tid) {
+        const int64_t r0 = b0 * 16, r1 = std::min(m, b1 * 16);
+        if (!accumulate) std::fill(c + r0 * n, c + r1 * n, T(0));
+        if (k > 0) gemm_acc<T, LhsOrder, RhsOrder>(r1 - r0, n, k, a + r0 * row_step, lda, b, ldb, c + r0 * n, n, T(1), tid);
+    });
+}
+
+}  // namespace detail
+
+// C[M,N] (+)= A[M,K] · B[N,K]ᵀ   (linear forward: y = x Wᵀ)
+template <class T>
+void gemm_nt(int64_t M, int64_t N, int64_t K, const T* A, const T* B, T* C, bool accumulate) {
+    detail::gemm_rows<T, Eigen::RowMajor, Eigen::ColMajor>(M, N, K, A, K, B, K, C, accumulate);
+}
+// C[M,N] (+)= A[M,K] · B[K,N]   (linear backward: dx = dy W)
+template <class T>
+void gemm_nn(int64_t M, int64_t N, int64_t K, const T* A, const T* B, T* C, bool accumulate) {
+    detail::gemm_rows<T, Eigen::RowMajor, Eigen::RowMajor>(M, N, K, A, K, B, N, C, accumulate);
+}
+// C[M,N] (+)= A[K,M]ᵀ · B[K,N]   (linear backward: dW = dyᵀ x)
+template <class T>
+void gemm_tn(int64_t M, int64_t N, int64_t K, const T* A, const T* B, T* C, bool accumulate) {
+    detail::gemm_rows<T, Eigen::ColMajor, Eigen::RowMajor>(M, N, K, A, M, B, N, C, accumulate);
+}
+
+}  // namespace flashlm::kernels
