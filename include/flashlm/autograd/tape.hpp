@@ -54,7 +54,7 @@ public:
 
     // Seeds d(loss)/d(loss) = 1 and runs every node in reverse; gradients accumulate.
     void backward(const Tensor<T>& loss) {
-        check_shape(loss.numel() == 1 && loss.grad, "backward: loss must be a scalar that requires grad");
+        FLASHLM_CHECK(loss.numel() == 1 && loss.grad, "backward: loss must be a scalar that requires grad");
         loss.grad[0] += T(1);
         run_backward();
     }
