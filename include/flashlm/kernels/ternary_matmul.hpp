@@ -1,0 +1,268 @@
+#pragma once
+// Ternary matvec / matmul on PackedTernary weights (ternary_pack.hpp), dispatched at run time to the
+// best kernel the CPU runs: avx512 (F/BW/DQ/VL + VNNI) > avx2 (+FMA) > sse2 > scalar.
+//
+// Two families:
+//  - exact:  y = scale · Σ_k q[r,k] · x[k] in float. Only adds, sign flips and selects touch x, so the
+//            result is the float GEMV with W̃ up to summation order (SIMD paths sum in lanes).
+//  - int8:   x is quantised per row (BitNet b1.58 absmax: s = 127 / max|x|, q = round(x·s) in ±127),
+//            the dot product is exact in int32, y = dot · scale / s. Every path agrees bit for bit.
+//
+// The ISA is chosen once, on first use: FLASHLM_ISA=scalar|sse2|avx2|avx512 forces one (tests,
+// benchmarks), otherwise the best available. set_isa() switches it later; it is process-wide, so do not
+// switch while another thread runs a kernel.
+//
+// Linking: the SIMD kernels live in kernels/arch/*.cpp, which the consumer compiles with per-file ISA
+// flags: call flashlm_add_kernels(<target>) from cmake/FlashlmKernels.cmake. This header needs no flags.
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "flashlm/kernels/ternary_abi.hpp"
+#include "flashlm/kernels/ternary_pack.hpp"
+
+namespace flashlm::kernels {
+
+enum class Isa : int { scalar, sse2, avx2, avx512 };
+
+namespace detail {
+
+inline constexpr std::string_view k_isa_names[] = {"scalar", "sse2", "avx2", "avx512"};
+
+// Rows per OpenMP task, and the least work (weights × input rows) worth forking threads for: a
+// kernel streams ~10-50 G weights/s per core, so below this the fork (a few µs) costs more than it saves.
+inline constexpr int64_t k_row_block = 16;
+inline constexpr int64_t k_m_block = 64;
+inline constexpr int64_t k_parallel_min_work = int64_t(1) << 17;
+
+inline bool cpu_has(Isa isa) {
+#if defined(__x86_64__) || defined(__i386__)
+    const auto a = xsimd::available_architectures();
+    switch (isa) {
+        case Isa::scalar: return true;
+        case Isa::sse2: return a.sse2;
+        case Isa::avx2: return a.avx2 && a.fma3_avx2;
+        case Isa::avx512:
+            // xsimd 8.1 knows neither VL nor VNNI; the compiler runtime does (and checks OS support).
+            __builtin_cpu_init();
+            return a.avx512bw && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+    }
+    return false;
+#else
+    return isa == Isa::scalar;
+#endif
+}
+
+inline bool parse_isa(std::string_view name, Isa& out) {
+    for (int i = 0; i < 4; ++i)
+        if (name == k_isa_names[i]) return out = Isa(i), true;
+    return false;
+}
+
+inline Isa best_isa() {
+    for (Isa isa : {Isa::avx512, Isa::avx2, Isa::sse2})
+        if (cpu_has(isa)) return isa;
+    return Isa::scalar;
+}
+
+inline std::atomic<Isa>& isa_slot() {
+    static std::atomic<Isa> slot{[] {
+        Isa isa = best_isa(), forced;
+        if (const char* env = std::getenv("FLASHLM_ISA"); env && *env) {
+            if (parse_isa(env, forced) && cpu_has(forced))
+                isa = forced;
+            else
+                std::fprintf(stderr, "flashlm: FLASHLM_ISA=%s is not available on this CPU; using %s\n", env,
+                             k_isa_names[int(isa)].data());
+        }
+        return isa;
+    }()};
+    return slot;
+}
+
+// Reference kernels, always available. They walk the set bits of the nonzero plane in k order.
+inline void scalar_rows(const F32Job& j) {
+    for (int64_t r = j.r0; r < j.r1; ++r) {
+        const uint64_t* w = j.planes + r * j.blocks * 2;
+        for (int64_t m = 0; m < j.M; ++m) {
+            const float* x = j.x + m * j.ldx;
+            float acc = 0;
+            for (int64_t b = 0; b < j.blocks; ++b)
+                for (uint64_t nz = w[2 * b]; nz; nz &= nz - 1) {
+                    const int k = std::countr_zero(nz);
+                    const float v = x[b * k_block + k];
+                    acc += (w[2 * b + 1] >> k & 1) ? -v : v;
+                }
+            j.y[m * j.ldy + r] = j.scale * acc;
+        }
+    }
+}
+
+inline void scalar_rows(const I8Job& j) {
+    for (int64_t r = j.r0; r < j.r1; ++r) {
+        const uint64_t* w = j.planes + r * j.blocks * 2;
+        for (int64_t m = 0; m < j.M; ++m) {
+            const int8_t* x = j.x + m * j.ldx;
+            int32_t dot = 0;
+            for (int64_t b = 0; b < j.blocks; ++b)
+                for (uint64_t nz = w[2 * b]; nz; nz &= nz - 1) {
+                    const int k = std::countr_zero(nz);
+                    const int32_t v = x[b * k_block + k];
+                    dot += (w[2 * b + 1] >> k & 1) ? -v : v;
+                }
+            j.y[m * j.ldy + r] = float(dot) * j.wscale / j.xscale[m];
+        }
+    }
+}
+
+// Splits the job into row blocks × input-row blocks and runs them on the active ISA.
+template <class Job>
+void run(const Job& job, int64_t rows, int64_t cols) {
+    const Isa isa = isa_slot().load(std::memory_order_relaxed);
+    const int64_t nr = (rows + k_row_block - 1) / k_row_block, nm = (job.M + k_m_block - 1) / k_m_block;
+#pragma omp parallel for schedule(static) if (rows * cols * job.M >= k_parallel_min_work)
+    for (int64_t t = 0; t < nr * nm; ++t) {
+        Job j = job;
+        const int64_t m0 = t % nm * k_m_block;
+        j.r0 = t / nm * k_row_block;
+        j.r1 = std::min(rows, j.r0 + k_row_block);
+        j.M = std::min(job.M - m0, k_m_block);
+        j.x += m0 * j.ldx;
+        j.y += m0 * j.ldy;
+        if constexpr (std::is_same_v<Job, I8Job>) j.xscale += m0;
+        switch (isa) {
+            case Isa::scalar: scalar_rows(j); break;
+#if defined(__x86_64__) || defined(__i386__)
+            case Isa::sse2: TernaryRows{}(xsimd::sse2{}, j); break;
+            case Isa::avx2: TernaryRows{}(xsimd::avx2{}, j); break;
+            case Isa::avx512: TernaryRows{}(xsimd::avx512bw{}, j); break;
+#else
+            default: scalar_rows(j); break;
+#endif
+        }
+    }
+}
+
+// Kernels read whole blocks; a ragged input is copied into zero-padded rows of stride cols_padded.
+template <class T>
+const T* padded_rows(const T* x, int64_t M, int64_t cols, int64_t cols_padded, std::vector<T>& buf) {
+    if (cols == cols_padded) return x;
+    buf.assign(size_t(M * cols_padded), T(0));
+    for (int64_t m = 0; m < M; ++m) std::copy(x + m * cols, x + (m + 1) * cols, buf.data() + m * cols_padded);
+    return buf.data();
+}
+
+inline void quantize_rows_int8(const float* x, int64_t M, int64_t K, int8_t* q, int64_t ldq, float* scales) {
+    for (int64_t m = 0; m < M; ++m) {
+        const float* xr = x + m * K;
+        float amax = 0;
+        for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::abs(xr[k]));
+        const float s = 127.0f / std::max(amax, 1e-5f);
+        for (int64_t k = 0; k < K; ++k)
+            q[m * ldq + k] = int8_t(std::clamp(std::nearbyint(xr[k] * s), -127.0f, 127.0f));
+        scales[m] = s;
+    }
+}
+
+}  // namespace detail
+
+// ---- ISA control ------------------------------------------------------------------------------------
+
+inline std::string active_isa() { return std::string(detail::k_isa_names[int(detail::isa_slot().load())]); }
+
+// Names of the paths this CPU runs, scalar first.
+inline std::vector<std::string> available_isas() {
+    std::vector<std::string> out;
+    for (int i = 0; i < 4; ++i)
+        if (detail::cpu_has(Isa(i))) out.emplace_back(detail::k_isa_names[i]);
+    return out;
+}
+
+// Forces a path ("scalar", "sse2", "avx2", "avx512"; "auto" = best). False, and no change, when the name
+// is unknown or the CPU cannot run it.
+inline bool set_isa(std::string_view name) {
+    Isa isa = detail::best_isa();
+    if (name != "auto" && !(detail::parse_isa(name, isa) && detail::cpu_has(isa))) return false;
+    detail::isa_slot().store(isa);
+    return true;
+}
+
+// ---- exact family -------------------------------------------------------------------------------------
+
+// Y[M, rows] = X[M, cols] · W̃ᵀ (PyTorch linear layout), row-major.
+inline void ternary_matmul(const PackedTernary& W, const float* X, int64_t M, float* Y) {
+    if (W.rows == 0 || M == 0) return;
+    std::vector<float> buf;
+    detail::F32Job job{};
+    job.planes = W.planes.data();
+    job.blocks = W.blocks();
+    job.M = M;
+    job.ldx = W.cols_padded;
+    job.ldy = W.rows;
+    job.x = detail::padded_rows(X, M, W.cols, W.cols_padded, buf);
+    job.scale = W.scale;
+    job.y = Y;
+    detail::run(job, W.rows, W.cols);
+}
+
+// y[rows] = W̃ x.
+inline void ternary_matvec(const PackedTernary& W, const float* x, float* y) { ternary_matmul(W, x, 1, y); }
+
+// ---- int8 family --------------------------------------------------------------------------------------
+
+// Per-row absmax quantisation of X[M, K] into q[M, K] and scales[M] (x ≈ q / scale).
+inline void quantize_activations_int8(const float* x, int64_t M, int64_t K, int8_t* q, float* scales) {
+    detail::quantize_rows_int8(x, M, K, q, K, scales);
+}
+
+namespace detail {
+// x: M rows at stride cols_padded, zero-padded.
+inline void run_int8(const PackedTernary& W, const int8_t* x, const float* x_scales, int64_t M, float* Y) {
+    I8Job job{};
+    job.planes = W.planes.data();
+    job.blocks = W.blocks();
+    job.M = M;
+    job.ldx = W.cols_padded;
+    job.ldy = W.rows;
+    job.x = x;
+    job.xscale = x_scales;
+    job.row_sums = W.row_sums.data();
+    job.wscale = W.scale;
+    job.y = Y;
+    run(job, W.rows, W.cols);
+}
+}  // namespace detail
+
+// Y[M, rows] = (Xq · qᵀ) · W.scale / x_scales[m], from activations already quantised.
+inline void ternary_matmul_int8(const PackedTernary& W, const int8_t* Xq, const float* x_scales, int64_t M,
+                                float* Y) {
+    if (W.rows == 0 || M == 0) return;
+    std::vector<int8_t> buf;
+    detail::run_int8(W, detail::padded_rows(Xq, M, W.cols, W.cols_padded, buf), x_scales, M, Y);
+}
+
+inline void ternary_matvec_int8(const PackedTernary& W, const int8_t* xq, float x_scale, float* y) {
+    ternary_matmul_int8(W, xq, &x_scale, 1, y);
+}
+
+// Float input: quantises X straight into padded rows, then runs the int8 kernels.
+inline void ternary_matmul_int8(const PackedTernary& W, const float* X, int64_t M, float* Y) {
+    if (W.rows == 0 || M == 0) return;
+    std::vector<int8_t> q(size_t(M * W.cols_padded), 0);
+    std::vector<float> s(static_cast<size_t>(M));
+    detail::quantize_rows_int8(X, M, W.cols, q.data(), W.cols_padded, s.data());
+    detail::run_int8(W, q.data(), s.data(), M, Y);
+}
+
+inline void ternary_matvec_int8(const PackedTernary& W, const float* x, float* y) {
+    ternary_matmul_int8(W, x, 1, y);
+}
+
+}  // namespace flashlm::kernels

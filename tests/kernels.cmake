@@ -1,0 +1,9 @@
+# Ternary packing and the dispatched matvec/matmul kernels (every SIMD path against the scalar one).
+include_guard(GLOBAL)
+add_executable(test_kernels test_main.cpp test_kernels.cpp)
+target_link_libraries(test_kernels PRIVATE flashlm::flashlm flashlm_warnings doctest::doctest)
+flashlm_add_kernels(test_kernels)
+add_test(NAME kernels COMMAND test_kernels)
+# The same binary with the scalar path forced through the environment, as a user would.
+add_test(NAME kernels_isa_env COMMAND test_kernels --test-case=*FLASHLM_ISA*)
+set_tests_properties(kernels_isa_env PROPERTIES ENVIRONMENT FLASHLM_ISA=scalar)

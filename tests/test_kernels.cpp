@@ -1,0 +1,287 @@
+// Packed ternary weights and the dispatched kernels: the packing against the training quantizer, every
+// SIMD path the CPU has against the scalar path, the scalar path against a naive float GEMM.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "flashlm/kernels/ternary_matmul.hpp"
+#include "flashlm/ops/bitlinear.hpp"
+
+using namespace flashlm::kernels;
+
+namespace {
+
+std::vector<float> randn(int64_t n, unsigned seed, float stddev = 1.0f) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> d(0.0f, stddev);
+    std::vector<float> v(static_cast<size_t>(n));
+    for (auto& x : v) x = d(rng);
+    return v;
+}
+
+struct Shape {
+    int64_t rows, cols, M;
+};
+// Ragged K (1, 63, 65, 1000), one row, one column, rows not a multiple of the row block, M above the
+// input-row block, and shapes big enough to take the OpenMP path.
+const Shape k_shapes[] = {{1, 1, 1},   {1, 1000, 1}, {7, 1, 3},     {7, 1000, 1},  {7, 63, 2},   {7, 64, 1},
+                          {33, 65, 5}, {1, 128, 70}, {384, 192, 1}, {192, 512, 3}, {100, 1000, 70}};
+
+struct Case {
+    PackedTernary W;
+    std::vector<float> x, wq;  // inputs, dequantised weights
+};
+
+Case make_case(const Shape& s, unsigned seed) {
+    Case c;
+    const auto w = randn(s.rows * s.cols, seed, 0.05f);
+    c.W = pack_ternary(w.data(), s.rows, s.cols);
+    c.x = randn(s.M * s.cols, seed + 1);
+    c.wq.resize(w.size());
+    unpack_ternary(c.W, c.wq.data());
+    return c;
+}
+
+std::vector<float> run_exact(const Case& c, int64_t M) {
+    std::vector<float> y(size_t(M * c.W.rows), NAN);
+    if (M == 1)
+        ternary_matvec(c.W, c.x.data(), y.data());
+    else
+        ternary_matmul(c.W, c.x.data(), M, y.data());
+    return y;
+}
+
+std::vector<float> run_int8(const Case& c, int64_t M) {
+    std::vector<int8_t> q(c.x.size());
+    std::vector<float> s(static_cast<size_t>(M)), y(size_t(M * c.W.rows), NAN);
+    quantize_activations_int8(c.x.data(), M, c.W.cols, q.data(), s.data());
+    if (M == 1)
+        ternary_matvec_int8(c.W, q.data(), s[0], y.data());
+    else
+        ternary_matmul_int8(c.W, q.data(), s.data(), M, y.data());
+    return y;
+}
+
+// Bound for reorderings of a float sum: relative to Σ|terms| rather than to the (possibly cancelled) sum.
+double term_magnitude(const Case& c, int64_t m, int64_t r) {
+    double s = 0;
+    for (int64_t k = 0; k < c.W.cols; ++k) s += std::abs(double(c.wq[r * c.W.cols + k]) * c.x[m * c.W.cols + k]);
+    return s;
+}
+
+}  // namespace
+
+// First test case in the file, so it is the first to ask for the ISA: ctest runs it alone with
+// FLASHLM_ISA=scalar (kernels_isa_env), plain runs check the automatic choice.
+TEST_CASE("FLASHLM_ISA picks the path at start-up") {
+    const auto avail = available_isas();
+    REQUIRE(!avail.empty());
+    CHECK(avail.front() == "scalar");
+    if (const char* env = std::getenv("FLASHLM_ISA"))
+        CHECK(active_isa() == env);
+    else
+        CHECK(active_isa() == avail.back());
+    MESSAGE("active ISA " << active_isa() << ", available: " << avail.size() << " paths, best " << avail.back());
+}
+
+TEST_CASE("set_isa forces a path and refuses unknown names") {
+    CHECK_FALSE(set_isa("neon"));
+    CHECK(set_isa("scalar"));
+    CHECK(active_isa() == "scalar");
+    for (const auto& name : available_isas()) {
+        CHECK(set_isa(name));
+        CHECK(active_isa() == name);
+    }
+    CHECK(set_isa("auto"));
+    CHECK(active_isa() == available_isas().back());
+}
+
+TEST_CASE("pack_ternary reproduces the Q1 quantizer exactly") {
+    for (const Shape& s : k_shapes) {
+        CAPTURE(s.rows);
+        CAPTURE(s.cols);
+        const auto w = randn(s.rows * s.cols, 7, 0.02f);
+        std::vector<float> ref(w.size()), got(w.size());
+        const float alpha = flashlm::ops::quantize_absmean(w.data(), ref.data(), int64_t(w.size()));
+        const PackedTernary p = pack_ternary(w.data(), s.rows, s.cols);
+        CHECK(p.scale == alpha);
+        CHECK(p.cols_padded % 64 == 0);
+        CHECK(p.cols_padded - p.cols < 64);
+        CHECK(p.planes.size() == size_t(p.rows * p.cols_padded / 32));  // 2 bits per (padded) weight
+        unpack_ternary(p, got.data());
+        // Equal as floats; a weight rounded to zero may be -0 in ref and is +0 after unpacking.
+        int64_t mismatches = 0;
+        for (size_t i = 0; i < w.size(); ++i) mismatches += got[i] != ref[i];
+        CHECK(mismatches == 0);
+        for (int64_t r = 0; r < p.rows; ++r) {
+            double sum = 0;
+            for (int64_t k = 0; k < p.cols; ++k) sum += ref[size_t(r * p.cols + k)] / alpha;
+            CHECK(p.row_sums[size_t(r)] == int32_t(std::lround(sum)));
+        }
+    }
+}
+
+TEST_CASE("pack_ternary rounds half to even and clamps") {
+    // α = 10 / 8 = 1.25 (α + 1e-8 rounds back to 1.25): W / α = 0.4, -0.4, 1.2, -1.2, 2.4, -2.4, 0, 0.
+    const float w[8] = {0.5f, -0.5f, 1.5f, -1.5f, 3.0f, -3.0f, 0.0f, 0.0f};
+    const PackedTernary p = pack_ternary(w, 2, 4);
+    CHECK(p.scale == 1.25f);
+    std::vector<float> out(8);
+    unpack_ternary(p, out.data());
+    const float expect[8] = {0, 0, 1.25f, -1.25f, 1.25f, -1.25f, 0, 0};
+    for (int i = 0; i < 8; ++i) CHECK(out[size_t(i)] == expect[i]);
+    CHECK(p.row_sums[0] == 0);
+    CHECK(p.row_sums[1] == 0);
+
+    const float half[4] = {0.5f, -0.5f, 1.5f, 1.5f};  // α = 1 exactly
+    const PackedTernary h = pack_ternary(half, 1, 4);
+    CHECK(h.scale == 1.0f);
+    unpack_ternary(h, out.data());
+    CHECK(out[0] == 0.0f);  // round-half-away would give +1
+    CHECK(out[1] == 0.0f);
+    CHECK(out[2] == 1.0f);
+    CHECK(out[3] == 1.0f);
+}
+
+TEST_CASE("pack_ternary_codes: layout, padding and validation") {
+    const int8_t q[2 * 70] = {1, -1, 0, 1};  // row 0 starts +1 -1 0 +1, the rest (and row 1) is zero
+    std::vector<int8_t> codes(q, q + 140);
+    codes[69] = -1;   // row 0, block 1, bit 5
+    codes[70] = 1;    // row 1, k = 0
+    const PackedTernary p = pack_ternary_codes(codes.data(), 2, 70, 0.5f);
+    CHECK(p.cols_padded == 128);
+    CHECK(p.blocks() == 2);
+    CHECK(p.row(0)[0] == 0b1011u);  // nonzero plane
+    CHECK(p.row(0)[1] == 0b0010u);  // negative plane
+    CHECK(p.row(0)[2] == (uint64_t(1) << 5));
+    CHECK(p.row(0)[3] == (uint64_t(1) << 5));
+    CHECK(p.row(1)[0] == 1u);
+    CHECK(p.row_sums[0] == 0);
+    CHECK(p.row_sums[1] == 1);
+    std::vector<float> out(140);
+    unpack_ternary(p, out.data());
+    CHECK(out[0] == 0.5f);
+    CHECK(out[1] == -0.5f);
+    CHECK(out[69] == -0.5f);
+    CHECK(out[70] == 0.5f);
+    codes[3] = 2;
+    CHECK_THROWS_AS(pack_ternary_codes(codes.data(), 2, 70, 0.5f), std::invalid_argument);
+}
+
+TEST_CASE("quantize_activations_int8: per-row absmax, half to even") {
+    const float x[8] = {1.0f, -2.0f, 0.5f, 0.0f, 0, 0, 0, 0};
+    int8_t q[8];
+    float s[2];
+    quantize_activations_int8(x, 2, 4, q, s);
+    CHECK(s[0] == 63.5f);
+    CHECK(q[0] == 64);  // 63.5 rounds to even
+    CHECK(q[1] == -127);
+    CHECK(q[2] == 32);  // 31.75
+    CHECK(q[3] == 0);
+    CHECK(s[1] == doctest::Approx(127.0f / 1e-5f));  // all-zero row: clamped max, zero codes
+    for (int i = 4; i < 8; ++i) CHECK(q[i] == 0);
+}
+
+TEST_CASE("exact family: scalar path against a naive float GEMM") {
+    REQUIRE(set_isa("scalar"));
+    unsigned seed = 100;
+    for (const Shape& s : k_shapes) {
+        CAPTURE(s.rows);
+        CAPTURE(s.cols);
+        CAPTURE(s.M);
+        const Case c = make_case(s, seed += 2);
+        const auto y = run_exact(c, s.M);
+        for (int64_t m = 0; m < s.M; ++m)
+            for (int64_t r = 0; r < s.rows; ++r) {
+                double ref = 0;
+                for (int64_t k = 0; k < s.cols; ++k) ref += double(c.x[m * s.cols + k]) * c.wq[r * s.cols + k];
+                REQUIRE(std::abs(y[m * s.rows + r] - ref) <= 1e-5 * term_magnitude(c, m, r) + 1e-30);
+            }
+    }
+    CHECK(set_isa("auto"));
+}
+
+TEST_CASE("int8 family: scalar path against integer arithmetic") {
+    REQUIRE(set_isa("scalar"));
+    unsigned seed = 200;
+    for (const Shape& s : k_shapes) {
+        CAPTURE(s.rows);
+        CAPTURE(s.cols);
+        const Case c = make_case(s, seed += 2);
+        std::vector<int8_t> q(c.x.size());
+        std::vector<float> xs(static_cast<size_t>(s.M));
+        quantize_activations_int8(c.x.data(), s.M, s.cols, q.data(), xs.data());
+        const auto y = run_int8(c, s.M);
+        int64_t mismatches = 0;
+        for (int64_t m = 0; m < s.M; ++m)
+            for (int64_t r = 0; r < s.rows; ++r) {
+                int32_t dot = 0;
+                for (int64_t k = 0; k < s.cols; ++k)
+                    dot += int32_t(std::lround(c.wq[r * s.cols + k] / c.W.scale)) * q[m * s.cols + k];
+                mismatches += y[m * s.rows + r] != float(dot) * c.W.scale / xs[m];
+            }
+        CHECK(mismatches == 0);
+        // Float-input overload = quantise, then the int8 kernel.
+        std::vector<float> y2(y.size());
+        ternary_matmul_int8(c.W, c.x.data(), s.M, y2.data());
+        CHECK(std::memcmp(y.data(), y2.data(), y.size() * sizeof(float)) == 0);
+    }
+    CHECK(set_isa("auto"));
+}
+
+TEST_CASE("every SIMD path agrees with the scalar path") {
+    const auto isas = available_isas();
+    unsigned seed = 300;
+    for (const Shape& s : k_shapes) {
+        const Case c = make_case(s, seed += 2);
+        REQUIRE(set_isa("scalar"));
+        const auto ref_exact = run_exact(c, s.M), ref_int8 = run_int8(c, s.M);
+        for (const auto& isa : isas) {
+            CAPTURE(isa);
+            CAPTURE(s.rows);
+            CAPTURE(s.cols);
+            CAPTURE(s.M);
+            REQUIRE(set_isa(isa));
+            const auto y = run_exact(c, s.M), yi = run_int8(c, s.M);
+            CHECK(std::memcmp(yi.data(), ref_int8.data(), yi.size() * sizeof(float)) == 0);
+            double worst = 0;  // largest error in units of Σ|terms|
+            for (int64_t m = 0; m < s.M; ++m)
+                for (int64_t r = 0; r < s.rows; ++r) {
+                    const double mag = term_magnitude(c, m, r);
+                    if (mag > 0) worst = std::max(worst, std::abs(y[m * s.rows + r] - ref_exact[m * s.rows + r]) / mag);
+                    else CHECK(y[m * s.rows + r] == 0.0f);
+                }
+            CHECK(worst <= 1e-5);
+        }
+    }
+    CHECK(set_isa("auto"));
+}
+
+TEST_CASE("all-zero weights and a single column") {
+    std::vector<float> w(3 * 5, 0.0f), x(5, 1.0f), y(3, NAN);
+    const PackedTernary p = pack_ternary(w.data(), 3, 5);
+    CHECK(p.scale == 0.0f);
+    for (const auto& isa : available_isas()) {
+        REQUIRE(set_isa(isa));
+        ternary_matvec(p, x.data(), y.data());
+        for (float v : y) CHECK(v == 0.0f);
+        ternary_matvec_int8(p, x.data(), y.data());
+        for (float v : y) CHECK(v == 0.0f);
+    }
+    // K = 1, three rows: y = q · scale · x exactly.
+    const float w1[3] = {2.0f, -2.0f, 0.1f}, x1 = 3.0f;
+    const PackedTernary p1 = pack_ternary(w1, 3, 1);
+    const float a = p1.scale;
+    for (const auto& isa : available_isas()) {
+        REQUIRE(set_isa(isa));
+        ternary_matvec(p1, &x1, y.data());
+        CHECK(y[0] == a * 3.0f);
+        CHECK(y[1] == a * -3.0f);
+        CHECK(y[2] == 0.0f);
+    }
+    CHECK(set_isa("auto"));
+}
