@@ -2,12 +2,14 @@
 // Tensor<T>: a non-owning view (data, optional gradient, shape) over contiguous row-major memory that
 // lives in an Arena (activations), a ParamStore (parameters) or a Storage (tests, tools). Views and
 // reshapes copy three words; ownership stays with the allocator, so tensors are free to pass by value.
-// g++ 12 reports a false -Wmaybe-uninitialized from its own AVX-512 intrinsics (_mm512_undefined_ps)
-// when they are inlined into Eigen's GEMM packing; diagnostics are location-based, so silencing it
-// around the first inclusion of those headers keeps the project's warning-free build honest elsewhere.
+// g++ 12 reports false -W(maybe-)uninitialized warnings from its own AVX-512 intrinsics
+// (_mm512_undefined_ps/pd) when they are inlined into Eigen's packet code; diagnostics are
+// location-based, so silencing them around the first inclusion of those headers keeps the project's
+// warning-free build honest elsewhere.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #endif
 #include <Eigen/Core>

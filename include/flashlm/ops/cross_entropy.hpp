@@ -11,11 +11,23 @@ namespace flashlm::ops {
 
 namespace detail {
 template <class T>
+using ArrMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>, Eigen::Unaligned>;
+
+// Eigen's array exp is vectorised (AVX-512/AVX2); std::exp in a loop is a scalar libm call per element.
+template <class T>
 T row_logsumexp(const T* z, int64_t V) {
-    T mx = z[0];
-    for (int64_t v = 1; v < V; ++v) mx = z[v] > mx ? z[v] : mx;
-    T s = 0;
-    for (int64_t v = 0; v < V; ++v) s += std::exp(z[v] - mx);
+    ArrMap<T> a(const_cast<T*>(z), V);
+    const T mx = a.maxCoeff();
+    return mx + std::log((a - mx).exp().sum());
+}
+// Replaces the row by softmax(z) · scale and returns logsumexp(z).
+template <class T>
+T row_softmax_inplace(T* z, int64_t V, T scale) {
+    ArrMap<T> a(z, V);
+    const T mx = a.maxCoeff();
+    a = (a - mx).exp();
+    const T s = a.sum();
+    a *= scale / s;
     return mx + std::log(s);
 }
 inline void check_targets(const int32_t* t, int64_t M, int64_t V) {
@@ -36,7 +48,7 @@ void cross_entropy_backward(Node<T>& n) {
         for (int64_t i = b_; i < e_; ++i) {
             const T* zi = z.data + i * V;
             T* gi = z.grad + i * V;
-            for (int64_t v = 0; v < V; ++v) gi[v] += scale * std::exp(zi[v] - lse[i]);
+            detail::ArrMap<T>(gi, V) += scale * (detail::ArrMap<T>(const_cast<T*>(zi), V) - lse[i]).exp();
             gi[n.ids[i]] -= scale;
         }
     });

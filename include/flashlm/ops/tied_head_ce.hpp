@@ -52,11 +52,12 @@ Tensor<T> tied_head_cross_entropy(Tape<T>& tape, const Tensor<T>& h, const Tenso
             for (int64_t i = b_; i < e_; ++i) {
                 T* zi = z + i * V;
                 const int32_t t = targets[r0 + i];
-                const T lse = detail::row_logsumexp(zi, V);
-                part += double(lse - zi[t]);
+                const T zt = zi[t];
                 if (grad) {
-                    for (int64_t v = 0; v < V; ++v) zi[v] = std::exp(zi[v] - lse) * inv_m;
+                    part += double(detail::row_softmax_inplace(zi, V, inv_m) - zt);
                     zi[t] -= inv_m;
+                } else {
+                    part += double(detail::row_logsumexp(zi, V) - zt);
                 }
             }
             return part;
