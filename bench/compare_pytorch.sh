@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# flashlm vs PyTorch on one Bolt-small training step (forward, cross-entropy, backward, clip 1.0, AdamW
+# lr 4e-3 betas (0.9, 0.95) wd 0.01) at b16 x 256, with 1 and 2 threads. Each measurement is its own
+# process (bench_train_step_cli / bench/torch_train_step.py), so peak RSS and page faults are its own;
+# the two alternate, and swap who goes first every round, so drift on this shared machine hits both.
+# usage: bench/compare_pytorch.sh [--large] [--rounds N] [--steps N] [--warmup N] [--threads "1 2"]
+#   --large   also run b64 x 256
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=3 steps=4 warmup=2 threads="1 2" configs="16x256"
+while (($#)); do
+  case "$1" in
+    --large) configs="16x256 64x256"; shift ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --steps) steps=$2; shift 2 ;;
+    --warmup) warmup=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
+    *) echo "usage: $0 [--large] [--rounds N] [--steps N] [--warmup N] [--threads \"1 2\"]" >&2; exit 2 ;;
+  esac
+done
+# The arena is sized by the first step and folded into one block at the second, whose fresh pages then
+# fault in; a step after that is the steady state.
+((warmup >= 2)) || echo "note: --warmup below 2 times flashlm's one-off arena re-fault" >&2
+
+[[ -x scripts/install-deps.sh ]] && scripts/install-deps.sh --test
+build=${BUILD_DIR:-build-bench}
+cmake -S . -B "$build" -DFLASHLM_BUILD_TESTS=OFF -DFLASHLM_BUILD_EXAMPLES=OFF >/dev/null
+cmake --build "$build" -j2 --target bench_train_step_cli >/dev/null
+
+# Debian's torch links the reference BLAS unless OpenBLAS is put first; OPENBLAS_CORETYPE / _L2_SIZE from
+# the environment would pin OpenBLAS to its Haswell kernels, so they are unset here and nowhere else.
+torch=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp
+       /usr/bin/python3 bench/torch_train_step.py)
+core=$(OPENBLAS_VERBOSE=2 "${torch[@]}" --blas-probe 2>&1 | grep -m1 -o 'Core: .*' || true)
+echo "PyTorch BLAS: OpenBLAS ${core:-kernel not reported (OpenBLAS not loaded?)}"
+
+out=$(mktemp --suffix=.jsonl)
+trap 'rm -f "$out"' EXIT
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)  (2 cores, shared)"
+for cfg in $configs; do
+  b=${cfg%x*} s=${cfg#*x}
+  for r in $(seq 1 "$rounds"); do
+    for t in $threads; do
+      args=(--batch "$b" --seq "$s" --threads "$t" --steps "$steps" --warmup "$warmup")
+      run_flashlm() { "$build/bin/bench_train_step_cli" "${args[@]}"; }
+      run_torch() { "${torch[@]}" "${args[@]}"; }
+      if ((r % 2)); then order="run_flashlm run_torch"; else order="run_torch run_flashlm"; fi
+      for f in $order; do
+        line=$($f)
+        echo "  round $r: $line" >&2
+        echo "$line" >>"$out"
+      done
+    done
+  done
+done
+echo "load after:  $(cut -d' ' -f1-3 /proc/loadavg)"
+
+/usr/bin/python3 - "$out" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+# A run whose process got under 90% of `threads` CPUs shared its cores with other work; with OpenMP
+# barriers that can cost several x, so the table uses uncontended rounds when there are any.
+clean = lambda r: r["cpu_util"] >= 0.9 * r["threads"]
+groups = {}
+for r in rows:
+    groups.setdefault((r["batch"], r["seq"], r["threads"]), {}).setdefault(r["impl"], []).append(r)
+print()
+print(f"{'config':>8} {'thr':>3} | {'flashlm tok/s':>13} {'pytorch tok/s':>13} {'ratio':>6} {'(min-max)':>11} | "
+      f"{'RSS MB fl/pt':>13} | {'minflt/step fl/pt':>17}")
+for (b, s, t), g in sorted(groups.items()):
+    fl, pt = g.get("flashlm", []), g.get("pytorch", [])
+    pairs = [(a, p) for a, p in zip(fl, pt) if clean(a) and clean(p)]
+    note = f"{len(pairs)}/{len(fl)} clean rounds"
+    if pairs:
+        fl, pt = [a for a, _ in pairs], [p for _, p in pairs]
+    else:
+        note += " (none: all rounds shown, contended)"
+    med = lambda rs, k: statistics.median(r[k] for r in rs) if rs else float("nan")
+    # Rounds pair up in run order, so the per-round ratios show how much the machine moved.
+    ratios = [a["tok_s"] / p["tok_s"] for a, p in zip(fl, pt)]
+    spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
+    print(f"{b:>4}x{s:<3} {t:>3} | {med(fl, 'tok_s'):>13,.0f} {med(pt, 'tok_s'):>13,.0f} "
+          f"{med(fl, 'tok_s') / med(pt, 'tok_s'):>6.2f} {spread:>11} | "
+          f"{max((r['peak_rss_mb'] for r in fl), default=0):>6,.0f}/{max((r['peak_rss_mb'] for r in pt), default=0):<6,.0f} | "
+          f"{med(fl, 'minflt_per_step'):>8,.0f}/{med(pt, 'minflt_per_step'):<8,.0f} | {note}")
+print("tok/s: median over rounds (clean ones where there are any); ratio = flashlm / pytorch of the medians and,\n"
+      "in brackets, its range over the same round pairs; RSS: max. Every round is echoed above the table.")
+for (b, s, t), g in sorted(groups.items()):
+    util = {k: " ".join(f"{r['cpu_util']:.2f}" for r in v) for k, v in g.items()}
+    print(f"cpu_util {b}x{s} t={t} per round (CPU s per wall s; {t} = cores to itself): "
+          + "; ".join(f"{k} {v}" for k, v in sorted(util.items())))
+for (b, s, t), g in sorted(groups.items()):
+    fl = [r for r in g.get("flashlm", []) if clean(r)] or g.get("flashlm", [])
+    if fl:
+        ph = {k: statistics.median(r["phase_ms"][k] for r in fl) for k in fl[0]["phase_ms"]}
+        print(f"flashlm {b}x{s} t={t} step split (ms, median): " + ", ".join(f"{k} {v:.1f}" for k, v in ph.items()))
+PY
