@@ -89,6 +89,7 @@ public:
     Tensor<T> logits(Tape<T>& tape, const int32_t* ids, int64_t B, int64_t L) override {
         return ops::linear(tape, hidden(tape, ids, B, L), embedding_.w());
     }
+    std::unique_ptr<Generator> make_generator(Quant q) const override;
 
 private:
     std::string name_;
@@ -97,5 +98,80 @@ private:
     std::vector<BoltBlock<T>> blocks_;
     nn::RMSNorm<T> final_norm_;
 };
+
+// Cached Bolt: per block a ring of the last k-1 conv inputs; BitLinear weights packed once. A token's
+// output depends only on the last n_blocks·(k-1)+1 tokens (43 for bolt), so this equals a full forward
+// over any window at least that long; unlike the recompute loop it never crops the context.
+class BoltGenerator : public Generator {
+public:
+    BoltGenerator(const Bolt<float>& m, Quant q) : q_(q), c_(m.cfg()) {
+        auto& ps = const_cast<ParamStore<float>&>(m.params());
+        emb_ = ps.get("embedding.weight").data;
+        final_norm_ = ps.get("final_norm.scale").data;
+        for (int64_t i = 0; i < c_.n_blocks; ++i) {
+            const std::string p = "blocks." + std::to_string(i) + ".";
+            Block b;
+            b.norm1 = ps.get(p + "norm1.scale").data;
+            b.norm2 = ps.get(p + "norm2.scale").data;
+            b.up = nn::FrozenBitLinear(ps.get(p + "mixer.up.weight"));
+            b.down = nn::FrozenBitLinear(ps.get(p + "mixer.down.weight"));
+            b.gate = nn::FrozenBitLinear(ps.get(p + "ffn.W_gate.weight"));
+            b.upf = nn::FrozenBitLinear(ps.get(p + "ffn.W_up.weight"));
+            b.downf = nn::FrozenBitLinear(ps.get(p + "ffn.W_down.weight"));
+            b.conv = nn::CausalConvState(ps.get(p + "mixer.conv.weight"));
+            blocks_.push_back(std::move(b));
+        }
+        const int64_t D = c_.dim, H = c_.glu_hidden;
+        x_.resize(D), h_.resize(D), gv_.resize(2 * D), y_.resize(D), t_.resize(D);
+        a_.resize(H), b_.resize(H), logits_.resize(size_t(c_.vocab_size));
+        xq_.resize(size_t(std::max(2 * D, H)));
+    }
+    void reset() override {
+        for (auto& b : blocks_) b.conv.reset();
+    }
+    int64_t vocab_size() const override { return c_.vocab_size; }
+    const float* step(int32_t token) override {
+        const int64_t D = c_.dim, H = c_.glu_hidden;
+        if (token < 0 || token >= c_.vocab_size) throw std::out_of_range("token id outside the vocabulary");
+        std::copy(emb_ + token * D, emb_ + (token + 1) * D, x_.begin());
+        for (auto& b : blocks_) {
+            nn::rmsnorm_vec(x_.data(), b.norm1, h_.data(), D, 1e-6f);
+            b.up(h_.data(), gv_.data(), q_, xq_.data());
+            b.conv.step(gv_.data() + D, y_.data());
+            for (int64_t c = 0; c < D; ++c) y_[c] *= 1.0f / (1.0f + std::exp(-gv_[c]));
+            b.down(y_.data(), t_.data(), q_, xq_.data());
+            for (int64_t c = 0; c < D; ++c) x_[c] += t_[c];
+            nn::rmsnorm_vec(x_.data(), b.norm2, h_.data(), D, 1e-6f);
+            b.gate(h_.data(), a_.data(), q_, xq_.data());
+            b.upf(h_.data(), b_.data(), q_, xq_.data());
+            for (int64_t k = 0; k < H; ++k) a_[k] = a_[k] / (1.0f + std::exp(-a_[k])) * b_[k];
+            b.downf(a_.data(), t_.data(), q_, xq_.data());
+            for (int64_t c = 0; c < D; ++c) x_[c] += t_[c];
+        }
+        nn::rmsnorm_vec(x_.data(), final_norm_, h_.data(), D, 1e-6f);
+        nn::dense_matvec(emb_, c_.vocab_size, D, h_.data(), logits_.data());
+        return logits_.data();
+    }
+
+private:
+    struct Block {
+        const float *norm1 = nullptr, *norm2 = nullptr;
+        nn::FrozenBitLinear up, down, gate, upf, downf;
+        nn::CausalConvState conv;
+    };
+    Quant q_;
+    BoltConfig c_;
+    const float* emb_ = nullptr;
+    const float* final_norm_ = nullptr;
+    std::vector<Block> blocks_;
+    std::vector<float> x_, h_, gv_, y_, t_, a_, b_, logits_;
+    std::vector<int8_t> xq_;
+};
+
+template <class T>
+std::unique_ptr<Generator> Bolt<T>::make_generator(Quant q) const {
+    if constexpr (std::is_same_v<T, float>) return std::make_unique<BoltGenerator>(*this, q);
+    else return nullptr;
+}
 
 }  // namespace flashlm::examples

@@ -2,7 +2,9 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <chrono>
 #include <csignal>
+#include <optional>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -186,11 +188,33 @@ int cmd_train(const TrainArgs& a) {
 
 // ---------------------------------------------------------------------------------------------------
 struct EvalArgs {
-    std::string checkpoint, data, split = "all";
+    std::string checkpoint, data, split = "all", quant = "none";
     bool json = false;
     int64_t batch = 8, seq = 0;
     int threads = 0;
 };
+
+// Loss of every window through the cached generator (state reset per window), for --quant.
+train::EvalResult eval_cached(Generator& g, const std::vector<uint16_t>& toks, int64_t L, const std::vector<int>& piece_bytes) {
+    train::EvalResult r;
+    const int64_t W = data::eval_windows(toks.size(), L), V = g.vocab_size();
+    double nats = 0;
+    for (int64_t w = 0; w < W; ++w) {
+        g.reset();
+        for (int64_t t = 0; t < L; ++t) {
+            const size_t p = size_t(w * L + t);
+            const float* z = g.step(toks[p]);
+            const int32_t y = toks[p + 1];
+            nats += double(ops::detail::row_logsumexp(z, V) - z[y]);
+            r.bytes += piece_bytes[size_t(y)];
+        }
+    }
+    r.windows = W, r.tokens = W * L;
+    r.loss = nats / double(std::max<int64_t>(r.tokens, 1));
+    r.ppl = std::exp(std::min(r.loss, 50.0));
+    r.bpb = r.bytes ? nats / (double(r.bytes) * std::log(2.0)) : 0;
+    return r;
+}
 
 int cmd_eval(const EvalArgs& a) {
     set_threads(a.threads > 0 ? a.threads : default_threads());
@@ -205,56 +229,114 @@ int cmd_eval(const EvalArgs& a) {
     if (seq > l.model->max_seq_len())
         throw std::invalid_argument(fmt::format("--seq {} exceeds the model's seq_len {}", seq, l.model->max_seq_len()));
     auto r = train::evaluate(*l.model, toks.data(), toks.size(), seq, a.batch, l.tok->piece_bytes());
+    std::optional<train::EvalResult> rq;
+    if (a.quant != "none") {
+        auto g = l.model->make_generator(parse_quant(a.quant));
+        if (!g) throw std::invalid_argument("model " + l.info.model + " has no cached inference path for --quant");
+        rq = eval_cached(*g, toks, seq, l.tok->piece_bytes());
+    }
     if (a.json) {
         nlohmann::json j = {{"model", l.info.model}, {"checkpoint", a.checkpoint}, {"data", a.data}, {"split", a.split},
                             {"loss", r.loss}, {"ppl", r.ppl}, {"bpb", r.bpb}, {"windows", r.windows},
                             {"tokens", r.tokens}, {"bytes", r.bytes}, {"seq", seq}};
+        if (rq) j["quant"] = {{"mode", a.quant}, {"loss", rq->loss}, {"ppl", rq->ppl}, {"bpb", rq->bpb}, {"loss_change", rq->loss - r.loss}};
         std::cout << j.dump() << "\n";
     } else {
         fmt::print("{} on {} ({}): loss {:.4f} nats/token | ppl {:.3f} | {:.4f} bits/byte | {} windows x {} tokens\n",
                    l.info.model, a.data, a.split, r.loss, r.ppl, r.bpb, r.windows, seq);
+        if (rq)
+            fmt::print("packed {} inference: loss {:.4f} | ppl {:.3f} | {:.4f} bits/byte | loss change {:+.5f} nats/token\n",
+                       a.quant, rq->loss, rq->ppl, rq->bpb, rq->loss - r.loss);
     }
     return 0;
 }
 
 // ---------------------------------------------------------------------------------------------------
 struct GenArgs {
-    std::string checkpoint, prompt = "Once upon a time";
+    std::string checkpoint, prompt = "Once upon a time", quant = "exact";
     int64_t tokens = 150, top_k = 50;
-    double temperature = 0.8, top_p = 1.0;
+    double temperature = 0.8, top_p = 1.0, repetition_penalty = 1.0;
     uint64_t seed = 42;
     int threads = 0;
+    bool no_cache = false, bench = false;
 };
+
+// Produces logits for the next token either from the cached generator (O(1) per token) or, with
+// --no-cache, by recomputing the last seq_len tokens (the upstream loop).
+struct NextLogits {
+    LanguageModel<float>& model;
+    Generator* gen;
+    Tape<float> tape;
+    const float* feed(const std::vector<int32_t>& ctx, size_t from) {
+        if (gen) {
+            const float* z = nullptr;
+            for (size_t i = from; i < ctx.size(); ++i) z = gen->step(ctx[i]);
+            return z;
+        }
+        NoGradGuard<float> ng(tape);
+        const int64_t L = std::min<int64_t>(int64_t(ctx.size()), model.max_seq_len());
+        tape.reset();
+        Tensor<float> z = model.logits(tape, ctx.data() + ctx.size() - size_t(L), 1, L);
+        return z.data + (L - 1) * model.vocab_size();
+    }
+};
+
+double time_generation(LanguageModel<float>& model, Generator* gen, std::vector<int32_t> ctx, int64_t n, Rng rng,
+                       const train::SamplingOptions& so) {
+    NextLogits next{model, gen, {}};
+    train::Sampler sampler;
+    const float* z = next.feed(ctx, 0);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < n; ++i) {
+        ctx.push_back(sampler.sample(z, model.vocab_size(), so, rng));
+        z = next.feed(ctx, ctx.size() - 1);
+    }
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
 
 int cmd_generate(const GenArgs& a) {
     set_threads(a.threads > 0 ? a.threads : default_threads());
     Loaded l = load_model(a.checkpoint);
     std::vector<int32_t> ctx = l.tok->encode(a.prompt);
     if (ctx.empty()) throw std::invalid_argument("--prompt encodes to no tokens");
-    const size_t n_prompt = ctx.size();
-    train::SamplingOptions so{a.temperature, a.top_k, a.top_p};
+    train::SamplingOptions so{a.temperature, a.top_k, a.top_p, a.repetition_penalty};
+    const Quant quant = parse_quant(a.quant);
+    std::unique_ptr<Generator> gen = a.no_cache ? nullptr : l.model->make_generator(quant);
+    if (a.bench) {
+        const int64_t n = std::max<int64_t>(a.tokens, 1);
+        auto exact = l.model->make_generator(Quant::exact);
+        auto int8 = l.model->make_generator(Quant::int8);
+        if (!exact) throw std::invalid_argument("model " + l.info.model + " has no cached generation path");
+        const double te = time_generation(*l.model, exact.get(), ctx, n, Rng(a.seed), so);
+        const double ti = time_generation(*l.model, int8.get(), ctx, n, Rng(a.seed), so);
+        const double tr = time_generation(*l.model, nullptr, ctx, n, Rng(a.seed), so);
+        fmt::print("batch-1 generation, {} new tokens, {} threads, kernels {}\n", n, max_threads(), kernels::active_isa());
+        fmt::print("  cached exact : {:9.1f} tok/s  {:8.3f} ms/token\n", double(n) / te, 1e3 * te / double(n));
+        fmt::print("  cached int8  : {:9.1f} tok/s  {:8.3f} ms/token\n", double(n) / ti, 1e3 * ti / double(n));
+        fmt::print("  recompute    : {:9.1f} tok/s  {:8.3f} ms/token (window {})\n", double(n) / tr, 1e3 * tr / double(n),
+                   l.model->max_seq_len());
+        fmt::print("  speed-up vs recompute: exact {:.1f}x, int8 {:.1f}x\n", tr / te, tr / ti);
+        return 0;
+    }
+    NextLogits next{*l.model, gen.get(), {}};
     train::Sampler sampler;
     Rng rng(a.seed);
-    Tape<float> tape;
-    NoGradGuard<float> ng(tape);
-    const int64_t win = l.model->max_seq_len(), V = l.model->vocab_size();
+    const int64_t V = l.model->vocab_size();
     std::cout << a.prompt << std::flush;
     std::string printed = l.tok->decode(ctx);
+    const float* z = next.feed(ctx, 0);
     for (int64_t i = 0; i < a.tokens; ++i) {
-        const int64_t L = std::min<int64_t>(int64_t(ctx.size()), win);
-        const int32_t* in = ctx.data() + ctx.size() - size_t(L);
-        tape.reset();
-        Tensor<float> logits = l.model->logits(tape, in, 1, L);
-        const int32_t next = sampler.sample(logits.data + (L - 1) * V, V, so, rng);
-        if (next == l.tok->eos_id()) break;
-        ctx.push_back(next);
+        const int32_t tok = sampler.sample(z, V, so, rng, &ctx);
+        if (tok == l.tok->eos_id()) break;
+        ctx.push_back(tok);
         // Decode the whole continuation so multi-byte characters split across tokens print correctly.
         std::string full = l.tok->decode(ctx);
-        if (full.size() > printed.size() && full.compare(0, printed.size(), printed) == 0) std::cout << full.substr(printed.size()) << std::flush;
+        if (full.size() > printed.size() && full.compare(0, printed.size(), printed) == 0)
+            std::cout << full.substr(printed.size()) << std::flush;
         printed = full;
+        z = next.feed(ctx, ctx.size() - 1);
     }
     std::cout << "\n";
-    (void)n_prompt;
     return 0;
 }
 
@@ -303,6 +385,8 @@ int main(int argc, char** argv) {
     ev->add_option("--batch", ea.batch, "windows per forward pass")->check(positive)->capture_default_str();
     ev->add_option("--threads", ea.threads, "OpenMP threads (default: all cores)")->check(positive);
     ev->add_flag("--json", ea.json, "print one JSON object");
+    ev->add_option("--quant", ea.quant, "also evaluate packed inference: exact | int8 (reports the loss change)")
+        ->check(CLI::IsMember({"none", "exact", "int8"}))->capture_default_str();
 
     GenArgs ga;
     auto* ge = app.add_subcommand("generate", "sample a continuation of a prompt");
@@ -314,6 +398,10 @@ int main(int argc, char** argv) {
     ge->add_option("--top-p", ga.top_p, "nucleus sampling mass (1: off)")->check(CLI::Range(0.0, 1.0))->capture_default_str();
     ge->add_option("--seed", ga.seed, "sampling seed")->capture_default_str();
     ge->add_option("--threads", ga.threads, "OpenMP threads (default: all cores)")->check(positive);
+    ge->add_option("--repetition-penalty", ga.repetition_penalty, "divide logits of tokens already in the context (1: off)")->check(positive)->capture_default_str();
+    ge->add_option("--quant", ga.quant, "packed ternary inference: exact (float activations) | int8")->check(CLI::IsMember({"exact", "int8"}))->capture_default_str();
+    ge->add_flag("--no-cache", ga.no_cache, "recompute the whole window every token (the upstream loop)");
+    ge->add_flag("--bench", ga.bench, "time cached exact, cached int8 and recompute generation of --tokens tokens");
 
     try {
         app.parse(argc, argv);

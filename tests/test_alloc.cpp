@@ -83,3 +83,20 @@ TEST_CASE("a steady-state Bolt training step makes no heap allocation") {
     CHECK(counts[2] == 0);
     CHECK(counts[3] == 0);
 }
+
+TEST_CASE("a cached generation step makes no heap allocation (exact and int8)") {
+    examples::BoltConfig c{512, 64, 2, 8, 128, 64};
+    examples::Bolt<float> model("bolt", c);
+    Rng rng(3);
+    model.init(rng);
+    for (Quant q : {Quant::exact, Quant::int8}) {
+        auto gen = model.make_generator(q);
+        gen->step(1);
+        g_allocs = 0;
+        g_counting = true;
+        for (int32_t t = 0; t < 100; ++t) gen->step(t % 512);
+        g_counting = false;
+        CAPTURE(int(q));
+        CHECK(g_allocs.load() == 0);
+    }
+}

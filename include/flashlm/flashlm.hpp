@@ -40,3 +40,7 @@
 #include "flashlm/train/evaluate.hpp"
 #include "flashlm/train/sampler.hpp"
 #include "flashlm/train/trainer.hpp"
+#include "flashlm/train/generator.hpp"
+#include "flashlm/kernels/ternary_pack.hpp"
+#include "flashlm/kernels/ternary_matmul.hpp"
+#include "flashlm/nn/frozen.hpp"

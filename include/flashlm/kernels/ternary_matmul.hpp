@@ -25,6 +25,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "flashlm/core/parallel.hpp"
 #include "flashlm/kernels/ternary_abi.hpp"
 #include "flashlm/kernels/ternary_pack.hpp"
 
@@ -127,8 +128,11 @@ template <class Job>
 void run(const Job& job, int64_t rows, int64_t cols) {
     const Isa isa = isa_slot().load(std::memory_order_relaxed);
     const int64_t nr = (rows + k_row_block - 1) / k_row_block, nm = (job.M + k_m_block - 1) / k_m_block;
-#pragma omp parallel for schedule(static) if (rows * cols * job.M >= k_parallel_min_work)
-    for (int64_t t = 0; t < nr * nm; ++t) {
+    // flashlm::parallel_for never opens a serialized OpenMP region (libgomp mallocs a team for each),
+    // so a per-token matvec allocates nothing.
+    const int64_t work = rows * cols * job.M >= k_parallel_min_work ? flashlm::k_parallel_min_work : 0;
+    flashlm::parallel_for(nr * nm, work, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
         Job j = job;
         const int64_t m0 = t % nm * k_m_block;
         j.r0 = t / nm * k_row_block;
@@ -148,6 +152,7 @@ void run(const Job& job, int64_t rows, int64_t cols) {
 #endif
         }
     }
+    });
 }
 
 // Kernels read whole blocks; a ragged input is copied into zero-padded rows of stride cols_padded.

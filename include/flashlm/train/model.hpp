@@ -8,6 +8,7 @@
 #include "flashlm/autograd/tape.hpp"
 #include "flashlm/core/param_store.hpp"
 #include "flashlm/core/rng.hpp"
+#include "flashlm/train/generator.hpp"
 
 namespace flashlm {
 
@@ -31,6 +32,9 @@ public:
     virtual Tensor<T> loss(Tape<T>& tape, const int32_t* ids, const int32_t* targets, int64_t B, int64_t L) = 0;
     // Logits [B, L, V].
     virtual Tensor<T> logits(Tape<T>& tape, const int32_t* ids, int64_t B, int64_t L) = 0;
+    // Cached one-token-at-a-time inference from the current weights; null when the variant has none
+    // (callers then recompute the window).
+    virtual std::unique_ptr<Generator> make_generator(Quant) const { return nullptr; }
 
     ParamStore<T>& params() { return params_; }
     const ParamStore<T>& params() const { return params_; }

@@ -12,14 +12,29 @@ namespace flashlm::train {
 
 struct SamplingOptions {
     double temperature = 0.8;
-    int64_t top_k = 50;   // 0 = off
-    double top_p = 1.0;   // 1 = off
+    int64_t top_k = 50;                // 0 = off
+    double top_p = 1.0;                // 1 = off
+    double repetition_penalty = 1.0;   // 1 = off; >1 divides positive (multiplies negative) logits of seen tokens
 };
 
 class Sampler {
 public:
+    // `history`: tokens already in the context, for the repetition penalty (CTRL's divide-logit form).
     template <class T>
-    int32_t sample(const T* logits, int64_t V, const SamplingOptions& o, Rng& rng) {
+    int32_t sample(const T* logits_in, int64_t V, const SamplingOptions& o, Rng& rng,
+                   const std::vector<int32_t>* history = nullptr) {
+        const T* logits = logits_in;
+        if (o.repetition_penalty != 1.0 && history && !history->empty()) {
+            pen_.assign(logits_in, logits_in + V);
+            seen_.assign(size_t(V), 0);
+            for (int32_t t : *history)
+                if (t >= 0 && t < V && !seen_[size_t(t)]) {
+                    seen_[size_t(t)] = 1;
+                    const double z = double(pen_[size_t(t)]);
+                    pen_[size_t(t)] = float(z > 0 ? z / o.repetition_penalty : z * o.repetition_penalty);
+                }
+            return sample(pen_.data(), V, SamplingOptions{o.temperature, o.top_k, o.top_p, 1.0}, rng);
+        }
         if (o.temperature <= 0) return int32_t(std::max_element(logits, logits + V) - logits);
         idx_.resize(size_t(V));
         std::iota(idx_.begin(), idx_.end(), 0);
@@ -54,6 +69,8 @@ public:
 private:
     std::vector<int32_t> idx_;
     std::vector<double> p_;
+    std::vector<float> pen_;
+    std::vector<char> seen_;
 };
 
 }  // namespace flashlm::train

@@ -1,0 +1,89 @@
+#pragma once
+// Inference forms of the layers: weights frozen (ternary ones quantised and packed once), per-token
+// functions over caller-owned buffers. Used by the cached generators.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "flashlm/core/parallel.hpp"
+#include "flashlm/core/tensor.hpp"
+#include "flashlm/kernels/ternary_matmul.hpp"
+#include "flashlm/kernels/ternary_pack.hpp"
+#include "flashlm/train/generator.hpp"
+
+namespace flashlm::nn {
+
+// BitLinear (Q1) frozen: packed 2-bit weights, one scale per tensor.
+class FrozenBitLinear {
+public:
+    FrozenBitLinear() = default;
+    explicit FrozenBitLinear(const Tensor<float>& w) : w_(kernels::pack_ternary(w.data, w.dim(0), w.dim(1))) {}
+    int64_t in() const { return w_.cols; }
+    int64_t out() const { return w_.rows; }
+    // y = W̃ x. For int8, xq/xs are scratch for the quantised input (size in()).
+    void operator()(const float* x, float* y, Quant q, int8_t* xq) const {
+        if (q == Quant::exact) {
+            kernels::ternary_matvec(w_, x, y);
+        } else {
+            float xs = 0;
+            kernels::quantize_activations_int8(x, 1, w_.cols, xq, &xs);
+            kernels::ternary_matvec_int8(w_, xq, xs, y);
+        }
+    }
+    const kernels::PackedTernary& packed() const { return w_; }
+
+private:
+    kernels::PackedTernary w_;
+};
+
+inline void rmsnorm_vec(const float* x, const float* g, float* y, int64_t D, float eps) {
+    float ss = 0;
+    for (int64_t c = 0; c < D; ++c) ss += x[c] * x[c];
+    const float r = 1.0f / std::sqrt(ss / float(D) + eps);
+    for (int64_t c = 0; c < D; ++c) y[c] = x[c] * r * g[c];
+}
+
+// Causal depthwise conv, one step: a ring of the last K-1 inputs per channel.
+class CausalConvState {
+public:
+    CausalConvState() = default;
+    CausalConvState(const Tensor<float>& w) : C_(w.dim(0)), K_(w.dim(2)), wt_(size_t(C_ * K_)), ring_(size_t(C_ * (K_ - 1))) {
+        for (int64_t c = 0; c < C_; ++c)
+            for (int64_t j = 0; j < K_; ++j) wt_[size_t(j * C_ + c)] = w.data[c * K_ + j];
+        reset();
+    }
+    void reset() {
+        std::fill(ring_.begin(), ring_.end(), 0.0f);
+        pos_ = 0;
+    }
+    // y[c] = Σ_j w[c, j] · v_{t-(K-1)+j}[c] with v_t = v.
+    void step(const float* v, float* y) {
+        const int64_t H = K_ - 1;
+        for (int64_t c = 0; c < C_; ++c) y[c] = wt_[size_t(H * C_ + c)] * v[c];
+        for (int64_t j = 0; j < H; ++j) {
+            const float* past = ring_.data() + ((pos_ + j) % H) * C_;  // oldest first
+            const float* wj = wt_.data() + j * C_;
+            for (int64_t c = 0; c < C_; ++c) y[c] += wj[c] * past[c];
+        }
+        if (H > 0) {
+            std::copy(v, v + C_, ring_.data() + pos_ * C_);
+            pos_ = (pos_ + 1) % H;
+        }
+    }
+
+private:
+    int64_t C_ = 0, K_ = 1;
+    std::vector<float> wt_, ring_;
+    int64_t pos_ = 0;
+};
+
+// Dense float matvec y = W x for a row-major [N, K] matrix, rows split over threads.
+inline void dense_matvec(const float* W, int64_t N, int64_t K, const float* x, float* y) {
+    parallel_for(N, N * K, [&](int64_t r0, int64_t r1) {
+        Eigen::Map<const RowMatrix<float>> w(W + r0 * K, r1 - r0, K);
+        Eigen::Map<const Eigen::VectorXf> xv(x, K);
+        Eigen::Map<Eigen::VectorXf>(y + r0, r1 - r0).noalias() = w * xv;
+    });
+}
+
+}  // namespace flashlm::nn
