@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <flashlm/flashlm.hpp>
+#include <flashlm/ops/decayed_memory.hpp>
 
 using namespace flashlm;
 
@@ -53,6 +54,10 @@ std::vector<OpCase<T>> op_table() {
                  {Shape{12, 5}, Shape{8, 5}},
                  [](Tape<T>& tp, V& in) { return ops::tied_head_cross_entropy(tp, in[0], in[1], k_ids.data(), 5); },
                  {0, 1}});
+    t.push_back({"decayed_memory",
+                 {Shape{2, 6, 4}, Shape{2, 6, 4}, Shape{2, 6, 4}},
+                 [](Tape<T>& tp, V& in) { return ops::decayed_memory(tp, in[0], in[1], in[2], 0.9, 0.35); },
+                 {0, 1, 2}});
     return t;
 }
 

@@ -44,3 +44,5 @@
 #include "flashlm/kernels/ternary_pack.hpp"
 #include "flashlm/kernels/ternary_matmul.hpp"
 #include "flashlm/nn/frozen.hpp"
+#include "flashlm/nn/linear.hpp"
+#include "flashlm/ops/decayed_memory.hpp"
