@@ -76,6 +76,7 @@ struct TrainArgs {
             log_every = 10, eval_windows = 200;
     int threads = 0;
     uint64_t seed = 42;
+    bool upstream_compat = false;
 };
 
 int cmd_train(const TrainArgs& a) {
@@ -134,7 +135,10 @@ int cmd_train(const TrainArgs& a) {
         if (a.seq > 0) cfg["seq_len"] = a.seq;
         else if (rc.seq > 0) cfg["seq_len"] = rc.seq;
     }
+    if (a.upstream_compat) cfg["upstream_compat"] = true;
     auto model = e.make(cfg);
+    if (a.upstream_compat && !model->config().value("upstream_compat", false))
+        throw std::invalid_argument("model " + e.name + " has no --upstream-compat mode");
     const int64_t seq = a.seq > 0 ? a.seq : model->max_seq_len();
     if (seq > model->max_seq_len())
         throw std::invalid_argument(fmt::format("--seq {} exceeds the model's seq_len {}", seq, model->max_seq_len()));
@@ -375,6 +379,9 @@ int main(int argc, char** argv) {
     tr->add_option("--log-every", ta.log_every, "steps between progress lines")->check(positive)->capture_default_str();
     tr->add_option("--stop-after", ta.stop_after, "stop with a checkpoint after N steps of this invocation")->check(positive);
     tr->add_option("--metrics", ta.metrics, "JSON-lines file of per-step loss/lr (default OUT/metrics.jsonl)");
+    tr->add_flag("--upstream-compat", ta.upstream_compat,
+                 "reproduce the upstream script's arithmetic where flashlm fixes it (cortex3/cortex6: double-shifted "
+                 "targets, memory scale 1/sqrt(window))");
 
     EvalArgs ea;
     auto* ev = app.add_subcommand("eval", "mean next-token loss, perplexity and bits per byte over every window of a text");

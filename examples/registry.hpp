@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "examples/bolt.hpp"
+#include "examples/cortex.hpp"
 
 namespace flashlm::examples {
 
@@ -15,6 +16,15 @@ struct ModelEntry {
     std::function<Recipe(int cores)> recipe;
     std::function<std::unique_ptr<LanguageModel<float>>(const nlohmann::json& cfg)> make;
 };
+
+// v7.1/v7.2 recipe (VARIANTS.md §10): AdamW 3e-3, betas (0.9, 0.95), wd 0.01, batch 16 × accum 1,
+// seq 256, 500 warm-up steps, cosine to 1e-5, clip 1.0, vocab 4096; independent of the core count.
+inline Recipe cortex_recipe() {
+    Recipe rc;
+    rc.lr = 3e-3, rc.min_lr = 1e-5, rc.weight_decay = 0.01, rc.beta1 = 0.9, rc.beta2 = 0.95, rc.clip = 1.0;
+    rc.warmup = 500, rc.batch = 16, rc.accum = 1, rc.seq = 256, rc.vocab = 4096;
+    return rc;
+}
 
 inline const std::vector<ModelEntry>& registry() {
     static const std::vector<ModelEntry> r = {
@@ -35,6 +45,16 @@ inline const std::vector<ModelEntry>& registry() {
          },
          [](const nlohmann::json& c) {
              return std::make_unique<Bolt<float>>("bolt-large", BoltConfig::from_json(c, BoltConfig::large()));
+         }},
+        {"cortex3", "v7.1 CORTEX-III: gated causal conv k=15 + SwiGLU, float, D=256, 6 layers, 4.61M params",
+         [](int) { return cortex_recipe(); },
+         [](const nlohmann::json& c) {
+             return std::make_unique<Cortex<float>>("cortex3", CortexConfig::from_json(c, CortexConfig::cortex3()));
+         }},
+        {"cortex6", "v7.2 CORTEX-VI: CORTEX-III + decayed Hebbian memory (64x64), float, 5.01M params",
+         [](int) { return cortex_recipe(); },
+         [](const nlohmann::json& c) {
+             return std::make_unique<Cortex<float>>("cortex6", CortexConfig::from_json(c, CortexConfig::cortex6()));
          }},
     };
     return r;

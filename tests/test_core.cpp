@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include "examples/bolt.hpp"
+#include "examples/cortex.hpp"
 
 using namespace flashlm;
 
@@ -53,4 +54,122 @@ TEST_CASE("cached Bolt generation equals a full recompute over the window for 30
     MESSAGE("int8 vs exact worst logit difference over 50 tokens: " << diff8);
     CHECK(diff8 > 0);
     CHECK(diff8 < 0.05 * max_logit + 0.05);
+}
+
+TEST_CASE("cortex parameter counts match VARIANTS.md") {
+    examples::Cortex<float> c3("cortex3", examples::CortexConfig::cortex3());
+    CHECK(c3.params().count() == 4614144);
+    examples::Cortex<float> c6("cortex6", examples::CortexConfig::cortex6());
+    CHECK(c6.params().count() == 5008896);
+}
+
+TEST_CASE("decayed_memory equals the direct sum R_j = s Σ_{i<=j} γ^(j-i) (Vm_i·Q_j) K_i") {
+    const int64_t B = 2, L = 9, d = 5;
+    const double g = 0.9, s = 0.3;
+    Rng rng(5);
+    std::vector<double> k(B * L * d), v(B * L * d), q(B * L * d);
+    for (auto* a : {&k, &v, &q})
+        for (auto& x : *a) x = rng.normal(0, 1);
+    Tape<double> tape;
+    NoGradGuard<double> ng(tape);
+    const Shape sh{B, L, d};
+    Tensor<double> r = ops::decayed_memory(tape, Tensor<double>(k.data(), nullptr, sh), Tensor<double>(v.data(), nullptr, sh),
+                                           Tensor<double>(q.data(), nullptr, sh), g, s);
+    double worst = 0;
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t j = 0; j < L; ++j)
+            for (int64_t c = 0; c < d; ++c) {
+                double ref = 0;
+                for (int64_t i = 0; i <= j; ++i) {
+                    double dot = 0;
+                    for (int64_t e = 0; e < d; ++e) dot += v[(b * L + i) * d + e] * q[(b * L + j) * d + e];
+                    ref += s * std::pow(g, double(j - i)) * dot * k[(b * L + i) * d + c];
+                }
+                worst = std::max(worst, std::abs(ref - r.data[(b * L + j) * d + c]));
+            }
+    CHECK(worst < 1e-12);
+}
+
+namespace {
+// Feeds `ids` one token at a time through the cached generator and compares every step's logits with a
+// full forward over the last `window` tokens (the whole prefix when window >= ids.size()).
+double cached_vs_full(examples::Cortex<float>& model, const std::vector<int32_t>& ids, int64_t window, double& max_logit) {
+    auto gen = model.make_generator(Quant::exact);
+    REQUIRE(gen);
+    const int64_t V = model.vocab_size();
+    Tape<float> tape;
+    NoGradGuard<float> ng(tape);
+    double worst = 0;
+    max_logit = 0;
+    for (size_t t = 0; t < ids.size(); ++t) {
+        const float* z = gen->step(ids[t]);
+        const int64_t L = std::min<int64_t>(int64_t(t) + 1, window);
+        tape.reset();
+        Tensor<float> full = model.logits(tape, ids.data() + t + 1 - size_t(L), 1, L);
+        const float* zf = full.data + (L - 1) * V;
+        for (int64_t v = 0; v < V; ++v) {
+            worst = std::max(worst, double(std::abs(z[v] - zf[v])));
+            max_logit = std::max(max_logit, double(std::abs(zf[v])));
+        }
+    }
+    return worst;
+}
+}  // namespace
+
+TEST_CASE("cached CORTEX-III generation equals a full recompute over the window for 300 tokens") {
+    // seq_len 64 < 300: the recompute crops to 64 tokens, the cache never crops; both agree because a
+    // token sees only the last n_layers·(k-1)+1 = 29 tokens.
+    examples::CortexConfig c = examples::CortexConfig::cortex3();
+    c.vocab_size = 300, c.d_model = 48, c.n_layers = 2, c.d_ff = 96, c.seq_len = 64;
+    examples::Cortex<float> model("cortex3", c);
+    Rng rng(12);
+    model.init(rng);
+    std::vector<int32_t> ids(300);
+    for (auto& t : ids) t = int32_t(rng.below(300));
+    double max_logit = 0;
+    const double worst = cached_vs_full(model, ids, c.seq_len, max_logit);
+    MESSAGE("cortex3: worst |cached - recompute| over 300 tokens: " << worst << " (max |logit| " << max_logit << ")");
+    CHECK(max_logit > 0.1);
+    CHECK(worst <= 1e-4);
+}
+
+TEST_CASE("cached CORTEX-VI generation equals a full forward over the whole prefix for 320 tokens") {
+    // The memory's receptive field is unbounded, so the reference is a forward over every token since
+    // the start (seq_len 320 covers it); the read scale is the constant 1/(√d_mem·√seq_len).
+    examples::CortexConfig c = examples::CortexConfig::cortex6();
+    c.vocab_size = 300, c.d_model = 48, c.n_layers = 2, c.d_ff = 96, c.d_mem = 16, c.seq_len = 320;
+    examples::Cortex<float> model("cortex6", c);
+    Rng rng(13);
+    model.init(rng);
+    // mem_out starts at N(0, 0.01); make the memory path matter for the comparison.
+    for (int64_t i = 0; i < c.n_layers; ++i)
+        nn::init_normal(model.params().get("blocks." + std::to_string(i) + ".mem_out.weight"), rng, 0.3);
+    std::vector<int32_t> ids(320);
+    for (auto& t : ids) t = int32_t(rng.below(300));
+    double max_logit = 0;
+    const double worst = cached_vs_full(model, ids, c.seq_len, max_logit);
+    MESSAGE("cortex6: worst |cached - full forward| over 320 tokens: " << worst << " (max |logit| " << max_logit << ")");
+    CHECK(max_logit > 0.1);
+    CHECK(worst <= 1e-4);
+
+    // The memory path matters: zeroing mem_out changes the last logits.
+    auto gen = model.make_generator(Quant::exact);
+    std::vector<float> with(size_t(c.vocab_size));
+    for (auto t : ids) {
+        const float* z = gen->step(t);
+        std::copy(z, z + c.vocab_size, with.begin());
+    }
+    for (int64_t i = 0; i < c.n_layers; ++i)
+        nn::init_constant(model.params().get("blocks." + std::to_string(i) + ".mem_out.weight"), 0.0f);
+    auto gen0 = model.make_generator(Quant::exact);
+    const float* z0 = nullptr;
+    for (auto t : ids) z0 = gen0->step(t);
+    double diff = 0;
+    for (int64_t v = 0; v < c.vocab_size; ++v) diff = std::max(diff, double(std::abs(z0[v] - with[size_t(v)])));
+    CHECK(diff > 1e-2);
+
+    // upstream_compat scales by the window length, which a streaming state cannot know: no cache.
+    c.upstream_compat = true;
+    examples::Cortex<float> compat("cortex6", c);
+    CHECK(compat.make_generator(Quant::exact) == nullptr);
 }

@@ -24,8 +24,13 @@ def _bolt(config):
     return build(config)
 
 
+def _cortex(config):
+    from cortex import build
+    return build(config)
+
+
 # Later variants add their builders here (each lives in a sibling module).
-MODELS = {"bolt": _bolt}
+MODELS = {"bolt": _bolt, "cortex3": _cortex, "cortex6": _cortex}
 
 TIED = {"head.weight": "embedding.weight"}
 
@@ -45,14 +50,18 @@ def main():
 
     model = MODELS[args.model](config).float()
     expected = model.state_dict()
-    for alias, target in TIED.items():
+    tied = dict(TIED, **getattr(model, "TIED", {}))
+    for alias, target in tied.items():
         if alias in expected and alias not in tensors and target in tensors:
             tensors[alias] = tensors[target]
     state = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in tensors.items()}
     model.load_state_dict(state, strict=True)
 
     logits = model(ids)
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    if hasattr(model, "loss_fn"):  # a variant's own objective (e.g. upstream-compatible target shift)
+        loss = model.loss_fn(logits, targets)
+    else:
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
     loss.backward()
 
     out = {"logits": logits.detach().numpy(), "loss": loss.detach().reshape(1).numpy()}
