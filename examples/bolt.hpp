@@ -138,13 +138,13 @@ public:
             nn::rmsnorm_vec(x_.data(), b.norm1, h_.data(), D, 1e-6f);
             b.up(h_.data(), gv_.data(), q_, xq_.data());
             b.conv.step(gv_.data() + D, y_.data());
-            for (int64_t c = 0; c < D; ++c) y_[c] *= 1.0f / (1.0f + std::exp(-gv_[c]));
+            nn::mul_sigmoid(y_.data(), gv_.data(), D);
             b.down(y_.data(), t_.data(), q_, xq_.data());
             for (int64_t c = 0; c < D; ++c) x_[c] += t_[c];
             nn::rmsnorm_vec(x_.data(), b.norm2, h_.data(), D, 1e-6f);
             b.gate(h_.data(), a_.data(), q_, xq_.data());
             b.upf(h_.data(), b_.data(), q_, xq_.data());
-            for (int64_t k = 0; k < H; ++k) a_[k] = a_[k] / (1.0f + std::exp(-a_[k])) * b_[k];
+            nn::silu_mul(a_.data(), b_.data(), H);
             b.downf(a_.data(), t_.data(), q_, xq_.data());
             for (int64_t c = 0; c < D; ++c) x_[c] += t_[c];
         }

@@ -43,6 +43,8 @@ std::vector<OpCase<T>> op_table() {
                  true});
     t.push_back({"rmsnorm", {Shape{4, 6}, Shape{6}}, [](Tape<T>& tp, V& in) { return ops::rmsnorm(tp, in[0], in[1], 1e-6); }, {0, 1}});
     t.push_back({"causal_dwconv1d", {Shape{2, 7, 3}, Shape{3, 1, 4}}, [](Tape<T>& tp, V& in) { return ops::causal_dwconv1d(tp, in[0], in[1]); }, {0, 1}});
+    t.push_back({"gated_causal_conv", {Shape{2, 7, 6}, Shape{3, 1, 4}}, [](Tape<T>& tp, V& in) { return ops::gated_causal_conv(tp, in[0], in[1]); }, {0, 1}});
+    t.push_back({"swiglu", {Shape{3, 5}, Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::swiglu(tp, in[0], in[1]); }, {0, 1}});
     t.push_back({"sigmoid", {Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::sigmoid(tp, in[0]); }, {0}});
     t.push_back({"silu", {Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::silu(tp, in[0]); }, {0}});
     t.push_back({"add", {Shape{3, 5}, Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::add(tp, in[0], in[1]); }, {0, 1}});

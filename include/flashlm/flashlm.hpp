@@ -16,6 +16,8 @@
 #include "flashlm/ops/activation.hpp"
 #include "flashlm/ops/elementwise.hpp"
 #include "flashlm/ops/split.hpp"
+#include "flashlm/ops/gated_conv.hpp"
+#include "flashlm/ops/swiglu.hpp"
 #include "flashlm/ops/cross_entropy.hpp"
 #include "flashlm/ops/tied_head_ce.hpp"
 #include "flashlm/nn/module.hpp"

@@ -15,7 +15,7 @@ struct Node {
     void (*backward)(Node&) = nullptr;
     Tensor<T> in[4];
     Tensor<T> out;
-    T* saved[3] = {nullptr, nullptr, nullptr};
+    T* saved[4] = {nullptr, nullptr, nullptr, nullptr};
     const int32_t* ids = nullptr;
     int64_t i[4] = {0, 0, 0, 0};
     double f[2] = {0, 0};

@@ -15,6 +15,7 @@ struct CausalDepthwiseConv1d {
         weight = p.add(join(prefix, "weight"), Shape{channels, 1, kernel});
     }
     void init(Rng& rng) { init_kaiming_fan_out(ps->get(weight), rng); }
+    Tensor<T> w() const { return ps->get(weight); }
     // x: [B, T, C]
     Tensor<T> operator()(Tape<T>& tape, const Tensor<T>& x) const {
         return ops::causal_dwconv1d(tape, x, ps->get(weight));

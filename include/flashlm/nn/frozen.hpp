@@ -43,6 +43,18 @@ inline void rmsnorm_vec(const float* x, const float* g, float* y, int64_t D, flo
     for (int64_t c = 0; c < D; ++c) y[c] = x[c] * r * g[c];
 }
 
+// y ⊙= σ(g) and a = SiLU(a) ⊙ b, vectorised through Eigen's array exp.
+inline void mul_sigmoid(float* y, const float* g, int64_t n) {
+    Eigen::Map<Eigen::ArrayXf> ya(y, n);
+    Eigen::Map<const Eigen::ArrayXf> ga(g, n);
+    ya /= (1.0f + (-ga).exp());
+}
+inline void silu_mul(float* a, const float* b, int64_t n) {
+    Eigen::Map<Eigen::ArrayXf> aa(a, n);
+    Eigen::Map<const Eigen::ArrayXf> ba(b, n);
+    aa = aa / (1.0f + (-aa).exp()) * ba;
+}
+
 // Causal depthwise conv, one step: a ring of the last K-1 inputs per channel.
 class CausalConvState {
 public:

@@ -1,9 +1,7 @@
 #pragma once
 #include "flashlm/nn/bitlinear.hpp"
 #include "flashlm/nn/causal_conv.hpp"
-#include "flashlm/ops/activation.hpp"
-#include "flashlm/ops/elementwise.hpp"
-#include "flashlm/ops/split.hpp"
+#include "flashlm/ops/gated_conv.hpp"
 
 namespace flashlm::nn {
 
@@ -25,9 +23,7 @@ struct GatedConvMixer {
     }
     // x: [B, T, D]
     Tensor<T> operator()(Tape<T>& tape, const Tensor<T>& x) const {
-        auto [g, v] = ops::split2(tape, up(tape, x));
-        Tensor<T> h = conv(tape, v);
-        return down(tape, ops::mul(tape, h, ops::sigmoid(tape, g)));
+        return down(tape, ops::gated_causal_conv(tape, up(tape, x), conv.w()));
     }
 };
 

@@ -1,7 +1,6 @@
 #pragma once
 #include "flashlm/nn/bitlinear.hpp"
-#include "flashlm/ops/activation.hpp"
-#include "flashlm/ops/elementwise.hpp"
+#include "flashlm/ops/swiglu.hpp"
 
 namespace flashlm::nn {
 
@@ -22,7 +21,7 @@ struct TernaryGLU {
         down.init(rng);
     }
     Tensor<T> operator()(Tape<T>& tape, const Tensor<T>& x) const {
-        return down(tape, ops::mul(tape, ops::silu(tape, gate(tape, x)), up(tape, x)));
+        return down(tape, ops::swiglu(tape, gate(tape, x), up(tape, x)));
     }
 };
 
