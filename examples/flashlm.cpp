@@ -166,6 +166,7 @@ int cmd_train(const TrainArgs& a) {
     o.log_every = std::max<int64_t>(1, a.log_every);
     o.seed = a.seed;
     o.checkpoint = ckpt;
+    o.best_checkpoint = (fs::path(a.out) / "best.safetensors").string();
     o.metrics = a.metrics.empty() ? (fs::path(a.out) / "metrics.jsonl").string() : a.metrics;
 
     train::Corpus corpus{train_tokens.data(), train_tokens.size(), val_tokens.data(), val_tokens.size(),

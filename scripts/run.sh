@@ -27,5 +27,5 @@ scripts/install-deps.sh
 scripts/build.sh -DFLASHLM_BUILD_TESTS=OFF -DFLASHLM_BUILD_BENCH=OFF
 bin=build/bin/flashlm
 $bin train --model "$model" --data "$data" --minutes "$minutes" --out "$out" --eval-every-minutes 1
-$bin eval --checkpoint "$out/checkpoint.safetensors" --data "$data" --split val
-$bin generate --checkpoint "$out/checkpoint.safetensors" --prompt "Once upon a time" --tokens 200
+$bin eval --checkpoint "$out/best.safetensors" --data "$data" --split val
+$bin generate --checkpoint "$out/best.safetensors" --prompt "Once upon a time" --tokens 200

@@ -47,17 +47,19 @@ struct TrainOptions {
     int64_t save_every = 0;        // steps between checkpoints (0: at evaluations and at the end)
     uint64_t seed = 42;
     std::string checkpoint;        // path of the checkpoint to write
+    std::string best_checkpoint;   // also written whenever the validation loss improves (empty: off)
     std::string metrics;           // JSON-lines log of every step (empty: none)
 };
 
 struct TrainState {
     int64_t step = 0, tokens_seen = 0;
     double elapsed_s = 0, warmup_progress = 0;
+    double best_val = 1e300;
     std::string rng;
 
     nlohmann::json to_json() const {
         return {{"step", step}, {"tokens_seen", tokens_seen}, {"elapsed_s", elapsed_s},
-                {"warmup_progress", warmup_progress}, {"rng", rng}};
+                {"warmup_progress", warmup_progress}, {"rng", rng}, {"best_val_loss", best_val}};
     }
     static TrainState from_json(const nlohmann::json& j) {
         TrainState s;
@@ -66,6 +68,7 @@ struct TrainState {
         s.elapsed_s = j.at("elapsed_s").get<double>();
         s.warmup_progress = j.value("warmup_progress", 0.0);
         s.rng = j.at("rng").get<std::string>();
+        s.best_val = j.value("best_val_loss", 1e300);
         return s;
     }
 };
@@ -200,15 +203,20 @@ public:
         log(fmt::format("eval  step {:>6} | val loss {:.4f} | ppl {:.2f} | bpb {:.4f} | {} windows | elapsed {}", state_.step,
                         r.loss, r.ppl, r.bpb, r.windows, format_duration(state_.elapsed_s)));
         if (on_eval) on_eval(state_, r);
+        if (r.loss < state_.best_val) {
+            state_.best_val = r.loss;
+            if (!opt_.best_checkpoint.empty()) save(opt_.best_checkpoint);
+        }
         return r;
     }
 
-    void save() {
-        if (opt_.checkpoint.empty()) return;
+    void save() { save(opt_.checkpoint); }
+    void save(const std::string& path) {
+        if (path.empty()) return;
         state_.rng = rng_.state();
         io::CheckpointInfo info{model_.name(), model_.config(), corpus_.tokenizer, state_.to_json()};
         info.train_state["warmup_progress"] = sched_.warmup_progress;
-        io::save_checkpoint(opt_.checkpoint, model_.params(), &adam_, info);
+        io::save_checkpoint(path, model_.params(), &adam_, info);
     }
 
 private:
