@@ -14,6 +14,7 @@
 
 #include "flashlm/core/parallel.hpp"
 #include "flashlm/core/tensor.hpp"
+#include "flashlm/kernels/dense.hpp"
 #include "flashlm/kernels/ternary_matmul.hpp"
 
 using namespace flashlm;
@@ -102,6 +103,54 @@ int main(int argc, char** argv) {
                 run(st, *p, t, [p] { ternary_matvec_int8(p->W, p->x.data(), p->y.data()); });
             });
         }
+    }
+    // The tied output head of generation (Bolt: 10000 × 192 floats, 7.7 MB, streamed every token):
+    // Eigen's GEMV (what nn::dense_matvec ran before), dense_f32_matvec and the int8 head per path.
+    struct Head {
+        int64_t rows = 10000, cols = 192;
+        std::vector<float> w, x, y;
+        PackedInt8Rows q;
+        std::vector<int8_t> xq;
+        float xs = 0;
+    };
+    static Head head;
+    {
+        std::mt19937 rng(7);
+        std::normal_distribution<float> d(0.0f, 0.02f);
+        head.w.resize(size_t(head.rows * head.cols));
+        for (auto& v : head.w) v = d(rng);
+        head.x.resize(size_t(head.cols));
+        for (auto& v : head.x) v = d(rng) * 50.0f;
+        head.y.resize(size_t(head.rows));
+        head.q = pack_int8_rows(head.w.data(), head.rows, head.cols);
+        head.xq.resize(size_t(head.q.cols_padded));
+        float xs = 0;
+        quantize_activations_int8(head.x.data(), 1, head.cols, head.xq.data(), &xs);
+        head.xs = xs;
+    }
+    Problem* hp = problems.emplace_back(std::make_unique<Problem>(1, 1)).get();  // only for the counter
+    hp->rows = head.rows, hp->cols = head.cols;
+    for (int t : thread_counts) {
+        const std::string suffix = "/192->10000/threads:" + std::to_string(t);
+        add("head_eigen_f32_gemv" + suffix, [hp, t](benchmark::State& st) {
+            run(st, *hp, t, [] {
+                VecMap<float>(head.y.data(), head.rows).noalias() =
+                    MatMap<float>(head.w.data(), head.rows, head.cols) * VecMap<float>(head.x.data(), head.cols);
+            });
+        });
+        for (const auto& isa : available_isas()) {
+            add("head_dense_f32_" + isa + suffix, [hp, t, isa](benchmark::State& st) {
+                set_isa(isa);
+                run(st, *hp, t, [] { dense_f32_matvec(head.w.data(), head.rows, head.cols, head.x.data(), head.y.data()); });
+            });
+            add("head_int8_" + isa + suffix, [hp, t, isa](benchmark::State& st) {
+                set_isa(isa);
+                run(st, *hp, t, [] { int8_rows_matvec(head.q, head.xq.data(), head.xs, head.y.data()); });
+            });
+        }
+        add("head_int8_with_quant_auto" + suffix, [hp, t](benchmark::State& st) {
+            run(st, *hp, t, [] { int8_rows_matvec(head.q, head.x.data(), head.y.data(), head.xq.data()); });
+        });
     }
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();

@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "flashlm/kernels/dense.hpp"
 #include "flashlm/kernels/ternary_matmul.hpp"
 #include "flashlm/ops/bitlinear.hpp"
 
@@ -282,6 +283,124 @@ TEST_CASE("all-zero weights and a single column") {
         CHECK(y[0] == a * 3.0f);
         CHECK(y[1] == a * -3.0f);
         CHECK(y[2] == 0.0f);
+    }
+    CHECK(set_isa("auto"));
+}
+
+// ---- dense head kernels (dense.hpp) -------------------------------------------------------------------
+
+namespace {
+// One row, 7 rows, a partial last tile, K ragged against 4, 16 and 64, and shapes that split over threads.
+const std::pair<int64_t, int64_t> k_dense_shapes[] = {{1, 1},   {1, 192},  {7, 1},     {7, 63},    {7, 130},
+                                                      {16, 64}, {33, 65},  {17, 1000}, {100, 193}, {1000, 192}};
+}  // namespace
+
+TEST_CASE("pack_int8_rows: per-row absmax codes in the VNNI tile layout") {
+    for (const auto& [rows, cols] : k_dense_shapes) {
+        CAPTURE(rows);
+        CAPTURE(cols);
+        auto w = randn(rows * cols, 40, 0.05f);
+        if (rows > 2)
+            for (int64_t k = 0; k < cols; ++k) w[size_t(2 * cols + k)] = 0.0f;  // an all-zero row
+        const PackedInt8Rows p = pack_int8_rows(w.data(), rows, cols);
+        CHECK(p.cols_padded % 4 == 0);
+        CHECK(p.cols_padded - p.cols < 4);
+        CHECK(int64_t(p.w.size()) == p.tiles() * 16 * p.cols_padded);
+        int64_t bad = 0;
+        for (int64_t r = 0; r < rows; ++r) {
+            float amax = 0;
+            for (int64_t k = 0; k < cols; ++k) amax = std::max(amax, std::abs(w[size_t(r * cols + k)]));
+            bad += p.scale[size_t(r)] != amax / 127.0f;
+            int32_t sum = 0;
+            for (int64_t k = 0; k < cols; ++k) {
+                const float v = w[size_t(r * cols + k)];
+                const int expect = amax > 0 ? int(std::nearbyint(v * (127.0f / amax))) : 0;
+                bad += p.q(r, k) != expect;
+                bad += std::abs(v - p.q(r, k) * p.scale[size_t(r)]) > 0.5f * p.scale[size_t(r)] * 1.0001f;
+                sum += p.q(r, k);
+            }
+            for (int64_t k = cols; k < p.cols_padded; ++k) bad += p.q(r, k) != 0;
+            bad += p.row_sums[size_t(r)] != sum;
+        }
+        CHECK(bad == 0);
+    }
+}
+
+TEST_CASE("int8 head: scalar path against integer arithmetic, every SIMD path bit-exact") {
+    unsigned seed = 500;
+    for (const auto& [rows, cols] : k_dense_shapes) {
+        CAPTURE(rows);
+        CAPTURE(cols);
+        const auto w = randn(rows * cols, seed += 2, 0.05f);
+        const auto x = randn(cols, seed + 1);
+        const PackedInt8Rows p = pack_int8_rows(w.data(), rows, cols);
+        std::vector<int8_t> xq(size_t(p.cols_padded), 99);  // garbage padding: the float overload clears it
+        REQUIRE(set_isa("scalar"));
+        std::vector<float> ref(size_t(rows), NAN);
+        int8_rows_matvec(p, x.data(), ref.data(), xq.data());
+        float xs = 0;
+        std::vector<int8_t> xq2(static_cast<size_t>(cols));
+        quantize_activations_int8(x.data(), 1, cols, xq2.data(), &xs);
+        int64_t mismatches = 0;
+        for (int64_t k = 0; k < cols; ++k) mismatches += xq[size_t(k)] != xq2[size_t(k)];
+        for (int64_t k = cols; k < p.cols_padded; ++k) mismatches += xq[size_t(k)] != 0;
+        for (int64_t r = 0; r < rows; ++r) {
+            int32_t dot = 0;
+            for (int64_t k = 0; k < cols; ++k) dot += int32_t(p.q(r, k)) * xq2[size_t(k)];
+            mismatches += ref[size_t(r)] != float(dot) * p.scale[size_t(r)] / xs;
+        }
+        CHECK(mismatches == 0);
+        for (const auto& isa : available_isas()) {
+            CAPTURE(isa);
+            REQUIRE(set_isa(isa));
+            std::vector<float> y(size_t(rows) + 1, NAN);
+            y[size_t(rows)] = 12345.0f;  // nothing is written past the last row
+            int8_rows_matvec(p, xq.data(), xs, y.data());
+            CHECK(std::memcmp(y.data(), ref.data(), size_t(rows) * sizeof(float)) == 0);
+            CHECK(y[size_t(rows)] == 12345.0f);
+        }
+    }
+    // Extreme codes: every q = ±127 against x = ±127 (the AVX2 pairs reach 2 · 127², no saturation).
+    std::vector<float> w(size_t(3 * 256)), x(256);
+    for (size_t i = 0; i < w.size(); ++i) w[i] = (i % 3 == 0) ? -1.0f : 1.0f;
+    for (size_t i = 0; i < x.size(); ++i) x[i] = (i % 2 == 0) ? -1.0f : 1.0f;
+    const PackedInt8Rows p = pack_int8_rows(w.data(), 3, 256);
+    std::vector<int8_t> xq(256);
+    std::vector<float> ref(3), y(3);
+    REQUIRE(set_isa("scalar"));
+    int8_rows_matvec(p, x.data(), ref.data(), xq.data());
+    for (const auto& isa : available_isas()) {
+        REQUIRE(set_isa(isa));
+        int8_rows_matvec(p, x.data(), y.data(), xq.data());
+        CHECK(std::memcmp(y.data(), ref.data(), 3 * sizeof(float)) == 0);
+    }
+    CHECK(set_isa("auto"));
+}
+
+TEST_CASE("dense f32 matvec: every path against a double GEMV, up to summation order") {
+    unsigned seed = 600;
+    for (const auto& [rows, cols] : k_dense_shapes) {
+        const auto w = randn(rows * cols, seed += 2), x = randn(cols, seed + 1);
+        for (const auto& isa : available_isas()) {
+            CAPTURE(isa);
+            CAPTURE(rows);
+            CAPTURE(cols);
+            REQUIRE(set_isa(isa));
+            std::vector<float> y(size_t(rows) + 1, NAN);
+            y[size_t(rows)] = 12345.0f;
+            dense_f32_matvec(w.data(), rows, cols, x.data(), y.data());
+            double worst = 0;
+            for (int64_t r = 0; r < rows; ++r) {
+                double ref = 0, mag = 0;
+                for (int64_t k = 0; k < cols; ++k) {
+                    ref += double(w[size_t(r * cols + k)]) * x[size_t(k)];
+                    mag += std::abs(double(w[size_t(r * cols + k)]) * x[size_t(k)]);
+                }
+                worst = std::max(worst, std::abs(y[size_t(r)] - ref) / mag);
+            }
+            CHECK(worst <= 1e-5);
+            CHECK(y[size_t(rows)] == 12345.0f);
+        }
     }
     CHECK(set_isa("auto"));
 }

@@ -37,14 +37,42 @@ struct I8Job : RowsJob {
     float* y;
 };
 
+// Dense int8 rows (the quantised tied head, dense.hpp): row tiles [t0, t1) of 16 rows in the
+// VNNI layout w[(t · groups + g) · 64 + 4i + j] = q[16t + i, 4g + j]. x holds groups · 4 int8 values
+// (zero-padded); dot_r = Σ_k q[r,k] · x[k] exactly in int32, y[r] = float(dot_r) * wscale[r] / xscale in
+// exactly that order on every path, for r < rows (the last tile may be partial).
+struct DenseI8Job {
+    const int8_t* w;
+    int64_t groups;
+    int64_t t0, t1, rows;
+    const int8_t* x;
+    float xscale;
+    const float* wscale;
+    const int32_t* row_sums;  // Σ_k q[r,k], for kernels that bias x to unsigned
+    float* y;
+};
+
+// Dense float rows: y[r] = Σ_k w[r · ld + k] · x[k] for r in [r0, r1), summation order up to the path.
+struct DenseF32Job {
+    const float* w;
+    int64_t cols, ld;
+    int64_t r0, r1;
+    const float* x;
+    float* y;
+};
+
 struct TernaryRows {
     void operator()(xsimd::sse2, const F32Job&) const noexcept;
     void operator()(xsimd::sse2, const I8Job&) const noexcept;
     void operator()(xsimd::avx2, const F32Job&) const noexcept;
     void operator()(xsimd::avx2, const I8Job&) const noexcept;
+    void operator()(xsimd::avx2, const DenseI8Job&) const noexcept;
+    void operator()(xsimd::avx2, const DenseF32Job&) const noexcept;
     // Needs AVX-512 F/BW/DQ/VL and VNNI (vpdpbusd).
     void operator()(xsimd::avx512bw, const F32Job&) const noexcept;
     void operator()(xsimd::avx512bw, const I8Job&) const noexcept;
+    void operator()(xsimd::avx512bw, const DenseI8Job&) const noexcept;
+    void operator()(xsimd::avx512bw, const DenseF32Job&) const noexcept;
 };
 
 }  // namespace flashlm::kernels::detail

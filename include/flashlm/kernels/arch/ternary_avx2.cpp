@@ -2,6 +2,8 @@
 // -march=native) by flashlm_add_kernels(); the dispatcher only calls them on CPUs with AVX2 and FMA.
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "flashlm/kernels/ternary_abi.hpp"
 
 namespace flashlm::kernels::detail {
@@ -81,6 +83,73 @@ void TernaryRows::operator()(xsimd::avx2, const I8Job& j) const noexcept {
             j.y[m * j.ldy + r] = float(dot) * j.wscale / j.xscale[m];
         }
     }
+}
+
+}  // namespace flashlm::kernels::detail
+
+namespace flashlm::kernels::detail {
+namespace {
+
+// One 16-row tile of a DenseI8Job, as two halves of 8 rows. x stays signed: vpmaddubsw(|x|, sign(q, x))
+// = x · q per byte pair without saturation (|x|, |q| ≤ 127, pairs ≤ 32258), vpmaddwd widens to int32.
+void dense_i8_tile(const DenseI8Job& j, int64_t t) {
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    const int64_t G = j.groups;
+    const int8_t* w = j.w + t * G * 64;
+    __m256i acc[2][2] = {{_mm256_setzero_si256(), _mm256_setzero_si256()},
+                         {_mm256_setzero_si256(), _mm256_setzero_si256()}};
+    for (int64_t g = 0; g < G; ++g) {
+        int32_t v;
+        std::memcpy(&v, j.x + 4 * g, 4);
+        const __m256i xb = _mm256_set1_epi32(v), ax = _mm256_abs_epi8(xb);
+        for (int h = 0; h < 2; ++h) {
+            const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + g * 64 + 32 * h));
+            acc[h][g & 1] = _mm256_add_epi32(acc[h][g & 1],
+                                             _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(q, xb)), ones16));
+        }
+    }
+    const __m256 xs = _mm256_set1_ps(j.xscale);
+    for (int h = 0; h < 2; ++h) {
+        const int64_t r0 = t * 16 + 8 * h;
+        if (r0 >= j.rows) break;
+        const __m256i dot = _mm256_add_epi32(acc[h][0], acc[h][1]);
+        alignas(32) float y[8];
+        _mm256_store_ps(y, _mm256_div_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dot), _mm256_loadu_ps(j.wscale + r0)), xs));
+        for (int64_t i = 0; i < 8 && r0 + i < j.rows; ++i) j.y[r0 + i] = y[i];
+    }
+}
+
+// Rows [r, r + NR): one pair of accumulators per row, the ragged end of K under a mask.
+template <int NR>
+void dense_f32_rows(const DenseF32Job& j, int64_t r) {
+    const int64_t K = j.cols, kv = K / 8 * 8;
+    const float* w = j.w + r * j.ld;
+    __m256 a[NR];
+    for (int i = 0; i < NR; ++i) a[i] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k < kv; k += 8) {
+        const __m256 x = _mm256_loadu_ps(j.x + k);
+        for (int i = 0; i < NR; ++i) a[i] = _mm256_fmadd_ps(_mm256_loadu_ps(w + i * j.ld + k), x, a[i]);
+    }
+    if (k < K) {
+        alignas(32) static constexpr int32_t lane[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+        const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lane + 8 - (K - k)));
+        const __m256 x = _mm256_maskload_ps(j.x + k, m);
+        for (int i = 0; i < NR; ++i) a[i] = _mm256_fmadd_ps(_mm256_maskload_ps(w + i * j.ld + k, m), x, a[i]);
+    }
+    for (int i = 0; i < NR; ++i) j.y[r + i] = hsum(a[i]);
+}
+
+}  // namespace
+
+void TernaryRows::operator()(xsimd::avx2, const DenseI8Job& j) const noexcept {
+    for (int64_t t = j.t0; t < j.t1; ++t) dense_i8_tile(j, t);
+}
+
+void TernaryRows::operator()(xsimd::avx2, const DenseF32Job& j) const noexcept {
+    int64_t r = j.r0;
+    for (; r + 4 <= j.r1; r += 4) dense_f32_rows<4>(j, r);
+    for (; r < j.r1; ++r) dense_f32_rows<1>(j, r);
 }
 
 }  // namespace flashlm::kernels::detail
