@@ -24,12 +24,12 @@ void gated_causal_conv_backward(Node<T>& n) {
     // dg = dout ⊙ h ⊙ σ'(g);  dh = dout ⊙ σ(g)
     parallel_for(B * L, B * L * C * 8, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
-            const T* g = u.data + r * C2;
-            for (int64_t c = 0; c < C; ++c) {
-                const T s = sigmoid_scalar(g[c]), d = dout[r * C + c];
-                dh[r * C + c] = d * s;
-                if (u.grad) u.grad[r * C2 + c] += d * h[r * C + c] * s * (T(1) - s);
-            }
+            using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
+            Eigen::Map<const Arr, Eigen::Unaligned> g(u.data + r * C2, C), d(dout + r * C, C), hr(h + r * C, C);
+            Eigen::Map<Arr, Eigen::Unaligned> s(dh + r * C, C);  // σ(g) first, then dh = dout ⊙ σ(g)
+            s = T(1) / (T(1) + (-g).exp());
+            if (u.grad) Eigen::Map<Arr, Eigen::Unaligned>(u.grad + r * C2, C) += d * hr * s * (T(1) - s);
+            s *= d;
         }
     });
     if (u.grad) {
@@ -91,8 +91,10 @@ Tensor<T> gated_causal_conv(Tape<T>& tape, const Tensor<T>& u, const Tensor<T>& 
                 for (int64_t c = 0; c < C; ++c) yt[c] += wj[c] * vs[c];
             }
             if (h) std::copy(yt, yt + C, h + bt * C);
-            const T* g = u.data + bt * C2;
-            for (int64_t c = 0; c < C; ++c) yt[c] *= sigmoid_scalar(g[c]);
+            using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
+            Eigen::Map<const Arr, Eigen::Unaligned> g(u.data + bt * C2, C);
+            Eigen::Map<Arr, Eigen::Unaligned> yv(yt, C);
+            yv /= T(1) + (-g).exp();
         }
     });
     if (y.grad) {
