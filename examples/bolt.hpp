@@ -125,6 +125,7 @@ public:
         x_.resize(D), h_.resize(D), gv_.resize(2 * D), y_.resize(D), t_.resize(D);
         a_.resize(H), b_.resize(H), logits_.resize(size_t(c_.vocab_size));
         xq_.resize(size_t(std::max(2 * D, H)));
+        if (q_ == Quant::int8) head8_ = nn::FrozenHeadInt8(emb_, c_.vocab_size, D);
     }
     void reset() override {
         for (auto& b : blocks_) b.conv.reset();
@@ -142,14 +143,23 @@ public:
             b.down(y_.data(), t_.data(), q_, xq_.data());
             for (int64_t c = 0; c < D; ++c) x_[c] += t_[c];
             nn::rmsnorm_vec(x_.data(), b.norm2, h_.data(), D, 1e-6f);
-            b.gate(h_.data(), a_.data(), q_, xq_.data());
-            b.upf(h_.data(), b_.data(), q_, xq_.data());
+            if (q_ == Quant::exact) {
+                b.gate(h_.data(), a_.data(), q_, xq_.data());
+                b.upf(h_.data(), b_.data(), q_, xq_.data());
+            } else {  // gate and up read the same x: quantise it once
+                const float xs = b.gate.quantize(h_.data(), xq_.data());
+                b.gate(xq_.data(), xs, a_.data());
+                b.upf(xq_.data(), xs, b_.data());
+            }
             nn::silu_mul(a_.data(), b_.data(), H);
             b.downf(a_.data(), t_.data(), q_, xq_.data());
             for (int64_t c = 0; c < D; ++c) x_[c] += t_[c];
         }
         nn::rmsnorm_vec(x_.data(), final_norm_, h_.data(), D, 1e-6f);
-        nn::dense_matvec(emb_, c_.vocab_size, D, h_.data(), logits_.data());
+        if (q_ == Quant::exact)
+            kernels::dense_f32_matvec(emb_, c_.vocab_size, D, h_.data(), logits_.data());
+        else
+            head8_(h_.data(), logits_.data());
         return logits_.data();
     }
 
@@ -164,6 +174,7 @@ private:
     const float* emb_ = nullptr;
     const float* final_norm_ = nullptr;
     std::vector<Block> blocks_;
+    nn::FrozenHeadInt8 head8_;  // Quant::int8: the tied head quantised per row (int8 × int8 logits)
     std::vector<float> x_, h_, gv_, y_, t_, a_, b_, logits_;
     std::vector<int8_t> xq_;
 };

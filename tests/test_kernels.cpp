@@ -404,3 +404,32 @@ TEST_CASE("dense f32 matvec: every path against a double GEMV, up to summation o
     }
     CHECK(set_isa("auto"));
 }
+
+TEST_CASE("int8 head stays within the quantisation error bound of the float GEMV") {
+    // w = q·s_r + δw with |δw| ≤ s_r / 2, x = xq / xs + δx with |δx| ≤ 1 / (2 xs), so
+    // |W x − y| ≤ s_r / 2 · Σ|x| + 1 / (2 xs) · Σ|q·s_r| (+ float rounding, covered by the 1.001 factor).
+    const int64_t rows = 300, cols = 192;
+    const auto w = randn(rows * cols, 71, 0.02f), x = randn(cols, 72);
+    const PackedInt8Rows p = pack_int8_rows(w.data(), rows, cols);
+    std::vector<int8_t> xq(size_t(p.cols_padded));
+    std::vector<float> y(static_cast<size_t>(rows));
+    int8_rows_matvec(p, x.data(), y.data(), xq.data());
+    float amax = 0, xs = 0;
+    for (float v : x) amax = std::max(amax, std::abs(v));
+    xs = 127.0f / amax;
+    int64_t bad = 0;
+    double worst_rel = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+        double ref = 0, sx = 0, sq = 0;
+        for (int64_t k = 0; k < cols; ++k) {
+            ref += double(w[size_t(r * cols + k)]) * x[size_t(k)];
+            sx += std::abs(double(x[size_t(k)]));
+            sq += std::abs(double(p.q(r, k)) * p.scale[size_t(r)]);
+        }
+        const double bound = p.scale[size_t(r)] / 2 * sx + sq / (2 * double(xs));
+        bad += std::abs(y[size_t(r)] - ref) > 1.001 * bound + 1e-7;
+        worst_rel = std::max(worst_rel, std::abs(y[size_t(r)] - ref) / bound);
+    }
+    MESSAGE("int8 head: worst error / bound = " << worst_rel);
+    CHECK(bad == 0);
+}

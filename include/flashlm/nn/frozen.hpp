@@ -7,6 +7,7 @@
 
 #include "flashlm/core/parallel.hpp"
 #include "flashlm/core/tensor.hpp"
+#include "flashlm/kernels/dense.hpp"
 #include "flashlm/kernels/ternary_matmul.hpp"
 #include "flashlm/kernels/ternary_pack.hpp"
 #include "flashlm/train/generator.hpp"
@@ -30,10 +31,37 @@ public:
             kernels::ternary_matvec_int8(w_, xq, xs, y);
         }
     }
+    // int8 with x already quantised (quantize(), the same numbers as the float overload): one
+    // quantisation serves every matrix that reads the same x (GLU gate and up).
+    void operator()(const int8_t* xq, float xs, float* y) const { kernels::ternary_matvec_int8(w_, xq, xs, y); }
+    float quantize(const float* x, int8_t* xq) const {
+        float xs = 0;
+        kernels::quantize_activations_int8(x, 1, w_.cols, xq, &xs);
+        return xs;
+    }
     const kernels::PackedTernary& packed() const { return w_; }
 
 private:
     kernels::PackedTernary w_;
+};
+
+// A float output head (e.g. tied to the embedding, [vocab, D]) frozen for the int8 path: weights
+// quantised once per row (absmax int8, a float scale per row, VNNI tile layout), the input quantised per
+// call (absmax), int32 dot products (kernels/dense.hpp). 4× fewer bytes per token than the float head.
+class FrozenHeadInt8 {
+public:
+    FrozenHeadInt8() = default;
+    FrozenHeadInt8(const float* w, int64_t rows, int64_t cols)
+        : w_(kernels::pack_int8_rows(w, rows, cols)), xq_(size_t(w_.cols_padded), 0) {}
+    int64_t in() const { return w_.cols; }
+    int64_t out() const { return w_.rows; }
+    // y[out] ≈ W x. Uses the object's own scratch: not for concurrent calls on one object.
+    void operator()(const float* x, float* y) { kernels::int8_rows_matvec(w_, x, y, xq_.data()); }
+    const kernels::PackedInt8Rows& packed() const { return w_; }
+
+private:
+    kernels::PackedInt8Rows w_;
+    std::vector<int8_t> xq_;
 };
 
 inline void rmsnorm_vec(const float* x, const float* g, float* y, int64_t D, float eps) {
