@@ -7,6 +7,7 @@
 #include <new>
 
 #include "examples/bolt.hpp"
+#include "examples/cortex.hpp"
 
 extern "C" {
 void* __libc_malloc(size_t);
@@ -98,5 +99,48 @@ TEST_CASE("a cached generation step makes no heap allocation (exact and int8)") 
         g_counting = false;
         CAPTURE(int(q));
         CHECK(g_allocs.load() == 0);
+    }
+}
+
+TEST_CASE("cortex6: steady-state training steps (both objectives) and cached generation steps make no heap allocation") {
+    for (bool compat : {false, true}) {
+        examples::CortexConfig c = examples::CortexConfig::cortex6();
+        c.vocab_size = 512, c.d_model = 64, c.n_layers = 2, c.d_ff = 128, c.d_mem = 16, c.seq_len = 64;
+        c.upstream_compat = compat;
+        examples::Cortex<float> model("cortex6", c);
+        Rng rng(9);
+        model.init(rng);
+        optim::AdamW<float> opt(model.params(), {});
+        const int64_t B = 4, L = 64;
+        std::vector<int32_t> ids(B * L), tg(B * L);
+        for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(rng.below(512)), tg[i] = int32_t(rng.below(512));
+        Tape<float> tape;
+        long counts[4] = {};
+        for (int step = 0; step < 4; ++step) {
+            g_allocs = 0;
+            g_counting = true;
+            tape.reset();
+            model.params().zero_grad();
+            Tensor<float> loss = model.loss(tape, ids.data(), tg.data(), B, L);
+            tape.backward(loss);
+            optim::clip_grad_norm(model.params(), 1.0);
+            opt.step(1e-3);
+            g_counting = false;
+            counts[step] = g_allocs.load();
+        }
+        CAPTURE(compat);
+        MESSAGE("cortex6 allocations per step: " << counts[0] << ", " << counts[1] << ", " << counts[2] << ", " << counts[3]);
+        CHECK(counts[0] > 0);
+        CHECK(counts[2] == 0);
+        CHECK(counts[3] == 0);
+        if (!compat) {
+            auto gen = model.make_generator(Quant::exact);
+            gen->step(1);
+            g_allocs = 0;
+            g_counting = true;
+            for (int32_t t = 0; t < 100; ++t) gen->step(t % 512);
+            g_counting = false;
+            CHECK(g_allocs.load() == 0);
+        }
     }
 }
