@@ -125,12 +125,43 @@ inline void scalar_rows(const I8Job& j) {
 
 // Splits the job into row blocks × input-row blocks and runs them on the active ISA.
 template <class Job>
+void run_on(Isa isa, const Job& j) {
+    switch (isa) {
+        case Isa::scalar: scalar_rows(j); break;
+#if defined(__x86_64__) || defined(__i386__)
+        case Isa::sse2: TernaryRows{}(xsimd::sse2{}, j); break;
+        case Isa::avx2: TernaryRows{}(xsimd::avx2{}, j); break;
+        case Isa::avx512: TernaryRows{}(xsimd::avx512bw{}, j); break;
+#else
+        default: scalar_rows(j); break;
+#endif
+    }
+}
+
+// Every output element is computed by one kernel call on its own (rows are independent), so how the
+// job is split changes no number.
+template <class Job>
 void run(const Job& job, int64_t rows, int64_t cols) {
     const Isa isa = isa_slot().load(std::memory_order_relaxed);
     const int64_t nr = (rows + k_row_block - 1) / k_row_block, nm = (job.M + k_m_block - 1) / k_m_block;
     // flashlm::parallel_for never opens a serialized OpenMP region (libgomp mallocs a team for each),
     // so a per-token matvec allocates nothing.
     const int64_t work = rows * cols * job.M >= k_parallel_min_work ? flashlm::k_parallel_min_work : 0;
+    if (!flashlm::go_parallel(nr * nm, work)) {
+        // One thread: one call per block of input rows over all output rows (a Bolt matvec is a single
+        // call instead of 12-32 row-block tasks).
+        for (int64_t m0 = 0; m0 < job.M; m0 += k_m_block) {
+            Job j = job;
+            j.r0 = 0;
+            j.r1 = rows;
+            j.M = std::min(job.M - m0, k_m_block);
+            j.x += m0 * j.ldx;
+            j.y += m0 * j.ldy;
+            if constexpr (std::is_same_v<Job, I8Job>) j.xscale += m0;
+            run_on(isa, j);
+        }
+        return;
+    }
     flashlm::parallel_for(nr * nm, work, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
         Job j = job;
@@ -141,16 +172,7 @@ void run(const Job& job, int64_t rows, int64_t cols) {
         j.x += m0 * j.ldx;
         j.y += m0 * j.ldy;
         if constexpr (std::is_same_v<Job, I8Job>) j.xscale += m0;
-        switch (isa) {
-            case Isa::scalar: scalar_rows(j); break;
-#if defined(__x86_64__) || defined(__i386__)
-            case Isa::sse2: TernaryRows{}(xsimd::sse2{}, j); break;
-            case Isa::avx2: TernaryRows{}(xsimd::avx2{}, j); break;
-            case Isa::avx512: TernaryRows{}(xsimd::avx512bw{}, j); break;
-#else
-            default: scalar_rows(j); break;
-#endif
-        }
+        run_on(isa, j);
     }
     });
 }
