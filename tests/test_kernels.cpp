@@ -296,7 +296,8 @@ const std::pair<int64_t, int64_t> k_dense_shapes[] = {{1, 1},   {1, 192},  {7, 1
 }  // namespace
 
 TEST_CASE("pack_int8_rows: per-row absmax codes in the VNNI tile layout") {
-    for (const auto& [rows, cols] : k_dense_shapes) {
+    for (const auto& shape : k_dense_shapes) {
+        const int64_t rows = shape.first, cols = shape.second;
         CAPTURE(rows);
         CAPTURE(cols);
         auto w = randn(rows * cols, 40, 0.05f);
@@ -328,7 +329,8 @@ TEST_CASE("pack_int8_rows: per-row absmax codes in the VNNI tile layout") {
 
 TEST_CASE("int8 head: scalar path against integer arithmetic, every SIMD path bit-exact") {
     unsigned seed = 500;
-    for (const auto& [rows, cols] : k_dense_shapes) {
+    for (const auto& shape : k_dense_shapes) {
+        const int64_t rows = shape.first, cols = shape.second;
         CAPTURE(rows);
         CAPTURE(cols);
         const auto w = randn(rows * cols, seed += 2, 0.05f);
@@ -379,7 +381,8 @@ TEST_CASE("int8 head: scalar path against integer arithmetic, every SIMD path bi
 
 TEST_CASE("dense f32 matvec: every path against a double GEMV, up to summation order") {
     unsigned seed = 600;
-    for (const auto& [rows, cols] : k_dense_shapes) {
+    for (const auto& shape : k_dense_shapes) {
+        const int64_t rows = shape.first, cols = shape.second;
         const auto w = randn(rows * cols, seed += 2), x = randn(cols, seed + 1);
         for (const auto& isa : available_isas()) {
             CAPTURE(isa);
