@@ -114,8 +114,7 @@ struct CortexBlock {
     }
     // x: [B, L, D]
     Tensor<T> operator()(Tape<T>& tape, Tensor<T> x, const CortexConfig& c) const {
-        auto [g, v] = ops::split2(tape, mixer_up(tape, ln1(tape, x)));
-        x = ops::add(tape, x, mixer_down(tape, ops::mul(tape, conv(tape, v), ops::sigmoid(tape, g))));
+        x = ops::add(tape, x, mixer_down(tape, ops::gated_causal_conv(tape, mixer_up(tape, ln1(tape, x)), conv.w())));
         if (memory) {
             Tensor<T> u = ln_mem(tape, x);
             Tensor<T> r = ops::decayed_memory(tape, key_proj(tape, u), val_proj(tape, u), query_proj(tape, u), c.decay,
@@ -123,7 +122,7 @@ struct CortexBlock {
             x = ops::add(tape, x, mem_out(tape, r));
         }
         Tensor<T> u = ln2(tape, x);
-        return ops::add(tape, x, Wo(tape, ops::mul(tape, ops::silu(tape, Wg(tape, u)), Wu(tape, u))));
+        return ops::add(tape, x, Wo(tape, ops::swiglu(tape, Wg(tape, u), Wu(tape, u))));
     }
 };
 
