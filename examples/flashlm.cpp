@@ -55,11 +55,27 @@ struct Loaded {
     std::unique_ptr<data::SpTokenizer> tok;
 };
 
+// The model a checkpoint's config declares, allocated only if the file holds at least that many values:
+// the config is not covered by the checksum, and a hostile one must not make us allocate terabytes.
+std::unique_ptr<LanguageModel<float>> make_checked(const examples::ModelEntry& entry, const io::SafeTensors& st,
+                                                   const std::string& path, const nlohmann::json& config) {
+    std::size_t held = 0;
+    for (const auto& n : st.names()) held += std::size_t(st.at(n).numel()) + 16;  // + ParamStore's alignment
+    ParamLimit limit(std::max<std::size_t>(held, 1));
+    try {
+        return entry.make(config);
+    } catch (const std::length_error& e) {
+        throw io::FormatError(path + ": " + e.what());
+    } catch (const std::exception& e) {
+        throw io::FormatError(path + ": bad model config " + config.dump() + ": " + e.what());
+    }
+}
+
 Loaded load_model(const std::string& path) {
     Loaded l;
     io::SafeTensors st = io::open_checkpoint(path, l.info);
     const auto& entry = examples::find_model(l.info.model);
-    l.model = entry.make(l.info.config);
+    l.model = make_checked(entry, st, path, l.info.config);
     io::load_params(st, path, l.model->params());
     l.tok = std::make_unique<data::SpTokenizer>(data::SpTokenizer::from_serialized(l.info.tokenizer));
     if (l.tok->vocab_size() != l.model->vocab_size())
@@ -73,7 +89,7 @@ struct TrainArgs {
     std::string model = "bolt", data, val_data, out = "runs/bolt", resume, metrics;
     double minutes = 0, hours = 0, lr = 0, eval_every_minutes = 0;
     int64_t steps = 0, vocab = 0, batch = 0, seq = 0, accum = 0, warmup = -1, eval_every = 0, stop_after = 0,
-            log_every = 10, eval_windows = 200;
+            log_every = 10, eval_windows = 200, save_every = 0, skip_nonfinite = 0;
     int threads = 0;
     uint64_t seed = 42;
     bool upstream_compat = false;
@@ -136,7 +152,7 @@ int cmd_train(const TrainArgs& a) {
         else if (rc.seq > 0) cfg["seq_len"] = rc.seq;
     }
     if (a.upstream_compat) cfg["upstream_compat"] = true;
-    auto model = e.make(cfg);
+    auto model = resumed_st ? make_checked(e, *resumed_st, a.resume, cfg) : e.make(cfg);
     if (a.upstream_compat && !model->config().value("upstream_compat", false))
         throw std::invalid_argument("model " + e.name + " has no --upstream-compat mode");
     const int64_t seq = a.seq > 0 ? a.seq : model->max_seq_len();
@@ -161,6 +177,8 @@ int cmd_train(const TrainArgs& a) {
         o.warmup = o.steps / 5;
     }
     o.eval_every = a.eval_every;
+    o.save_every = a.save_every;
+    o.skip_nonfinite = a.skip_nonfinite;
     o.eval_every_s = a.eval_every_minutes * 60;
     o.eval_windows = a.eval_windows;
     o.log_every = std::max<int64_t>(1, a.log_every);
@@ -378,6 +396,10 @@ int main(int argc, char** argv) {
     tr->add_option("--eval-every-minutes", ta.eval_every_minutes, "evaluate (and checkpoint) every M minutes")->check(non_negative);
     tr->add_option("--eval-windows", ta.eval_windows, "validation windows per in-training evaluation")->check(positive)->capture_default_str();
     tr->add_option("--log-every", ta.log_every, "steps between progress lines")->check(positive)->capture_default_str();
+    tr->add_option("--save-every", ta.save_every, "also checkpoint every N steps (atomic: a crash keeps the previous file)")->check(non_negative);
+    tr->add_option("--skip-nonfinite", ta.skip_nonfinite,
+                   "skip up to N steps whose loss or gradient is not finite (no update, a warning naming the step); "
+                   "stop with an error at the next one (default 0: stop at the first)")->check(non_negative)->capture_default_str();
     tr->add_option("--stop-after", ta.stop_after, "stop with a checkpoint after N steps of this invocation")->check(positive);
     tr->add_option("--metrics", ta.metrics, "JSON-lines file of per-step loss/lr (default OUT/metrics.jsonl)");
     tr->add_flag("--upstream-compat", ta.upstream_compat,

@@ -13,6 +13,21 @@
 
 namespace flashlm {
 
+// Upper bound on the elements ParamStore::allocate() may reserve on this thread (0: none). A loader of
+// an untrusted checkpoint sets it (ParamLimit) to what the file holds, so a config that declares a huge
+// model fails with a clear error instead of allocating it.
+inline std::size_t& param_element_limit() {
+    thread_local std::size_t limit = 0;
+    return limit;
+}
+struct ParamLimit {
+    std::size_t saved;
+    explicit ParamLimit(std::size_t n) : saved(param_element_limit()) { param_element_limit() = n; }
+    ~ParamLimit() { param_element_limit() = saved; }
+    ParamLimit(const ParamLimit&) = delete;
+    ParamLimit& operator=(const ParamLimit&) = delete;
+};
+
 struct ParamInfo {
     std::string name;
     Shape shape;
@@ -38,6 +53,9 @@ public:
     void alias(const std::string& name, const std::string& target) { aliases_[name] = target; }
 
     void allocate() {
+        if (param_element_limit() && total_ > param_element_limit())
+            throw std::length_error("the model declares " + std::to_string(total_) + " parameter values, more than the " +
+                                    std::to_string(param_element_limit()) + " its checkpoint holds");
         values_.resize(total_);
         grads_.resize(total_);
     }

@@ -71,9 +71,9 @@ void save_checkpoint(const std::string& path, const ParamStore<T>& params, const
     save_safetensors(path, refs, meta);
 }
 
-// Opens a checkpoint and checks its format and checksum; throws FormatError with the file name.
-inline SafeTensors open_checkpoint(const std::string& path, CheckpointInfo& info) {
-    SafeTensors st = SafeTensors::load(path);
+// The checkpoint metadata of a parsed file: format, model, config, train state and tokenizer (the
+// checksum is checked separately). Throws FormatError naming path.
+inline void read_checkpoint_info(const SafeTensors& st, const std::string& path, CheckpointInfo& info) {
     const auto& m = st.metadata();
     auto get = [&](const char* k) -> const std::string& {
         auto it = m.find(k);
@@ -82,16 +82,6 @@ inline SafeTensors open_checkpoint(const std::string& path, CheckpointInfo& info
     };
     if (get("format") != k_checkpoint_format)
         throw FormatError(path + ": unsupported checkpoint format '" + get("format") + "'");
-    uint64_t h = 1469598103934665603ull;
-    for (auto& n : st.names()) {
-        const Entry& e = st.at(n);
-        h = fnv1a(e.data, e.nbytes, h);
-    }
-    char hex[17];
-    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
-    if (get("checksum") != hex)
-        throw FormatError(path + ": checksum mismatch — the file is corrupted (stored " + get("checksum") +
-                          ", computed " + hex + ")");
     info.model = get("model");
     try {
         info.config = nlohmann::json::parse(get("config"));
@@ -100,6 +90,36 @@ inline SafeTensors open_checkpoint(const std::string& path, CheckpointInfo& info
     } catch (const std::exception& e) {
         throw FormatError(path + ": malformed metadata: " + e.what());
     }
+    if (!info.config.is_object() || !info.train_state.is_object())
+        throw FormatError(path + ": malformed metadata: config and train_state must be JSON objects");
+}
+
+// FNV-1a over every tensor's bytes in file order against __metadata__.checksum.
+inline void verify_checksum(const SafeTensors& st, const std::string& path) {
+    const auto& m = st.metadata();
+    auto it = m.find("checksum");
+    if (it == m.end()) throw FormatError(path + ": not a flashlm checkpoint (metadata has no 'checksum')");
+    uint64_t h = 1469598103934665603ull;
+    for (auto& n : st.names()) {
+        const Entry& e = st.at(n);
+        h = fnv1a(e.data, e.nbytes, h);
+    }
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+    if (it->second != hex)
+        throw FormatError(path + ": checksum mismatch — the file is corrupted (stored " + it->second + ", computed " +
+                          hex + ")");
+}
+
+// Opens a checkpoint and checks its format and checksum; throws FormatError with the file name.
+inline SafeTensors open_checkpoint(const std::string& path, CheckpointInfo& info) {
+    SafeTensors st = SafeTensors::load(path);
+    const auto& m = st.metadata();
+    auto f = m.find("format");
+    if (f == m.end()) throw FormatError(path + ": not a flashlm checkpoint (metadata has no 'format')");
+    if (f->second != k_checkpoint_format) throw FormatError(path + ": unsupported checkpoint format '" + f->second + "'");
+    verify_checksum(st, path);
+    read_checkpoint_info(st, path, info);
     return st;
 }
 

@@ -4,14 +4,17 @@
 // SIGTERM or on a non-finite loss.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "flashlm/data/batcher.hpp"
 #include "flashlm/io/checkpoint.hpp"
@@ -33,6 +36,27 @@ struct NonFiniteError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// A checkpoint could not be written (full disk, permissions, ...); the previous file is unchanged.
+struct SaveError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// Test hook (not a user option): FLASHLM_INJECT_NAN_AT_STEP=K[,K2...] makes the loss of an attempt at
+// optimizer step K (1-based) NaN, once per listed entry ("5,5": the first two attempts at step 5), so the
+// non-finite handling can be tested without breaking the model. Unset: off.
+inline std::vector<int64_t> inject_nan_steps_from_env() {
+    std::vector<int64_t> out;
+    const char* s = std::getenv("FLASHLM_INJECT_NAN_AT_STEP");
+    while (s && *s) {
+        char* end = nullptr;
+        const long long k = std::strtoll(s, &end, 10);
+        if (end == s) break;
+        if (k > 0) out.push_back(k);
+        s = *end == ',' ? end + 1 : end;
+    }
+    return out;
+}
+
 struct TrainOptions {
     int64_t steps = 0;        // total optimizer steps (0: use the time budget)
     double budget_s = 0;      // wall-clock budget in seconds (0: use steps)
@@ -45,6 +69,7 @@ struct TrainOptions {
     int64_t eval_windows = 200;    // validation windows per in-training evaluation
     int64_t log_every = 10;
     int64_t save_every = 0;        // steps between checkpoints (0: at evaluations and at the end)
+    int64_t skip_nonfinite = 0;    // steps with a non-finite loss/gradient skipped (no update) before stopping
     uint64_t seed = 42;
     std::string checkpoint;        // path of the checkpoint to write
     std::string best_checkpoint;   // also written whenever the validation loss improves (empty: off)
@@ -103,14 +128,21 @@ public:
         sched_.warmup_steps = opt_.warmup;
         if (opt_.steps > 0) sched_.warmup_progress = std::min(1.0, double(opt_.warmup) / double(opt_.steps));
         state_.rng = rng_.state();
+        inject_nan_ = inject_nan_steps_from_env();
     }
 
     // Restores parameters, optimizer moments, RNG and counters from an opened checkpoint.
     void resume(const io::SafeTensors& st, const std::string& path, const io::CheckpointInfo& info) {
         io::load_params(st, path, model_.params());
-        state_ = TrainState::from_json(info.train_state);
-        io::load_optimizer(st, path, model_.params(), adam_, info.train_state.value("adam_step", state_.step));
-        rng_.set_state(state_.rng);
+        int64_t adam_step = 0;
+        try {
+            state_ = TrainState::from_json(info.train_state);
+            adam_step = info.train_state.value("adam_step", state_.step);
+            rng_.set_state(state_.rng);
+        } catch (const std::exception& e) {
+            throw io::FormatError(path + ": malformed train_state: " + std::string(e.what()));
+        }
+        io::load_optimizer(st, path, model_.params(), adam_, adam_step);
         if (opt_.steps <= 0) sched_.warmup_progress = state_.warmup_progress;
     }
 
@@ -158,14 +190,28 @@ public:
                 loss_sum += double(loss.data[0]);
                 tape.backward(loss);
             }
-            const double loss = loss_sum / double(opt_.accum);
+            double loss = loss_sum / double(opt_.accum);
+            if (auto it = std::find(inject_nan_.begin(), inject_nan_.end(), state_.step + 1); it != inject_nan_.end()) {
+                loss = std::nan("");  // test hook: each listed entry fires once
+                inject_nan_.erase(it);
+            }
             if (opt_.accum > 1) scale_grads(T(1.0 / double(opt_.accum)));
             const double gnorm = optim::clip_grad_norm(model_.params(), opt_.clip);
-            if (!std::isfinite(loss) || !std::isfinite(gnorm))
-                throw NonFiniteError(fmt::format("non-finite {} at step {} (loss {}, grad norm {}); stopping. The last "
-                                                 "checkpoint ({}) is intact.",
-                                                 std::isfinite(loss) ? "gradient" : "loss", state_.step + 1, loss, gnorm,
-                                                 opt_.checkpoint.empty() ? "none written" : opt_.checkpoint));
+            if (!std::isfinite(loss) || !std::isfinite(gnorm)) {
+                const std::string what = fmt::format("non-finite {} at step {} (loss {}, grad norm {})",
+                                                     std::isfinite(loss) ? "gradient" : "loss", state_.step + 1, loss, gnorm);
+                if (skipped_ >= opt_.skip_nonfinite)
+                    throw NonFiniteError(fmt::format("{}; stopping{}. The last checkpoint ({}) is intact.", what,
+                                                     opt_.skip_nonfinite > 0
+                                                         ? fmt::format(" after skipping {} such step(s) (--skip-nonfinite {})",
+                                                                       skipped_, opt_.skip_nonfinite)
+                                                         : "",
+                                                     opt_.checkpoint.empty() ? "none written" : opt_.checkpoint));
+                ++skipped_;
+                log(fmt::format("warning: {}; skipped without an update ({} of {} allowed by --skip-nonfinite)", what,
+                                skipped_, opt_.skip_nonfinite));
+                continue;  // the batch is consumed (RNG advanced); the step is retried on the next batch
+            }
             adam_.step(lr);
             state_.step += 1;
             state_.tokens_seen += opt_.batch * opt_.seq * opt_.accum;
@@ -210,13 +256,21 @@ public:
         return r;
     }
 
+    int64_t skipped_steps() const { return skipped_; }
+
     void save() { save(opt_.checkpoint); }
+    // Throws SaveError naming the file; save_safetensors guarantees the previous file is unchanged.
     void save(const std::string& path) {
         if (path.empty()) return;
         state_.rng = rng_.state();
         io::CheckpointInfo info{model_.name(), model_.config(), corpus_.tokenizer, state_.to_json()};
         info.train_state["warmup_progress"] = sched_.warmup_progress;
-        io::save_checkpoint(path, model_.params(), &adam_, info);
+        try {
+            io::save_checkpoint(path, model_.params(), &adam_, info);
+        } catch (const std::exception& e) {
+            throw SaveError(fmt::format("cannot save checkpoint at step {}: {}; the previous {} (if any) is unchanged",
+                                        state_.step, e.what(), path));
+        }
     }
 
 private:
@@ -232,6 +286,8 @@ private:
     optim::WarmupCosine sched_;
     Rng rng_;
     TrainState state_;
+    int64_t skipped_ = 0;          // non-finite steps skipped so far in this invocation
+    std::vector<int64_t> inject_nan_;  // FLASHLM_INJECT_NAN_AT_STEP test hook
 };
 
 }  // namespace flashlm::train
