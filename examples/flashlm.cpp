@@ -433,6 +433,13 @@ int main(int argc, char** argv) {
     ge->add_flag("--no-cache", ga.no_cache, "recompute the whole window every token (the upstream loop)");
     ge->add_flag("--bench", ga.bench, "time cached exact, cached int8 and recompute generation of --tokens tokens");
 
+    // CLI11 reports a mistyped subcommand as "A subcommand is required"; name it instead.
+    bool known = false;
+    for (CLI::App* s : app.get_subcommands([](CLI::App*) { return true; })) known = known || s->check_name(argv[argc > 1 ? 1 : 0]);
+    if (argc > 1 && argv[1][0] != '-' && !known) {
+        std::cerr << "error: unknown subcommand '" << argv[1] << "' (train, eval, generate; --help lists them)\n";
+        return 109;
+    }
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -203,3 +203,20 @@ TEST_CASE("safetensors rejects malformed files with FormatError") {
         }
     }
 }
+
+TEST_CASE("safetensors: a header declaring a huge tensor in a small file is rejected before allocating") {
+    // Parsing allocates nothing sized by the header: the file bytes are already in memory and entries
+    // point into them; a declared size beyond the data region is a FormatError, never an allocation.
+    expect_format_error(with_header(R"({"w":{"dtype":"F32","shape":[1000000000000],"data_offsets":[0,4000000000000]}})", 64),
+                        "4 TB tensor in a 64-byte data region");
+    expect_format_error(with_header(R"({"w":{"dtype":"F32","shape":[1000000000000],"data_offsets":[0,64]}})", 64),
+                        "shape larger than its 64 bytes");
+    expect_format_error(with_header(R"({"w":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,64]}})", 64),
+                        "element count overflow");
+    const std::string path = temp_path("huge_header.safetensors");
+    {
+        auto b = with_header(R"({"w":{"dtype":"F32","shape":[1000000000000],"data_offsets":[0,4000000000000]}})", 64);
+        std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
+    }
+    CHECK_THROWS_WITH_AS(SafeTensors::load(path), doctest::Contains("within the 64-byte data region"), FormatError);
+}

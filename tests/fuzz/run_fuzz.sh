@@ -42,6 +42,10 @@ echo "built in $((SECONDS - t0)) s"
 echo "== seeds from a 2-step training run on $(basename "$data")"
 "$bin" train --data "$data" --seq 64 --batch 4 --threads 2 --steps 2 --out "$work/run" >/dev/null
 ASAN_OPTIONS=detect_leaks=1 "$work/make_seeds" "$work/run" "$data" "$work/seeds"
+# inputs that once crashed a target (regressions/TARGET-*) run first, as seeds
+for t in checkpoint tokenizer token_file; do
+  for f in "$here"/regressions/"$t"-*; do [[ -e "$f" ]] && cp "$f" "$work/seeds/$t/"; done
+done
 
 fails=0
 for t in checkpoint tokenizer token_file; do
@@ -49,8 +53,7 @@ for t in checkpoint tokenizer token_file; do
   # -max_len: the real tokenizer seed (~290 KB) is read truncated; mutations stay small and fast.
   ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     "$work/fuzz_$t" "$work/corpus_$t" "$work/seeds/$t" -max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 \
-    -timeout=10 -print_final_stats=1 -artifact_prefix="$work/art_$t/" >"$work/fuzz_$t.log" 2>&1
-  rc=$?
+    -timeout=10 -print_final_stats=1 -artifact_prefix="$work/art_$t/" >"$work/fuzz_$t.log" 2>&1 && rc=0 || rc=$?
   execs=$(sed -nE 's/^stat::number_of_executed_units: *([0-9]+)/\1/p' "$work/fuzz_$t.log" | tail -1)
   cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$work/fuzz_$t.log" | tail -1)
   if [[ $rc -eq 0 ]] && ! ls "$work/art_$t"/* >/dev/null 2>&1; then

@@ -4,6 +4,7 @@
 // the source file's size and mtime and the tokenizer's hash; a matching sidecar means the cache is reused.
 #include <sys/stat.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -47,8 +48,9 @@ inline TokenFile cached_tokens(const std::string& cache_path, const std::string&
         try {
             std::ifstream f(side);
             if (nlohmann::json::parse(f) == stamp) return TokenFile(cache_path, tok.vocab_size());
-        } catch (const std::exception&) {
-            // stale or damaged cache: rebuild it below
+        } catch (const std::exception& e) {
+            // stale or damaged cache (e.g. an id outside the vocabulary, an odd size): rebuild it below
+            std::fprintf(stderr, "note: rebuilding the token cache: %s\n", e.what());
         }
     }
     auto ids = encode_lines(tok, text);

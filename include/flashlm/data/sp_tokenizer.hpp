@@ -21,7 +21,14 @@ class SpTokenizer {
 public:
     static SpTokenizer from_serialized(const std::string& proto) {
         SpTokenizer t;
-        auto st = t.sp_->LoadFromSerializedProto(proto);
+        sentencepiece::util::Status st;
+        try {
+            st = t.sp_->LoadFromSerializedProto(proto);
+        } catch (const std::exception& e) {
+            // libsentencepiece's bundled darts-clone throws (e.g. "zero-length key") on some malformed
+            // protos instead of returning a status; found by tests/fuzz/fuzz_tokenizer.
+            throw std::runtime_error(std::string("tokenizer does not parse: ") + e.what());
+        }
         if (!st.ok()) throw std::runtime_error("tokenizer does not parse: " + st.ToString());
         t.proto_ = proto;
         t.build_tables();
@@ -29,7 +36,12 @@ public:
     }
     static SpTokenizer load(const std::string& path) {
         SpTokenizer t;
-        auto st = t.sp_->Load(path);
+        sentencepiece::util::Status st;
+        try {
+            st = t.sp_->Load(path);
+        } catch (const std::exception& e) {
+            throw std::runtime_error("tokenizer file '" + path + "' does not parse: " + e.what());
+        }
         if (!st.ok()) throw std::runtime_error("tokenizer file '" + path + "' does not parse: " + st.ToString());
         t.proto_ = t.sp_->serialized_model_proto();
         t.build_tables();

@@ -1,5 +1,7 @@
 #pragma once
 // Plain-text corpus loading and the held-out split.
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -11,7 +13,7 @@ namespace flashlm::data {
 
 inline std::string read_text_file(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
-    if (!f) throw std::runtime_error("cannot open data file '" + path + "'");
+    if (!f) throw std::runtime_error("cannot open data file '" + path + "': " + std::strerror(errno));
     std::ostringstream ss;
     ss << f.rdbuf();
     std::string s = ss.str();
