@@ -13,6 +13,9 @@
 #include <flashlm/flashlm.hpp>
 
 #include "examples/registry.hpp"
+#if FLASHLM_WITH_MPI
+#include <flashlm/train/distributed.hpp>
+#endif
 
 using namespace flashlm;
 namespace fs = std::filesystem;
@@ -48,6 +51,23 @@ const CLI::Validator non_negative(
 int default_threads() { return int(std::max(1u, std::thread::hardware_concurrency())); }
 
 void on_signal(int) { train::stop_requested().store(true); }
+
+#if FLASHLM_WITH_MPI
+// Set in main() when launched by mpirun: `train` then runs data-parallel across the ranks.
+train::MpiSession* g_mpi = nullptr;
+#endif
+int world_rank() {
+#if FLASHLM_WITH_MPI
+    if (g_mpi) return g_mpi->rank();
+#endif
+    return 0;
+}
+int world_size() {
+#if FLASHLM_WITH_MPI
+    if (g_mpi) return g_mpi->size();
+#endif
+    return 1;
+}
 
 struct Loaded {
     io::CheckpointInfo info;
@@ -97,11 +117,21 @@ struct TrainArgs {
 
 int cmd_train(const TrainArgs& a) {
     const auto& entry = examples::find_model(a.model);
-    set_threads(a.threads > 0 ? a.threads : default_threads());
+    // Under mpirun every rank runs this; rank 0 alone prints, evaluates and writes files.
+    const int rank = world_rank(), nranks = world_size();
+    const bool lead = rank == 0;
+    int threads = default_threads();
+#if FLASHLM_WITH_MPI
+    if (g_mpi) threads = g_mpi->default_threads();  // the node's cores shared by its ranks
+#endif
+    set_threads(a.threads > 0 ? a.threads : threads);
     Recipe rc = entry.recipe(default_threads());
     if (a.data.empty()) throw std::invalid_argument("no training data: pass --data FILE (a UTF-8 text file)");
     if (a.steps <= 0 && a.minutes <= 0 && a.hours <= 0)
         throw std::invalid_argument("set the run length: --steps N, --minutes M or --hours H");
+    if (a.batch > 0 && a.batch % nranks != 0)
+        throw std::invalid_argument(fmt::format("--batch {} is the global batch and must be divisible by the number of "
+                                                "ranks ({}); each rank computes --batch / {} sequences", a.batch, nranks, nranks));
     fs::create_directories(a.out);
     const std::string ckpt = (fs::path(a.out) / "checkpoint.safetensors").string();
 
@@ -130,6 +160,8 @@ int cmd_train(const TrainArgs& a) {
     const int64_t want_vocab = a.vocab > 0 ? a.vocab : rc.vocab;
     if (!a.resume.empty()) {
         tok = std::make_unique<data::SpTokenizer>(data::SpTokenizer::from_serialized(resumed.tokenizer));
+    } else if (!lead) {
+        // rank 0 trains the tokenizer and broadcasts it (below)
     } else {
         if (want_vocab < 260 || want_vocab > 65535) throw std::invalid_argument("--vocab must be in [260, 65535]");
         auto lines = data::split_lines(train_part);
@@ -139,11 +171,33 @@ int cmd_train(const TrainArgs& a) {
                        "training with {}\n", tok->vocab_size(), want_vocab, tok->vocab_size());
         std::ofstream(fs::path(a.out) / "tokenizer.model", std::ios::binary) << tok->serialized();
     }
-    data::TokenFile train_tokens = data::cached_tokens((fs::path(a.out) / "train.bin").string(), a.data,
-                                                       a.val_data.empty() ? "train-90%" : "all", train_part, *tok);
-    data::TokenFile val_tokens = data::cached_tokens((fs::path(a.out) / "val.bin").string(),
-                                                     a.val_data.empty() ? a.data : a.val_data,
-                                                     a.val_data.empty() ? "val-10%" : "all", val_part, *tok);
+    data::TokenFile train_tokens, val_tokens;
+    auto open_token_caches = [&] {
+        train_tokens = data::cached_tokens((fs::path(a.out) / "train.bin").string(), a.data,
+                                           a.val_data.empty() ? "train-90%" : "all", train_part, *tok);
+        val_tokens = data::cached_tokens((fs::path(a.out) / "val.bin").string(), a.val_data.empty() ? a.data : a.val_data,
+                                         a.val_data.empty() ? "val-10%" : "all", val_part, *tok);
+    };
+#if FLASHLM_WITH_MPI
+    if (g_mpi) {
+        // Rank 0 builds the token caches first; then the other ranks of each machine take turns, so on a
+        // shared --out they reuse rank 0's files and on separate disks one rank per machine writes them.
+        if (a.resume.empty()) {
+            std::string blob = lead ? tok->serialized() : std::string();
+            g_mpi->broadcast(blob);
+            if (!lead) tok = std::make_unique<data::SpTokenizer>(data::SpTokenizer::from_serialized(blob));
+        }
+        if (lead) open_token_caches();
+        g_mpi->barrier();
+        g_mpi->one_at_a_time_per_node([&] {
+            if (!lead) open_token_caches();
+        });
+    } else {
+        open_token_caches();
+    }
+#else
+    open_token_caches();
+#endif
 
     nlohmann::json cfg = a.resume.empty() ? nlohmann::json::object() : resumed.config;
     if (a.resume.empty()) {
@@ -165,6 +219,10 @@ int cmd_train(const TrainArgs& a) {
     if (o.steps <= 0 && o.budget_s <= 0) throw std::invalid_argument("set the run length: --steps N, --minutes M or --hours H");
     o.stop_after = a.stop_after;
     o.batch = a.batch > 0 ? a.batch : rc.batch;
+    if (o.batch % nranks != 0) {  // the recipe's batch, rounded up to a multiple of the rank count
+        o.batch = (o.batch + nranks - 1) / nranks * nranks;
+        if (lead) fmt::print("note: global batch {} (the recipe's, rounded up to a multiple of {} ranks)\n", o.batch, nranks);
+    }
     o.accum = a.accum > 0 ? a.accum : rc.accum;
     o.seq = seq;
     o.lr = a.lr > 0 ? a.lr : rc.lr;
@@ -173,7 +231,7 @@ int cmd_train(const TrainArgs& a) {
     o.beta1 = rc.beta1, o.beta2 = rc.beta2, o.clip = rc.clip;
     o.warmup = a.warmup >= 0 ? a.warmup : rc.warmup;
     if (o.steps > 0 && o.warmup > o.steps / 5) {
-        fmt::print("note: warm-up of {} steps shortened to {} (a fifth of the {}-step run)\n", o.warmup, o.steps / 5, o.steps);
+        if (lead) fmt::print("note: warm-up of {} steps shortened to {} (a fifth of the {}-step run)\n", o.warmup, o.steps / 5, o.steps);
         o.warmup = o.steps / 5;
     }
     o.eval_every = a.eval_every;
@@ -190,6 +248,14 @@ int cmd_train(const TrainArgs& a) {
     train::Corpus corpus{train_tokens.data(), train_tokens.size(), val_tokens.data(), val_tokens.size(),
                          &tok->piece_bytes(), tok->serialized()};
     train::Trainer<float> trainer(*model, corpus, o);
+#if FLASHLM_WITH_MPI
+    std::optional<train::MpiDataParallel<float>> dp;
+    if (g_mpi && nranks > 1) {
+        dp.emplace(*g_mpi, model->params());
+        trainer.set_data_parallel(&*dp);
+    }
+#endif
+    if (!lead) trainer.log = [](const std::string&) {};
     if (a.resume.empty()) {
         Rng init_rng(a.seed);
         model->init(init_rng);
@@ -197,15 +263,30 @@ int cmd_train(const TrainArgs& a) {
         trainer.resume(*resumed_st, a.resume, resumed);
         resumed_st.reset();
     }
-    fmt::print("model {} | {} parameters | vocab {} | batch {}x{} (accum {}) | {} train / {} val tokens | {} threads\n",
-               model->name(), model->params().count(), model->vocab_size(), o.batch, o.seq, o.accum,
-               train_tokens.size(), val_tokens.size(), max_threads());
-    if (!a.resume.empty()) fmt::print("resumed from {} at step {}\n", a.resume, trainer.state().step);
+    if (lead) {
+        fmt::print("model {} | {} parameters | vocab {} | batch {}x{} (accum {}) | {} train / {} val tokens | {}\n",
+                   model->name(), model->params().count(), model->vocab_size(), o.batch, o.seq, o.accum,
+                   train_tokens.size(), val_tokens.size(),
+                   nranks > 1 ? fmt::format("{} ranks x {} threads, {} sequences per rank", nranks, max_threads(), o.batch / nranks)
+                              : fmt::format("{} threads", max_threads()));
+        if (!a.resume.empty()) fmt::print("resumed from {} at step {}\n", a.resume, trainer.state().step);
+        std::fflush(stdout);
+    }
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
     const bool finished = trainer.run();
-    if (finished) trainer.run_eval();
-    fmt::print("{} at step {}; checkpoint {}\n", finished ? "finished" : "stopped", trainer.state().step, ckpt);
+    if (finished && lead) trainer.run_eval();
+#if FLASHLM_WITH_MPI
+    if (dp && lead) {
+        const auto& st = dp->stats();
+        const double steps = double(std::max<int64_t>(st.steps, 1));
+        fmt::print("allreduce: {:.1f} MB of gradients per step in {} buckets of {:.1f} MB | backward {:.1f} ms/step | "
+                   "waiting for buckets after backward {:.1f} ms/step (rank 0)\n",
+                   double(st.bytes) / 1e6, st.buckets, double(st.bucket_bytes) / 1e6, 1e3 * st.backward_s / steps,
+                   1e3 * st.wait_s / steps);
+    }
+#endif
+    if (lead) fmt::print("{} at step {}; checkpoint {}\n", finished ? "finished" : "stopped", trainer.state().step, ckpt);
     return 0;
 }
 
@@ -366,6 +447,14 @@ int cmd_generate(const GenArgs& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
+#if FLASHLM_WITH_MPI
+    // Under mpirun `train` runs data-parallel; a plain launch never touches MPI.
+    std::optional<train::MpiSession> mpi;
+    if (train::launched_by_mpirun()) {
+        mpi.emplace(&argc, &argv);
+        g_mpi = &*mpi;
+    }
+#endif
     CLI::App app{"flashlm: train, evaluate and run ternary FlashLM language models on CPUs"};
     app.require_subcommand(1);
     app.set_version_flag("--version", "flashlm 0.1.0");
@@ -433,6 +522,14 @@ int main(int argc, char** argv) {
     ge->add_flag("--no-cache", ga.no_cache, "recompute the whole window every token (the upstream loop)");
     ge->add_flag("--bench", ga.bench, "time cached exact, cached int8 and recompute generation of --tokens tokens");
 
+    const int rank = world_rank(), nranks = world_size();
+    // In a multi-rank job an error on any rank ends every rank (no one waits in a collective forever).
+    auto fail = [&](int code) {
+#if FLASHLM_WITH_MPI
+        if (nranks > 1) std::cerr.flush(), g_mpi->abort(code);
+#endif
+        return code;
+    };
     // CLI11 reports a mistyped subcommand as "A subcommand is required"; name it instead.
     bool known = false;
     for (CLI::App* s : app.get_subcommands([](CLI::App*) { return true; })) known = known || s->check_name(argv[argc > 1 ? 1 : 0]);
@@ -443,18 +540,24 @@ int main(int argc, char** argv) {
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
-        return app.exit(e);
+        if (rank != 0) return e.get_exit_code() == 0 ? 0 : fail(e.get_exit_code());
+        const int code = app.exit(e);
+        return code == 0 ? 0 : fail(code);
     }
     try {
         if (tr->parsed()) return cmd_train(ta);
+        if (rank != 0) return 0;  // eval and generate are single-process: rank 0 runs them
         if (ev->parsed()) return cmd_eval(ea);
         if (ge->parsed()) return cmd_generate(ga);
     } catch (const train::NonFiniteError& e) {
-        std::cerr << "error: " << e.what() << "\n";
-        return 3;
+        if (rank == 0) std::cerr << "error: " << e.what() << "\n";
+        return fail(3);
+    } catch (const std::invalid_argument& e) {  // usage errors: the same on every rank, so rank 0 says it
+        if (rank == 0) std::cerr << "error: " << e.what() << "\n";
+        return fail(1);
     } catch (const std::exception& e) {
-        std::cerr << "error: " << e.what() << "\n";
-        return 1;
+        std::cerr << (nranks > 1 ? fmt::format("error (rank {}): ", rank) : std::string("error: ")) << e.what() << "\n";
+        return fail(1);
     }
     return 1;
 }

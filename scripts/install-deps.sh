@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what flashlm needs from Debian 12 packages (apt-get update once, then install only what is
 # missing). Usage: scripts/install-deps.sh [--test]   (--test adds the PyTorch peer for parity tests and
-# clang with its sanitizer/libFuzzer runtime for tests/fuzz)
+# OpenMPI for the multi-process training test; clang and its sanitizer/libFuzzer runtime for tests/fuzz)
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libeigen3-dev libxsimd-dev libcli11-dev nlohmann-json3-dev libfmt-dev
       libsentencepiece-dev)
 if [[ "${1:-}" == "--test" ]]; then
-  pkgs+=(doctest-dev libbenchmark-dev python3-torch python3-numpy libopenblas0-openmp clang libclang-rt-14-dev)
+  pkgs+=(doctest-dev libbenchmark-dev python3-torch python3-numpy libopenblas0-openmp libopenmpi-dev openmpi-bin
+            clang libclang-rt-14-dev)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -58,10 +58,26 @@ public:
         loss.grad[0] += T(1);
         run_backward();
     }
+    // The same, calling after_node(i) once node i (recording order) has run or been skipped; from then
+    // on no later node touches the gradients node i's inputs point at (data-parallel training starts
+    // reducing finished parameter gradients from there while the rest of backward runs).
+    template <class F>
+    void backward(const Tensor<T>& loss, F&& after_node) {
+        FLASHLM_CHECK(loss.numel() == 1 && loss.grad, "backward: loss must be a scalar that requires grad");
+        loss.grad[0] += T(1);
+        run_backward(after_node);
+    }
     // Backward from gradients the caller has already seeded (e.g. a vector-Jacobian product in tests).
     void run_backward() {
-        for (auto it = nodes_.rbegin(); it != nodes_.rend(); ++it)
-            if (it->out.grad) it->backward(*it);
+        run_backward([](std::size_t) {});
+    }
+    template <class F>
+    void run_backward(F&& after_node) {
+        for (std::size_t i = nodes_.size(); i-- > 0;) {
+            Node<T>& n = nodes_[i];
+            if (n.out.grad) n.backward(n);
+            after_node(i);
+        }
     }
     // Drops the graph and recycles all activation memory for the next step.
     void reset() {
@@ -69,6 +85,7 @@ public:
         arena_.reset();
     }
     std::size_t size() const { return nodes_.size(); }
+    const std::vector<Node<T>>& nodes() const { return nodes_; }
     const Arena<T>& arena() const { return arena_; }
 
 private:

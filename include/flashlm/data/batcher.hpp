@@ -20,19 +20,29 @@ struct Batch {
     }
 };
 
-// Fills B random windows of length L (+1 for the shifted target) from tokens[0, n).
-inline void sample_batch(const uint16_t* tokens, size_t n, int64_t B, int64_t L, Rng& rng, Batch& out) {
+// Rows [b0, b1) of the B random windows of length L (+1 for the shifted target) from tokens[0, n): the
+// RNG advances by all B windows, so data-parallel ranks that share a seed draw the same global batch and
+// each keeps its own slice (out holds b1 - b0 rows).
+inline void sample_batch_rows(const uint16_t* tokens, size_t n, int64_t B, int64_t L, int64_t b0, int64_t b1, Rng& rng,
+                              Batch& out) {
     if (n < size_t(L) + 1)
         throw std::runtime_error("training data has " + std::to_string(n) + " tokens, fewer than --seq + 1 = " +
                                  std::to_string(L + 1));
-    out.resize(B, L);
+    out.resize(b1 - b0, L);
     for (int64_t b = 0; b < B; ++b) {
         const size_t s = size_t(rng.below(n - size_t(L)));
+        if (b < b0 || b >= b1) continue;
+        const int64_t r = b - b0;
         for (int64_t t = 0; t < L; ++t) {
-            out.ids[b * L + t] = tokens[s + t];
-            out.targets[b * L + t] = tokens[s + t + 1];
+            out.ids[r * L + t] = tokens[s + t];
+            out.targets[r * L + t] = tokens[s + t + 1];
         }
     }
+}
+
+// Fills B random windows of length L (+1 for the shifted target) from tokens[0, n).
+inline void sample_batch(const uint16_t* tokens, size_t n, int64_t B, int64_t L, Rng& rng, Batch& out) {
+    sample_batch_rows(tokens, n, B, L, 0, B, rng, out);
 }
 
 // Number of evaluation windows: inputs ids[iL, (i+1)L), targets shifted by one, i < (n-1)/L.

@@ -107,6 +107,27 @@ struct Corpus {
     std::string tokenizer;  // serialized tokenizer, embedded in checkpoints
 };
 
+// Synchronous data parallelism across processes (train/distributed.hpp implements it over MPI). Every
+// rank holds the whole model and draws the same global batch; rank r computes rows [r B/N, (r+1) B/N).
+// Without one (the default) the trainer is a single process and makes none of these calls.
+template <class T>
+struct DataParallel {
+    virtual ~DataParallel() = default;
+    virtual int rank() const = 0;
+    virtual int size() const = 0;
+    // Gradient averaging over ranks. The trainer calls begin(tape) before the backward pass that
+    // completes a step's gradients, node_done(i) as the tape finishes node i (Tape::backward's hook) and
+    // finish() after it; on return the flat gradient buffer holds the mean over ranks.
+    virtual void begin(const Tape<T>& tape) = 0;
+    virtual void node_done(std::size_t node) = 0;
+    virtual void finish() = 0;
+    // Element-wise sum / max over ranks of a few doubles, in place.
+    virtual void sum(double* v, int n) = 0;
+    virtual void max(double* v, int n) = 0;
+    // Rank 0's values everywhere.
+    virtual void broadcast(T* v, std::size_t n) = 0;
+};
+
 inline std::string format_duration(double s) {
     if (!std::isfinite(s) || s < 0) s = 0;
     const long t = long(s + 0.5);
@@ -149,6 +170,16 @@ public:
     std::function<void(const std::string&)> log = [](const std::string& s) { std::fputs((s + "\n").c_str(), stdout), std::fflush(stdout); };
     std::function<void(const TrainState&, const EvalResult&)> on_eval;
 
+    // Runs data-parallel with dp (must outlive run()); --batch is then the global batch.
+    void set_data_parallel(DataParallel<T>* dp) {
+        if (dp && opt_.batch % dp->size() != 0)
+            throw std::invalid_argument(fmt::format("--batch {} is the global batch and must be divisible by the {} ranks",
+                                                    opt_.batch, dp->size()));
+        dp_ = dp && dp->size() > 1 ? dp : nullptr;
+        lead_ = !dp || dp->rank() == 0;
+    }
+    bool lead() const { return lead_; }
+
     const TrainState& state() const { return state_; }
     optim::AdamW<T>& optimizer() { return adam_; }
 
@@ -159,36 +190,63 @@ public:
         const auto t_start = clock::now();
         const double elapsed0 = state_.elapsed_s;
         auto elapsed = [&] { return elapsed0 + std::chrono::duration<double>(clock::now() - t_start).count(); };
-        auto progress = [&] {
+        // Data-parallel ranks act on one clock and one stop request (the latest of them), so they agree on
+        // when to stop, on the time-based LR schedule and on when to evaluate.
+        auto agreed = [&](double t, bool* stop = nullptr) {
+            if (!dp_) return t;
+            double v[2] = {t, stop && *stop ? 1.0 : 0.0};
+            dp_->max(v, 2);
+            if (stop) *stop = v[1] > 0;
+            return v[0];
+        };
+        auto progress = [&](double now) {
             if (opt_.steps > 0) return double(state_.step) / double(opt_.steps);
-            return elapsed() / opt_.budget_s;
+            return now / opt_.budget_s;
         };
         std::ofstream metrics;
-        if (!opt_.metrics.empty()) metrics.open(opt_.metrics, std::ios::app);
+        if (!opt_.metrics.empty() && lead_) metrics.open(opt_.metrics, std::ios::app);
+        if (dp_) {  // identical replicas from the start
+            dp_->broadcast(model_.params().values(), model_.params().flat_size());
+            dp_->broadcast(adam_.exp_avg().data(), model_.params().flat_size());
+            dp_->broadcast(adam_.exp_avg_sq().data(), model_.params().flat_size());
+        }
+        const int64_t rows = dp_ ? opt_.batch / dp_->size() : opt_.batch, row0 = dp_ ? rows * dp_->rank() : 0;
 
         Tape<T> tape;
         data::Batch batch;
         const int64_t start_step = state_.step;
-        double last_log_t = elapsed(), last_eval_t = elapsed();
+        double last_log_t = elapsed(), last_eval_t = agreed(elapsed());
         int64_t last_log_tokens = state_.tokens_seen;
         bool finished = false;
         while (true) {
-            if (opt_.steps > 0 ? state_.step >= opt_.steps : elapsed() >= opt_.budget_s) {
+            bool stop = stop_requested().load();
+            const double now0 = agreed(elapsed(), &stop);
+            if (opt_.steps > 0 ? state_.step >= opt_.steps : now0 >= opt_.budget_s) {
                 finished = true;
                 break;
             }
-            if (stop_requested().load() || (opt_.stop_after > 0 && state_.step - start_step >= opt_.stop_after)) break;
+            if (stop || (opt_.stop_after > 0 && state_.step - start_step >= opt_.stop_after)) break;
 
-            if (opt_.steps <= 0 && state_.step == sched_.warmup_steps) sched_.warmup_progress = progress();
-            const double lr = sched_.at(state_.step, progress());
+            if (opt_.steps <= 0 && state_.step == sched_.warmup_steps) sched_.warmup_progress = progress(now0);
+            const double lr = sched_.at(state_.step, progress(now0));
             model_.params().zero_grad();
             double loss_sum = 0;
             for (int64_t a = 0; a < opt_.accum; ++a) {
-                data::sample_batch(corpus_.train, corpus_.train_n, opt_.batch, opt_.seq, rng_, batch);
+                data::sample_batch_rows(corpus_.train, corpus_.train_n, opt_.batch, opt_.seq, row0, row0 + rows, rng_, batch);
                 tape.reset();
-                Tensor<T> loss = model_.loss(tape, batch.ids.data(), batch.targets.data(), opt_.batch, opt_.seq);
+                Tensor<T> loss = model_.loss(tape, batch.ids.data(), batch.targets.data(), rows, opt_.seq);
                 loss_sum += double(loss.data[0]);
-                tape.backward(loss);
+                if (dp_ && a + 1 == opt_.accum) {  // the step's last backward: reduce buckets as they finish
+                    dp_->begin(tape);
+                    tape.backward(loss, [&](std::size_t i) { dp_->node_done(i); });
+                    dp_->finish();
+                } else {
+                    tape.backward(loss);
+                }
+            }
+            if (dp_) {
+                dp_->sum(&loss_sum, 1);
+                loss_sum /= double(dp_->size());
             }
             double loss = loss_sum / double(opt_.accum);
             if (auto it = std::find(inject_nan_.begin(), inject_nan_.end(), state_.step + 1); it != inject_nan_.end()) {
@@ -219,7 +277,7 @@ public:
             if (metrics) metrics << fmt::format("{{\"step\":{},\"loss\":{:.9g},\"lr\":{:.9g},\"grad_norm\":{:.9g}}}\n", state_.step, loss, lr, gnorm);
 
             const double now = elapsed();
-            if (state_.step % opt_.log_every == 0 || state_.step == 1) {
+            if (lead_ && (state_.step % opt_.log_every == 0 || state_.step == 1)) {
                 const double tps = double(state_.tokens_seen - last_log_tokens) / std::max(now - last_log_t, 1e-9);
                 const double eta = opt_.steps > 0 ? (now - elapsed0) / double(state_.step - start_step) * double(opt_.steps - state_.step)
                                                   : opt_.budget_s - now;
@@ -230,17 +288,16 @@ public:
                 last_log_tokens = state_.tokens_seen;
             }
             const bool eval_due = (opt_.eval_every > 0 && state_.step % opt_.eval_every == 0) ||
-                                  (opt_.eval_every_s > 0 && now - last_eval_t >= opt_.eval_every_s);
-            if (eval_due) {
-                run_eval();
-                last_eval_t = elapsed();
-                save();
+                                  (opt_.eval_every_s > 0 && agreed(now) - last_eval_t >= opt_.eval_every_s);
+            if (eval_due) {  // rank 0 evaluates and writes; the others wait at the next collective
+                if (lead_) run_eval(), save(), metrics.flush();
+                last_eval_t = agreed(elapsed());
             } else if (opt_.save_every > 0 && state_.step % opt_.save_every == 0) {
-                save();
+                if (lead_) save(), metrics.flush();  // the metrics on disk reach the checkpoint's step
             }
         }
         state_.elapsed_s = elapsed();
-        save();
+        if (lead_) save();
         return finished;
     }
 
@@ -288,6 +345,8 @@ private:
     TrainState state_;
     int64_t skipped_ = 0;          // non-finite steps skipped so far in this invocation
     std::vector<int64_t> inject_nan_;  // FLASHLM_INJECT_NAN_AT_STEP test hook
+    DataParallel<T>* dp_ = nullptr;
+    bool lead_ = true;
 };
 
 }  // namespace flashlm::train
