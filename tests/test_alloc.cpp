@@ -2,6 +2,7 @@
 // workspace and OpenMP's) is counted while a steady-state step runs.
 #include <doctest/doctest.h>
 
+#include <array>
 #include <atomic>
 #include <cstdlib>
 #include <new>
@@ -56,18 +57,16 @@ void* memalign(size_t align, size_t n) {
 
 using namespace flashlm;
 
-TEST_CASE("a steady-state Bolt training step makes no heap allocation") {
-    examples::BoltConfig c{512, 64, 2, 8, 128, 64};
-    examples::Bolt<float> model("bolt", c);
-    Rng rng(7);
-    model.init(rng);
+// Heap allocations in each of four training steps (zero_grad, loss, backward, clip, AdamW) of `model`
+// on random ids over a 512-token vocabulary.
+std::array<long, 4> train_step_allocs(LanguageModel<float>& model, Rng& rng) {
     optim::AdamW<float> opt(model.params(), {});
     const int64_t B = 4, L = 64;
     std::vector<int32_t> ids(B * L), tg(B * L);
     for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(rng.below(512)), tg[i] = int32_t(rng.below(512));
     Tape<float> tape;
-    long counts[4] = {};
-    for (int step = 0; step < 4; ++step) {
+    std::array<long, 4> counts{};
+    for (auto& count : counts) {
         g_allocs = 0;
         g_counting = true;
         tape.reset();
@@ -77,9 +76,29 @@ TEST_CASE("a steady-state Bolt training step makes no heap allocation") {
         optim::clip_grad_norm(model.params(), 1.0);
         opt.step(1e-3);
         g_counting = false;
-        counts[step] = g_allocs.load();
+        count = g_allocs.load();
     }
-    MESSAGE("allocations per step: " << counts[0] << ", " << counts[1] << ", " << counts[2] << ", " << counts[3]);
+    MESSAGE(model.name() << " allocations per step: " << counts[0] << ", " << counts[1] << ", " << counts[2] << ", "
+                         << counts[3]);
+    return counts;
+}
+
+// Heap allocations in 100 cached generation steps after the first.
+long generation_allocs(Generator& gen) {
+    gen.step(1);
+    g_allocs = 0;
+    g_counting = true;
+    for (int32_t t = 0; t < 100; ++t) gen.step(t % 512);
+    g_counting = false;
+    return g_allocs.load();
+}
+
+TEST_CASE("a steady-state Bolt training step makes no heap allocation") {
+    examples::BoltConfig c{512, 64, 2, 8, 128, 64};
+    examples::Bolt<float> model("bolt", c);
+    Rng rng(7);
+    model.init(rng);
+    const auto counts = train_step_allocs(model, rng);
     CHECK(counts[0] > 0);  // the counter works: the first step sizes the arena
     CHECK(counts[2] == 0);
     CHECK(counts[3] == 0);
@@ -91,14 +110,8 @@ TEST_CASE("a cached generation step makes no heap allocation (exact and int8)") 
     Rng rng(3);
     model.init(rng);
     for (Quant q : {Quant::exact, Quant::int8}) {
-        auto gen = model.make_generator(q);
-        gen->step(1);
-        g_allocs = 0;
-        g_counting = true;
-        for (int32_t t = 0; t < 100; ++t) gen->step(t % 512);
-        g_counting = false;
         CAPTURE(int(q));
-        CHECK(g_allocs.load() == 0);
+        CHECK(generation_allocs(*model.make_generator(q)) == 0);
     }
 }
 
@@ -110,37 +123,11 @@ TEST_CASE("cortex6: steady-state training steps (both objectives) and cached gen
         examples::Cortex<float> model("cortex6", c);
         Rng rng(9);
         model.init(rng);
-        optim::AdamW<float> opt(model.params(), {});
-        const int64_t B = 4, L = 64;
-        std::vector<int32_t> ids(B * L), tg(B * L);
-        for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(rng.below(512)), tg[i] = int32_t(rng.below(512));
-        Tape<float> tape;
-        long counts[4] = {};
-        for (int step = 0; step < 4; ++step) {
-            g_allocs = 0;
-            g_counting = true;
-            tape.reset();
-            model.params().zero_grad();
-            Tensor<float> loss = model.loss(tape, ids.data(), tg.data(), B, L);
-            tape.backward(loss);
-            optim::clip_grad_norm(model.params(), 1.0);
-            opt.step(1e-3);
-            g_counting = false;
-            counts[step] = g_allocs.load();
-        }
         CAPTURE(compat);
-        MESSAGE("cortex6 allocations per step: " << counts[0] << ", " << counts[1] << ", " << counts[2] << ", " << counts[3]);
+        const auto counts = train_step_allocs(model, rng);
         CHECK(counts[0] > 0);
         CHECK(counts[2] == 0);
         CHECK(counts[3] == 0);
-        if (!compat) {
-            auto gen = model.make_generator(Quant::exact);
-            gen->step(1);
-            g_allocs = 0;
-            g_counting = true;
-            for (int32_t t = 0; t < 100; ++t) gen->step(t % 512);
-            g_counting = false;
-            CHECK(g_allocs.load() == 0);
-        }
+        if (!compat) CHECK(generation_allocs(*model.make_generator(Quant::exact)) == 0);
     }
 }
