@@ -2,14 +2,7 @@
 # End-to-end CLI checks: training lowers the loss, resume is exact, eval/generate work from one
 # checkpoint file, and bad input gets one clear error and a non-zero exit.
 # Usage: test_cli.sh BUILD_BIN_DIR DATA_DIR
-set -uo pipefail
-bin="$1/flashlm"
-data="$2/tinystories-c.txt"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fails=0
-pass() { echo "PASS: $1"; }
-fail() { echo "FAIL: $1"; fails=$((fails + 1)); }
+source "$(dirname "$0")/common.sh"
 # expect_error NAME PATTERN CMD... : CMD must exit non-zero and print PATTERN on stderr.
 expect_error() {
   local name="$1" pat="$2"; shift 2
@@ -17,7 +10,6 @@ expect_error() {
   if [[ $rc -ne 0 ]] && grep -qiE "$pat" "$work/err"; then pass "$name (rc=$rc: $(head -c 160 "$work/err" | tr '\n' ' '))"
   else fail "$name: rc=$rc stderr=$(cat "$work/err") stdout=$(tail -3 "$work/out")"; fi
 }
-losses() { sed -E 's/.*"loss":([^,]*).*/\1/' "$1"; }
 common=(--data "$data" --seq 64 --batch 4 --threads 2 --log-every 10)
 
 # 1. 30 steps of Bolt on tinystories-c: the mean loss of the last 5 steps is at least 1.0 nat below the first 5.
@@ -136,5 +128,4 @@ for i in $(seq 200); do printf 'a \xff\xfe\xc3 broken \xe2\x82 text %d\n' "$i"; 
 "$bin" train --data "$work/bad-utf8.txt" --seq 16 --batch 2 --threads 2 --vocab 300 --steps 2 --out "$work/u" > "$work/out" 2>"$work/err" &&
   pass "invalid UTF-8 text trains (byte fallback)" || fail "invalid UTF-8 text: $(cat "$work/err")"
 
-echo "$fails failure(s)"
-exit $((fails > 0))
+finish

@@ -4,16 +4,10 @@
 # new checkpoint always loads), and a full disk while saving (clear error, previous checkpoint kept).
 # The NaN comes from the test hook FLASHLM_INJECT_NAN_AT_STEP=K[,K...] (see train/trainer.hpp).
 # Usage: test_faults.sh BUILD_BIN_DIR DATA_DIR
-set -uo pipefail
-bin="$1/flashlm"
-data="$2/tinystories-c.txt"
-work=$(mktemp -d)
+source "$(dirname "$0")/common.sh"
 mnt="$work/tmpfs"
 cleanup() { mountpoint -q "$mnt" 2>/dev/null && umount "$mnt"; rm -rf "$work"; }
 trap cleanup EXIT
-fails=0
-pass() { echo "PASS: $1"; }
-fail() { echo "FAIL: $1"; fails=$((fails + 1)); }
 common=(--data "$data" --seq 64 --batch 4 --threads 2 --log-every 1)
 evals() { "$bin" eval --checkpoint "$1" --data "$data" --split val --json 2>&1; }
 last_step() { grep -oE '"step":[0-9]+' "$1" | tail -1 | cut -d: -f2; }
@@ -114,5 +108,4 @@ else fail "disk full ($how): rc=$rc stderr=$(cat "$work/full.err") stdout=$(tail
 [[ ! -e "$mnt/run/checkpoint.safetensors.tmp" ]] && pass "no temporary file left on the full disk" || fail "temporary file left on the full disk"
 if out=$(evals "$mnt/run/checkpoint.safetensors"); then pass "the previous checkpoint still loads: $out"; else fail "previous checkpoint after disk full: $out"; fi
 
-echo "$fails failure(s)"
-exit $((fails > 0))
+finish

@@ -6,18 +6,10 @@
 #   3. a checkpoint written by 2 ranks resumes on 1, and the reverse, continuing the uninterrupted run;
 #   4. a global batch that does not divide by the rank count is one clear error.
 # Usage: test_mpi.sh BUILD_BIN_DIR DATA_DIR
-set -uo pipefail
-bin="$1/flashlm"
-data="$2/tinystories-c.txt"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fails=0
-pass() { echo "PASS: $1"; }
-fail() { echo "FAIL: $1"; fails=$((fails + 1)); }
+source "$(dirname "$0")/../cli/common.sh"
 # Containers often forbid the cross-memory-attach single copy; plain shared memory works everywhere.
 export OMPI_MCA_btl_vader_single_copy_mechanism=${OMPI_MCA_btl_vader_single_copy_mechanism:-none}
 mpi=(mpirun --allow-run-as-root --oversubscribe -np 2)
-losses() { sed -E 's/.*"loss":([^,]*).*/\1/' "$1"; }
 # same_losses A B: same number of lines, every pair within 1e-5 relative.
 same_losses() {
   [[ $(losses "$1" | wc -l) -eq $(losses "$2" | wc -l) ]] &&
@@ -87,5 +79,4 @@ same_losses "$work/full1/metrics.jsonl" "$work/b/metrics.jsonl" && pass "1 proce
 [[ $rc -ne 0 ]] && grep -q "must be divisible by the number of ranks" "$work/x.log" &&
   pass "--batch 15 on 2 ranks: rc=$rc, $(grep -m1 -o 'error: --batch.*ranks ([0-9]*)' "$work/x.log")" || fail "--batch 15: rc=$rc $(cat "$work/x.log")"
 
-echo "$fails failure(s)"
-exit $((fails > 0))
+finish
