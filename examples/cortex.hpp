@@ -234,16 +234,16 @@ public:
         nn::rmsnorm_vec(emb_ + int64_t(token) * D, ln_in_, x_.data(), D, 1e-6f);
         for (auto& b : blocks_) {
             nn::rmsnorm_vec(x_.data(), b.ln1, h_.data(), D, 1e-6f);
-            nn::dense_matvec(b.up, 2 * D, D, h_.data(), gv_.data());
+            kernels::dense_f32_matvec(b.up, 2 * D, D, h_.data(), gv_.data());
             b.conv.step(gv_.data() + D, y_.data());
             for (int64_t c = 0; c < D; ++c) y_[size_t(c)] *= 1.0f / (1.0f + std::exp(-gv_[size_t(c)]));
-            nn::dense_matvec(b.down, D, D, y_.data(), t_.data());
+            kernels::dense_f32_matvec(b.down, D, D, y_.data(), t_.data());
             for (int64_t c = 0; c < D; ++c) x_[size_t(c)] += t_[size_t(c)];
             if (c_.memory()) {
                 nn::rmsnorm_vec(x_.data(), b.ln_mem, h_.data(), D, 1e-6f);
-                nn::dense_matvec(b.Wk, dm, D, h_.data(), k_.data());
-                nn::dense_matvec(b.Wv, dm, D, h_.data(), v_.data());
-                nn::dense_matvec(b.Wq, dm, D, h_.data(), q_.data());
+                kernels::dense_f32_matvec(b.Wk, dm, D, h_.data(), k_.data());
+                kernels::dense_f32_matvec(b.Wv, dm, D, h_.data(), v_.data());
+                kernels::dense_f32_matvec(b.Wq, dm, D, h_.data(), q_.data());
                 const float g = float(c_.decay);
                 for (int64_t i = 0; i < dm; ++i) {
                     float* Mi = b.M.data() + i * dm;
@@ -255,21 +255,21 @@ public:
                     }
                     r_[size_t(i)] = scale_ * acc;
                 }
-                nn::dense_matvec(b.Wmo, D, dm, r_.data(), t_.data());
+                kernels::dense_f32_matvec(b.Wmo, D, dm, r_.data(), t_.data());
                 for (int64_t c = 0; c < D; ++c) x_[size_t(c)] += t_[size_t(c)];
             }
             nn::rmsnorm_vec(x_.data(), b.ln2, h_.data(), D, 1e-6f);
-            nn::dense_matvec(b.Wg, F, D, h_.data(), a_.data());
-            nn::dense_matvec(b.Wu, F, D, h_.data(), b_.data());
+            kernels::dense_f32_matvec(b.Wg, F, D, h_.data(), a_.data());
+            kernels::dense_f32_matvec(b.Wu, F, D, h_.data(), b_.data());
             for (int64_t k = 0; k < F; ++k) {
                 const float z = a_[size_t(k)];
                 a_[size_t(k)] = z / (1.0f + std::exp(-z)) * b_[size_t(k)];
             }
-            nn::dense_matvec(b.Wo, D, F, a_.data(), t_.data());
+            kernels::dense_f32_matvec(b.Wo, D, F, a_.data(), t_.data());
             for (int64_t c = 0; c < D; ++c) x_[size_t(c)] += t_[size_t(c)];
         }
         nn::rmsnorm_vec(x_.data(), ln_out_, h_.data(), D, 1e-6f);
-        nn::dense_matvec(emb_, c_.vocab_size, D, h_.data(), logits_.data());
+        kernels::dense_f32_matvec(emb_, c_.vocab_size, D, h_.data(), logits_.data());
         return logits_.data();
     }
 

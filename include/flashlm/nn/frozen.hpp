@@ -117,13 +117,4 @@ private:
     int64_t pos_ = 0;
 };
 
-// Dense float matvec y = W x for a row-major [N, K] matrix, rows split over threads.
-inline void dense_matvec(const float* W, int64_t N, int64_t K, const float* x, float* y) {
-    parallel_for(N, N * K, [&](int64_t r0, int64_t r1) {
-        Eigen::Map<const RowMatrix<float>> w(W + r0 * K, r1 - r0, K);
-        Eigen::Map<const Eigen::VectorXf> xv(x, K);
-        Eigen::Map<Eigen::VectorXf>(y + r0, r1 - r0).noalias() = w * xv;
-    });
-}
-
 }  // namespace flashlm::nn
