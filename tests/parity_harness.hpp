@@ -1,0 +1,120 @@
+#pragma once
+// Shared by the PyTorch parity tests (tests/test_parity.cpp and tests/variants/*.cpp): flashlm writes its
+// initial weights and a batch to safetensors, tests/parity/run_parity.py runs the PyTorch definition on
+// them, and logits, loss and every gradient must agree to float32 round-off.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "flashlm/autograd/tape.hpp"
+#include "flashlm/core/rng.hpp"
+#include "flashlm/io/safetensors.hpp"
+
+namespace flashlm::parity {
+
+inline const char* const k_python = "/usr/bin/python3";
+
+struct Scratch {
+    std::filesystem::path dir;
+    explicit Scratch(const std::string& tag)
+        : dir(std::filesystem::temp_directory_path() / ("flashlm_parity_" + tag + "_" + std::to_string(::getpid()))) {
+        std::filesystem::create_directories(dir);
+    }
+    ~Scratch() {
+        std::error_code ec;
+        std::filesystem::remove_all(dir, ec);
+    }
+};
+
+inline double l2(const float* a, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; ++i) s += double(a[i]) * a[i];
+    return std::sqrt(s);
+}
+
+inline void require_torch() {
+    const std::string cmd = std::string(k_python) + " -c 'import torch, numpy' > /dev/null 2>&1";
+    if (std::system(cmd.c_str()) != 0)
+        FAIL(k_python << " cannot import torch and numpy; run scripts/install-deps.sh "
+                         "(Debian: python3-torch python3-numpy)");
+}
+
+// Runs flashlm and PyTorch on the same weights and batch and compares logits, loss and every gradient.
+template <class Model>
+void check_parity(const std::string& model_kind, Model& model, const std::string& tag, int64_t B, int64_t L,
+                  uint64_t seed) {
+    require_torch();
+    Rng rng(seed);
+    model.init(rng);
+    const int64_t V = model.vocab_size();
+    std::vector<int32_t> ids(B * L), targets(B * L);
+    for (auto& t : ids) t = int32_t(rng.below(uint64_t(V)));
+    for (auto& t : targets) t = int32_t(rng.below(uint64_t(V)));
+
+    Scratch tmp(tag);
+    const std::string in = (tmp.dir / "in.safetensors").string(), out = (tmp.dir / "out.safetensors").string();
+    std::vector<io::TensorRef> refs;
+    auto& ps = model.params();
+    for (auto& info : ps.infos()) {
+        std::vector<int64_t> shape(info.shape.dims.begin(), info.shape.dims.begin() + info.shape.rank);
+        refs.push_back({info.name, io::DType::F32, shape, ps.get(info.name).data});
+    }
+    refs.push_back({"ids", io::DType::I32, {B, L}, ids.data()});
+    refs.push_back({"targets", io::DType::I32, {B, L}, targets.data()});
+    io::save_safetensors(in, refs, {{"config", model.config().dump()}});
+
+    const std::string cmd = std::string(k_python) + " " FLASHLM_SOURCE_DIR "/tests/parity/run_parity.py --model " +
+                            model_kind + " --in '" + in + "' --out '" + out + "'";
+    REQUIRE_MESSAGE(std::system(cmd.c_str()) == 0, "reference failed: " << cmd);
+    io::SafeTensors ref = io::SafeTensors::load(out);
+
+    // Logits.
+    Tape<float> tape;
+    Tensor<float> logits = model.logits(tape, ids.data(), B, L);
+    std::vector<float> ref_logits(B * L * V);
+    ref.copy_to("logits", ref_logits.data(), ref_logits.size());
+    double max_diff = 0, max_logit = 0;
+    for (int64_t i = 0; i < logits.numel(); ++i) {
+        max_diff = std::max(max_diff, double(std::abs(logits.data[i] - ref_logits[i])));
+        max_logit = std::max(max_logit, double(std::abs(ref_logits[i])));
+    }
+    tape.reset();
+
+    // Loss and gradients.
+    ps.zero_grad();
+    Tensor<float> loss = model.loss(tape, ids.data(), targets.data(), B, L);
+    tape.backward(loss);
+    const double ref_loss = ref.to_vector<float>("loss").at(0);
+    const double loss_rel = std::abs(double(loss.data[0]) - ref_loss) / std::abs(ref_loss);
+
+    double worst_grad = 0;
+    std::string worst_name;
+    for (auto& info : ps.infos()) {
+        Tensor<float> p = ps.get(info.name);
+        std::vector<float> g(p.numel());
+        ref.copy_to("grad." + info.name, g.data(), g.size());
+        std::vector<float> d(g.size());
+        for (std::size_t i = 0; i < g.size(); ++i) d[i] = p.grad[i] - g[i];
+        const double rel = l2(d.data(), p.numel()) / std::max(l2(g.data(), p.numel()), 1e-30);
+        CHECK_MESSAGE(rel <= 1e-3, info.name << ": gradient relative L2 error " << rel);
+        if (rel >= worst_grad) worst_grad = rel, worst_name = info.name;
+    }
+    // The reference's tied alias must carry the same (summed) gradient as the tensor it aliases.
+    for (auto& [alias, target] : ps.aliases())
+        CHECK(ref.to_vector<float>("grad." + alias) == ref.to_vector<float>("grad." + target));
+
+    MESSAGE(tag << ": max |logit diff| " << max_diff << " (max |logit| " << max_logit << "), loss flashlm "
+                << loss.data[0] << " torch " << ref_loss << " rel diff " << loss_rel << ", worst grad rel L2 "
+                << worst_grad << " (" << worst_name << ")");
+    CHECK(max_diff <= 1e-4);
+    CHECK(loss_rel <= 1e-5);
+}
+
+
+}  // namespace flashlm::parity
