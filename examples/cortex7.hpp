@@ -68,6 +68,17 @@ struct Cortex7Config {
                 {"early_exit", early_exit},
                 {"upstream_compat", upstream_compat}};
     }
+    // Also run by the model's constructor, so a config built in code is checked too.
+    void validate() const {
+        if (vocab_size < 2 || d_model < 1 || n_layers < 1 || d_ff < 1 || seq_len < 1 || gate_hidden < 1)
+            throw std::invalid_argument("cortex: config values must be positive");
+        if (exit_thresholds.size() != exit_layers.size() || exit_loss_weights.size() != exit_layers.size())
+            throw std::invalid_argument("cortex: exit_layers, exit_thresholds and exit_loss_weights need one entry per exit");
+        for (size_t e = 0; e < exit_layers.size(); ++e)
+            if (exit_layers[e] < 1 || exit_layers[e] > n_layers || (e > 0 && exit_layers[e] <= exit_layers[e - 1]))
+                throw std::invalid_argument("cortex: exit_layers must increase within [1, n_layers]");
+        if (!(exit_temperature > 0)) throw std::invalid_argument("cortex: exit_temperature must be positive");
+    }
     static Cortex7Config from_json(const nlohmann::json& j, Cortex7Config c) {
         try {
             c.vocab_size = j.value("vocab_size", c.vocab_size);
@@ -88,14 +99,7 @@ struct Cortex7Config {
         } catch (const nlohmann::json::exception& e) {
             throw std::invalid_argument(std::string("cortex: config value of the wrong type: ") + e.what());
         }
-        if (c.vocab_size < 2 || c.d_model < 1 || c.n_layers < 1 || c.d_ff < 1 || c.seq_len < 1 || c.gate_hidden < 1)
-            throw std::invalid_argument("cortex: config values must be positive");
-        if (c.exit_thresholds.size() != c.exit_layers.size() || c.exit_loss_weights.size() != c.exit_layers.size())
-            throw std::invalid_argument("cortex: exit_layers, exit_thresholds and exit_loss_weights need one entry per exit");
-        for (size_t e = 0; e < c.exit_layers.size(); ++e)
-            if (c.exit_layers[e] < 1 || c.exit_layers[e] > c.n_layers || (e > 0 && c.exit_layers[e] <= c.exit_layers[e - 1]))
-                throw std::invalid_argument("cortex: exit_layers must increase within [1, n_layers]");
-        if (!(c.exit_temperature > 0)) throw std::invalid_argument("cortex: exit_temperature must be positive");
+        c.validate();
         return c;
     }
 };
@@ -193,6 +197,7 @@ template <class T>
 class Cortex7 : public LanguageModel<T> {
 public:
     Cortex7(std::string name, Cortex7Config c) : name_(std::move(name)), cfg_(std::move(c)) {
+        cfg_.validate();
         auto& p = this->params_;
         embed_.declare(p, "embed", cfg_.vocab_size, cfg_.d_model);
         ln_in_.declare(p, "ln_in", cfg_.d_model, 1e-6, "weight");

@@ -95,10 +95,10 @@ Tensor<T> exit_head_loss(Tape<T>& tape, const Tensor<T>& h, const Tensor<T>& W, 
                     const T H = -(p * lg).sum();
                     part += div_weight * double(T(1) - H / lnV);
                     if (grad) {
-                        // dH/dz_j = p_j (a_j − Σ_k p_k a_k), a = dH/dp = −log(p + ε) − p/(p + ε).
-                        Eigen::Array<T, Eigen::Dynamic, 1> a = -lg - p / (p + eps);
-                        const T pa = (p * a).sum();
-                        p = ce_scale * p + div_scale * p * (a - pa);
+                        // dH/dz_j = p_j (a_j − Σ_k p_k a_k), a = dH/dp = −log(p + ε) − p/(p + ε). Lazy
+                        // expressions, evaluated per coefficient: no temporary array (no allocation).
+                        const T pa = (p * (-lg - p / (p + eps))).sum();
+                        p = ce_scale * p + div_scale * p * ((-(p + eps).log() - p / (p + eps)) - pa);
                         zi[t] -= ce_scale;
                         continue;
                     }
