@@ -8,6 +8,7 @@
 
 #include "examples/bolt.hpp"
 #include "examples/cortex.hpp"
+#include "examples/cortex7.hpp"
 
 namespace flashlm::examples {
 
@@ -55,6 +56,11 @@ inline const std::vector<ModelEntry>& registry() {
          [](int) { return cortex_recipe(); },
          [](const nlohmann::json& c) {
              return std::make_unique<Cortex<float>>("cortex6", CortexConfig::from_json(c, CortexConfig::cortex6()));
+         }},
+        {"cortex", "v7 CORTEX: ternary (Q2) simplified RWKV time mix (decayed cumsum) + early-exit heads, D=256, 6 layers, 7.12M params",
+         [](int) { return cortex7_recipe(); },
+         [](const nlohmann::json& c) {
+             return std::make_unique<Cortex7<float>>("cortex", Cortex7Config::from_json(c, Cortex7Config{}));
          }},
     };
     return r;
