@@ -14,7 +14,10 @@ using namespace flashlm;
 namespace {
 std::string show(const std::vector<int32_t>& v) {
     std::string s;
-    for (size_t i = 0; i < v.size() && i < 40; ++i) s += (i ? " " : "") + std::to_string(v[i]);
+    for (size_t i = 0; i < v.size() && i < 40; ++i) {
+        if (i) s += ' ';
+        s += std::to_string(v[i]);
+    }
     return v.size() > 40 ? s + " … (" + std::to_string(v.size()) + " ids)" : s;
 }
 std::string preview(const std::string& s) {

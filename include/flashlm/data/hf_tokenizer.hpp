@@ -79,7 +79,10 @@ public:
         }
         if (!byte_level_decoder_) {
             std::string out;
-            for (size_t i = 0; i < toks.size(); ++i) out += (i ? " " : "") + *toks[i];
+            for (size_t i = 0; i < toks.size(); ++i) {
+                if (i) out += ' ';
+                out += *toks[i];
+            }
             return out;
         }
         return byte_level_join(toks);
