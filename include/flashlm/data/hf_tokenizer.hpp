@@ -12,6 +12,8 @@
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <memory>
+#include <mutex>
 #include <queue>
 #include <sstream>
 #include <stdexcept>
@@ -212,8 +214,26 @@ private:
         for (auto [b, e] : byte_level::gpt2_split(cp)) bpe_word(byte_level::encode_bytes(std::string_view(cp.bytes).substr(b, e - b)), ids);
     }
 
-    // The library's BPE::merge_word + Word::merge_all.
+    // Words repeat: their ids are cached (as the library does), up to a bound, under a lock so that
+    // encode stays usable from several threads.
     void bpe_word(const std::string& w, std::vector<int32_t>& ids) const {
+        if (w.size() >= 256) return merge_word(w, ids);
+        {
+            std::lock_guard<std::mutex> lock(cache_->mu);
+            auto it = cache_->words.find(w);
+            if (it != cache_->words.end()) {
+                ids.insert(ids.end(), it->second.begin(), it->second.end());
+                return;
+            }
+        }
+        const size_t from = ids.size();
+        merge_word(w, ids);
+        std::lock_guard<std::mutex> lock(cache_->mu);
+        if (cache_->words.size() < 100000) cache_->words.emplace(w, std::vector<int32_t>(ids.begin() + long(from), ids.end()));
+    }
+
+    // The library's BPE::merge_word + Word::merge_all.
+    void merge_word(const std::string& w, std::vector<int32_t>& ids) const {
         if (ignore_merges_) {
             auto it = vocab_.find(w);
             if (it != vocab_.end()) {
@@ -457,6 +477,11 @@ private:
     }
 
     HfTokenizer() = default;
+    struct Cache {
+        std::mutex mu;
+        std::unordered_map<std::string, std::vector<int32_t>> words;
+    };
+    std::shared_ptr<Cache> cache_ = std::make_shared<Cache>();
 
     std::string json_;
     std::unordered_map<std::string, int32_t> vocab_, added_ids_;
