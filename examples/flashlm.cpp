@@ -163,6 +163,9 @@ int cmd_train(const TrainArgs& a) {
                                     " brings its own vocabulary");
     if (!a.resume.empty()) {
         tok = data::tokenizer_from_blob(resumed.tokenizer);
+        if (!a.tokenizer.empty() && data::load_tokenizer(a.tokenizer)->serialized() != tok->serialized())
+            throw std::invalid_argument("--tokenizer " + a.tokenizer + " is not the tokenizer of " + a.resume +
+                                        " (a resumed run keeps its checkpoint's)");
     } else if (!lead) {
         // rank 0 trains or loads the tokenizer and broadcasts it (below)
     } else if (!a.tokenizer.empty()) {

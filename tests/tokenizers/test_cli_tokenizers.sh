@@ -55,4 +55,6 @@ j = json.load(open(sys.argv[1])); j["added_tokens"] = [t for t in j["added_token
 json.dump(j, open(sys.argv[2], "w"))
 PY
 expect_error "tokenizer without an end-of-story token" "no end-of-story token" "$bin" train "${short[@]}" --tokenizer "$work/noeos.json" --out "$work/bad"
+expect_error "--resume with another --tokenizer" "is not the tokenizer of" "$bin" train "${base[@]}" --steps 8 \
+  --resume "$work/hf/checkpoint.safetensors" --tokenizer "$work/remap.json" --out "$work/hf"
 finish
