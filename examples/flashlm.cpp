@@ -72,7 +72,7 @@ int world_size() {
 struct Loaded {
     io::CheckpointInfo info;
     std::unique_ptr<LanguageModel<float>> model;
-    std::unique_ptr<data::SpTokenizer> tok;
+    std::unique_ptr<data::Tokenizer> tok;
 };
 
 // The model a checkpoint's config declares, allocated only if the file holds at least that many values:
@@ -97,7 +97,7 @@ Loaded load_model(const std::string& path) {
     const auto& entry = examples::find_model(l.info.model);
     l.model = make_checked(entry, st, path, l.info.config);
     io::load_params(st, path, l.model->params());
-    l.tok = std::make_unique<data::SpTokenizer>(data::SpTokenizer::from_serialized(l.info.tokenizer));
+    l.tok = data::tokenizer_from_blob(l.info.tokenizer);
     if (l.tok->vocab_size() != l.model->vocab_size())
         throw io::FormatError(path + ": tokenizer has " + std::to_string(l.tok->vocab_size()) + " pieces but the model " +
                               std::to_string(l.model->vocab_size()));
@@ -106,7 +106,7 @@ Loaded load_model(const std::string& path) {
 
 // ---------------------------------------------------------------------------------------------------
 struct TrainArgs {
-    std::string model = "bolt", data, val_data, out = "runs/bolt", resume, metrics;
+    std::string model = "bolt", data, val_data, out = "runs/bolt", resume, metrics, tokenizer;
     double minutes = 0, hours = 0, lr = 0, eval_every_minutes = 0;
     int64_t steps = 0, vocab = 0, batch = 0, seq = 0, accum = 0, warmup = -1, eval_every = 0, stop_after = 0,
             log_every = 10, eval_windows = 200, save_every = 0, skip_nonfinite = 0;
@@ -156,12 +156,21 @@ int cmd_train(const TrainArgs& a) {
         val_part = val_text;
     }
 
-    std::unique_ptr<data::SpTokenizer> tok;
+    std::unique_ptr<data::Tokenizer> tok;
     const int64_t want_vocab = a.vocab > 0 ? a.vocab : rc.vocab;
+    if (!a.tokenizer.empty() && a.vocab > 0)
+        throw std::invalid_argument("--vocab sizes a tokenizer trained on --data; --tokenizer " + a.tokenizer +
+                                    " brings its own vocabulary");
     if (!a.resume.empty()) {
-        tok = std::make_unique<data::SpTokenizer>(data::SpTokenizer::from_serialized(resumed.tokenizer));
+        tok = data::tokenizer_from_blob(resumed.tokenizer);
+        if (!a.tokenizer.empty() && data::load_tokenizer(a.tokenizer)->serialized() != tok->serialized())
+            throw std::invalid_argument("--tokenizer " + a.tokenizer + " is not the tokenizer of " + a.resume +
+                                        " (a resumed run keeps its checkpoint's)");
     } else if (!lead) {
-        // rank 0 trains the tokenizer and broadcasts it (below)
+        // rank 0 trains or loads the tokenizer and broadcasts it (below)
+    } else if (!a.tokenizer.empty()) {
+        tok = data::load_tokenizer(a.tokenizer);
+        std::ofstream(fs::path(a.out) / tok->file_name(), std::ios::binary) << tok->serialized();
     } else {
         if (want_vocab < 260 || want_vocab > 65535) throw std::invalid_argument("--vocab must be in [260, 65535]");
         auto lines = data::split_lines(train_part);
@@ -169,7 +178,7 @@ int cmd_train(const TrainArgs& a) {
         if (tok->vocab_size() < want_vocab)
             fmt::print("note: the corpus supports only {} tokenizer pieces, fewer than the requested vocabulary of {}; "
                        "training with {}\n", tok->vocab_size(), want_vocab, tok->vocab_size());
-        std::ofstream(fs::path(a.out) / "tokenizer.model", std::ios::binary) << tok->serialized();
+        std::ofstream(fs::path(a.out) / tok->file_name(), std::ios::binary) << tok->serialized();
     }
     data::TokenFile train_tokens, val_tokens;
     auto open_token_caches = [&] {
@@ -185,7 +194,7 @@ int cmd_train(const TrainArgs& a) {
         if (a.resume.empty()) {
             std::string blob = lead ? tok->serialized() : std::string();
             g_mpi->broadcast(blob);
-            if (!lead) tok = std::make_unique<data::SpTokenizer>(data::SpTokenizer::from_serialized(blob));
+            if (!lead) tok = data::tokenizer_from_blob(blob);
         }
         if (lead) open_token_caches();
         g_mpi->barrier();
@@ -287,6 +296,47 @@ int cmd_train(const TrainArgs& a) {
     }
 #endif
     if (lead) fmt::print("{} at step {}; checkpoint {}\n", finished ? "finished" : "stopped", trainer.state().step, ckpt);
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------------
+struct TokArgs {
+    std::string type = "bpe", data, out, gpt2_ranks;
+    int64_t vocab = 0, stories = 50000;
+    int threads = 0;
+};
+
+// SentencePiece BPE/unigram over the lines of --data, or upstream P4's GPT-2 + frequency remap.
+int cmd_train_tokenizer(const TokArgs& a) {
+    const std::string text = data::read_text_file(a.data);
+    const auto lines = data::split_lines(text);
+    std::unique_ptr<data::Tokenizer> tok;
+    if (a.type == "gpt2-remap") {
+        if (a.gpt2_ranks.empty())
+            throw std::invalid_argument("--type gpt2-remap needs --gpt2-ranks FILE: a .tiktoken file or js-tiktoken's "
+                                        "ranks module, npm/node_modules/js-tiktoken/dist/ranks/gpt2.js after "
+                                        "scripts/install-deps.sh");
+        if (a.vocab <= 4 || a.vocab > 65535) throw std::invalid_argument("--vocab must be in [5, 65535] for gpt2-remap");
+        auto base = std::make_shared<data::TiktokenBpe>(data::TiktokenBpe::load(a.gpt2_ranks));
+        tok = std::make_unique<data::RemapTokenizer>(data::RemapTokenizer::build(base, lines, a.vocab, size_t(a.stories)));
+        // How much of the counted text the kept ids cover.
+        int64_t n = 0, unk = 0;
+        const auto& r = static_cast<const data::RemapTokenizer&>(*tok);
+        for (size_t i = 0; i < lines.size() && i < size_t(a.stories); ++i)
+            for (int32_t id : r.encode(lines[i])) ++n, unk += id == r.unk_id();
+        fmt::print("gpt2-remap: {} GPT-2 ids kept of {} ({} stories counted); UNK rate {:.4f}% of {} tokens\n",
+                   a.vocab - 4, base->vocab_size(), std::min(lines.size(), size_t(a.stories)),
+                   n ? 100.0 * double(unk) / double(n) : 0.0, n);
+    } else {
+        if (a.vocab < 260 || a.vocab > 65535) throw std::invalid_argument("--vocab must be in [260, 65535]");
+        tok = std::make_unique<data::SpTokenizer>(
+            data::SpTokenizer::train(lines, int(a.vocab), a.threads > 0 ? a.threads : default_threads(), a.type));
+    }
+    std::ofstream f(a.out, std::ios::binary);
+    f << tok->serialized();
+    f.close();
+    if (!f) throw std::runtime_error("cannot write '" + a.out + "'");
+    fmt::print("{} tokenizer, vocabulary {} -> {}\n", a.type, tok->vocab_size(), a.out);
     return 0;
 }
 
@@ -451,6 +501,11 @@ int cmd_generate(const GenArgs& a) {
         ctx.push_back(tok);
         // Decode the whole continuation so multi-byte characters split across tokens print correctly.
         std::string full = l.tok->decode(ctx);
+        // A byte-level token can end inside a character: wait for the rest before printing.
+        if (full.size() >= 3 && full.compare(full.size() - 3, 3, "\xEF\xBF\xBD") == 0 && i + 1 < a.tokens) {
+            z = next.feed(ctx, ctx.size() - 1);
+            continue;
+        }
         if (full.size() > printed.size() && full.compare(0, printed.size(), printed) == 0)
             std::cout << full.substr(printed.size()) << std::flush;
         printed = full;
@@ -488,6 +543,10 @@ int main(int argc, char** argv) {
     g->add_option("--hours", ta.hours, "wall-clock budget in hours")->check(positive);
     g->require_option(0, 1);
     tr->add_option("--vocab", ta.vocab, "tokenizer vocabulary (default: the variant's, 10000 for bolt)")->check(positive);
+    tr->add_option("--tokenizer", ta.tokenizer,
+                   "use this tokenizer instead of training a SentencePiece BPE on --data: a tokenizer.json "
+                   "(byte-level BPE), a train-tokenizer output (.model or gpt2-remap JSON) or GPT-2 ranks")
+        ->check(CLI::ExistingFile);
     tr->add_option("--batch", ta.batch, "sequences per micro-batch (default: upstream recipe)")->check(positive);
     tr->add_option("--accum", ta.accum, "micro-batches per optimizer step")->check(positive);
     tr->add_option("--seq", ta.seq, "sequence length (default: the variant's)")->check(positive);
@@ -511,6 +570,18 @@ int main(int argc, char** argv) {
                  "reproduce the upstream script's arithmetic where flashlm fixes it (cortex3/cortex6: double-shifted "
                  "targets, memory scale 1/sqrt(window); cortex: double-shifted targets, clamped decayed sum, "
                  "validation loss = whole objective)");
+
+    TokArgs ka;
+    auto* tt = app.add_subcommand("train-tokenizer", "train a tokenizer on a text for train --tokenizer");
+    tt->add_option("--type", ka.type, "bpe | unigram (SentencePiece, byte fallback) | gpt2-remap (GPT-2 ids remapped "
+                                      "by frequency, upstream v4)")
+        ->check(CLI::IsMember({"bpe", "unigram", "gpt2-remap"}))->capture_default_str();
+    tt->add_option("--vocab", ka.vocab, "vocabulary size (gpt2-remap: 4 specials + the most frequent GPT-2 ids)")->required()->check(positive);
+    tt->add_option("--data", ka.data, "training text (UTF-8, one story per line)")->required()->check(CLI::ExistingFile);
+    tt->add_option("--out", ka.out, "tokenizer file to write")->required();
+    tt->add_option("--gpt2-ranks", ka.gpt2_ranks, "gpt2-remap: GPT-2 merge ranks (.tiktoken, or js-tiktoken's ranks/gpt2.js)")->check(CLI::ExistingFile);
+    tt->add_option("--stories", ka.stories, "gpt2-remap: count ids over the first N lines")->check(positive)->capture_default_str();
+    tt->add_option("--threads", ka.threads, "SentencePiece trainer threads (default: all cores)")->check(positive);
 
     EvalArgs ea;
     auto* ev = app.add_subcommand("eval", "mean next-token loss, perplexity and bits per byte over every window of a text");
@@ -553,7 +624,7 @@ int main(int argc, char** argv) {
     bool known = false;
     for (CLI::App* s : app.get_subcommands([](CLI::App*) { return true; })) known = known || s->check_name(argv[argc > 1 ? 1 : 0]);
     if (argc > 1 && argv[1][0] != '-' && !known) {
-        std::cerr << "error: unknown subcommand '" << argv[1] << "' (train, eval, generate; --help lists them)\n";
+        std::cerr << "error: unknown subcommand '" << argv[1] << "' (train, train-tokenizer, eval, generate; --help lists them)\n";
         return 109;
     }
     try {
@@ -567,6 +638,7 @@ int main(int argc, char** argv) {
         if (tr->parsed()) return cmd_train(ta);
         if (rank != 0) return 0;  // eval and generate are single-process: rank 0 runs them
         if (ev->parsed()) return cmd_eval(ea);
+        if (tt->parsed()) return cmd_train_tokenizer(ka);
         if (ge->parsed()) return cmd_generate(ga);
     } catch (const train::NonFiniteError& e) {
         if (rank == 0) std::cerr << "error: " << e.what() << "\n";

@@ -33,6 +33,7 @@
 #include "flashlm/optim/schedule.hpp"
 #include "flashlm/data/text.hpp"
 #include "flashlm/data/sp_tokenizer.hpp"
+#include "flashlm/data/load_tokenizer.hpp"
 #include "flashlm/data/token_file.hpp"
 #include "flashlm/data/batcher.hpp"
 #include "flashlm/data/corpus.hpp"

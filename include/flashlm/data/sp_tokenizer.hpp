@@ -15,9 +15,11 @@
 #include <string_view>
 #include <vector>
 
+#include "flashlm/data/tokenizer.hpp"
+
 namespace flashlm::data {
 
-class SpTokenizer {
+class SpTokenizer : public Tokenizer {
 public:
     static SpTokenizer from_serialized(const std::string& proto) {
         SpTokenizer t;
@@ -49,10 +51,12 @@ public:
     }
     // Trains a BPE model on the given lines. hard_vocab_limit=false lets a small corpus produce fewer
     // pieces than asked; the caller reads vocab_size() and reports the difference.
-    static SpTokenizer train(const std::vector<std::string_view>& lines, int vocab, int threads = 1) {
+    // model_type: "bpe" or "unigram".
+    static SpTokenizer train(const std::vector<std::string_view>& lines, int vocab, int threads = 1,
+                             const std::string& model_type = "bpe") {
         LineIterator it(lines);
         std::string proto;
-        const std::string args = "--model_type=bpe --vocab_size=" + std::to_string(vocab) +
+        const std::string args = "--model_type=" + model_type + " --vocab_size=" + std::to_string(vocab) +
                                  " --byte_fallback=true --hard_vocab_limit=false --character_coverage=0.9995"
                                  " --max_sentence_length=65536 --minloglevel=2 --num_threads=" +
                                  std::to_string(threads < 1 ? 1 : threads);
@@ -69,25 +73,27 @@ public:
         return from_serialized(proto);
     }
 
-    std::vector<int32_t> encode(std::string_view text) const {
+    std::vector<int32_t> encode(std::string_view text) const override {
         std::vector<int> ids;
         auto st = sp_->Encode(text, &ids);
         if (!st.ok()) throw std::runtime_error("encode failed: " + st.ToString());
         return std::vector<int32_t>(ids.begin(), ids.end());
     }
-    std::string decode(const std::vector<int32_t>& ids) const {
+    std::string decode(const std::vector<int32_t>& ids) const override {
         std::string out;
         auto st = sp_->Decode(std::vector<int>(ids.begin(), ids.end()), &out);
         if (!st.ok()) throw std::runtime_error("decode failed: " + st.ToString());
         return out;
     }
-    int32_t vocab_size() const { return sp_->GetPieceSize(); }
-    int32_t eos_id() const { return sp_->eos_id(); }
+    int32_t vocab_size() const override { return sp_->GetPieceSize(); }
+    int32_t eos_id() const override { return sp_->eos_id(); }
     bool is_control(int32_t id) const { return sp_->IsControl(id); }
-    const std::string& serialized() const { return proto_; }
+    const std::string& serialized() const override { return proto_; }
+    std::string kind() const override { return "sentencepiece"; }
+    std::string file_name() const override { return "tokenizer.model"; }
     // UTF-8 bytes a token stands for in decoded text (▁ counts as one space byte, <0xAB> as one byte,
     // EOS as the one line break it replaces, other control tokens as zero); used for bits-per-byte.
-    const std::vector<int>& piece_bytes() const { return piece_bytes_; }
+    const std::vector<int>& piece_bytes() const override { return piece_bytes_; }
 
 private:
     SpTokenizer() : sp_(std::make_shared<sentencepiece::SentencePieceProcessor>()) {}

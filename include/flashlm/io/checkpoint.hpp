@@ -1,7 +1,8 @@
 #pragma once
 // Checkpoints: one .safetensors file holding the parameters under their upstream names, the AdamW
 // moments (optimizer.exp_avg.<name>, optimizer.exp_avg_sq.<name>) and, in __metadata__, the model name,
-// its config, the tokenizer (base64 of the SentencePiece proto), the training state (step, tokens seen,
+// its config, the tokenizer (base64 of its serialized form: a SentencePiece proto, a tokenizer.json or
+// flashlm's tiktoken/remap JSON; data/load_tokenizer.hpp reads any), the training state (step, tokens seen,
 // RNG state, elapsed time) and an FNV-1a checksum of all tensor bytes that catches silent corruption.
 // Written through save_safetensors: temporary file, fsync, rename — a crash keeps the previous file.
 #include <cstdint>
@@ -29,7 +30,7 @@ inline uint64_t fnv1a(const void* p, size_t n, uint64_t h = 1469598103934665603u
 struct CheckpointInfo {
     std::string model;
     nlohmann::json config;
-    std::string tokenizer;  // serialized SentencePiece model proto (binary)
+    std::string tokenizer;  // serialized tokenizer (data::Tokenizer::serialized(), any kind)
     nlohmann::json train_state = nlohmann::json::object();
 };
 
