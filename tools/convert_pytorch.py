@@ -12,14 +12,16 @@ python3-torch); there is no dependency on the `safetensors` package.
       The reverse: a state dict the upstream scripts load with load_state_dict(strict=True); --wrap
       model_state_dict (v4) or model_state (v7) nests it as {KEY: state_dict, "config": config}.
 
-IN.pt is unpickled with torch.load(weights_only=True), which refuses pickled code; --unsafe-pickle
-lifts that for files you trust that hold other Python objects.
+IN.pt is unpickled with an allow-list (containers, tensors, numbers, strings, numpy scalars), so a file
+cannot run code; --unsafe-pickle lifts that for files you trust that hold other Python objects.
 """
 import argparse
 import json
 import os
+import pickle
 import struct
 import sys
+import types
 
 import torch
 
@@ -109,14 +111,39 @@ def _json_config(cfg):
     return json.dumps(plain, sort_keys=True)
 
 
+# What a plain checkpoint pickles: containers, tensors and their storages, numbers, strings, numpy
+# scalars. torch 1.13's weights_only=True refuses pickled floats (every upstream config and optimizer
+# state has some), so this allow-list unpickler is the default instead.
+_SAFE_GLOBALS = {
+    ("collections", "OrderedDict"), ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_parameter"),
+    ("torch._utils", "_rebuild_parameter_with_state"), ("torch", "Size"), ("torch", "device"),
+    ("numpy.core.multiarray", "scalar"), ("numpy.core.multiarray", "_reconstruct"), ("numpy", "dtype"),
+    ("numpy", "ndarray"), ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "slice"),
+}
+
+
+class _AllowListUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) in _SAFE_GLOBALS or (module == "torch" and (name.endswith("Storage") or
+                                                                      isinstance(getattr(torch, name, None), torch.dtype))):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
+
+
+_allow_list_pickle = types.SimpleNamespace(
+    __name__="allow_list_pickle", Unpickler=_AllowListUnpickler,
+    load=lambda f, **kw: _AllowListUnpickler(f, **kw).load())
+
+
 def load_pt(path, unsafe):
     try:
-        return torch.load(path, map_location="cpu", weights_only=not unsafe)
-    except TypeError:  # a torch without weights_only
-        return torch.load(path, map_location="cpu")
+        if unsafe:
+            return torch.load(path, map_location="cpu")
+        return torch.load(path, map_location="cpu", pickle_module=_allow_list_pickle)
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad or foreign pickle
+        first = str(e).splitlines()[0] if str(e) else ""
         hint = "" if unsafe else " (if it holds other Python objects and you trust it, pass --unsafe-pickle)"
-        die(f"{path}: cannot load: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}{hint}")
+        die(f"{path}: cannot load: {type(e).__name__}: {first}{hint}")
 
 
 def to_safetensors(args):

@@ -7,8 +7,8 @@
       torch.saves its state_dict() as DIR/bare.pt (F32), DIR/wrapped.pt ({"model_state_dict", "config"}),
       DIR/f16.pt ({"model_state": F16}) and DIR/bf16.pt (BF16); with --ids (int32 `ids` [B, T]) also
       DIR/logits.safetensors: `f32`, `f16`, `bf16` = the float32 model's logits with those weights.
-  roundtrip.py same --a A.safetensors --b B.pt
-      exit 0 iff every tensor of state dict A equals B's (B's cast to float32), names included.
+  roundtrip.py same A.safetensors B.pt [A2 B2 ...]
+      exit 0 iff every tensor of each state dict A equals B's (B's cast to float32), names included.
 """
 import argparse
 import json
@@ -54,21 +54,31 @@ def cmd_save(a):
         safetensors_np.write(os.path.join(a.out_dir, "logits.safetensors"), out)
 
 
-def cmd_same(a):
-    ta, _ = safetensors_np.read(a.a)
-    b = torch.load(a.b, map_location="cpu")
+def same(path_a, path_b):
+    ta, _ = safetensors_np.read(path_a)
+    b = torch.load(path_b, map_location="cpu")
     for key in ("model_state_dict", "model_state"):
         if key in b:
             b = b[key]
     if set(ta) != set(b):
-        print(f"names differ: only in A {sorted(set(ta) - set(b))}, only in B {sorted(set(b) - set(ta))}")
-        return 1
+        return f"{path_a} vs {path_b}: names differ: only in A {sorted(set(ta) - set(b))}, only in B {sorted(set(b) - set(ta))}"
     bad = [k for k in ta if not np.array_equal(np.asarray(ta[k], dtype=np.float32), b[k].float().numpy())]
     if bad:
-        print(f"{len(bad)} tensors differ, e.g. {bad[:5]}")
-        return 1
-    print(f"{len(ta)} tensors identical")
-    return 0
+        return f"{path_a} vs {path_b}: {len(bad)} tensors differ, e.g. {bad[:5]}"
+    return None
+
+
+def cmd_same(a):
+    if not a.files or len(a.files) % 2:
+        print("same: pairs of files expected")
+        return 2
+    pairs = list(zip(a.files[::2], a.files[1::2]))
+    errors = [e for e in (same(x, y) for x, y in pairs) if e]
+    for e in errors:
+        print(e)
+    if not errors:
+        print(f"{len(pairs)} pairs of state dicts identical")
+    return 1 if errors else 0
 
 
 def main():
@@ -81,8 +91,7 @@ def main():
     s.add_argument("--out-dir", required=True)
     s.add_argument("--ids")
     c = sub.add_parser("same")
-    c.add_argument("--a", required=True)
-    c.add_argument("--b", required=True)
+    c.add_argument("files", nargs="*")
     a = ap.parse_args()
     if a.cmd == "models":
         print("\n".join(sorted(run_parity.MODELS)))
