@@ -56,10 +56,12 @@ inline nlohmann::json import_config(const ModelEntry& entry, const io::SafeTenso
 
 // The model a state-dict file holds, built as `entry` and loaded (any float dtype). Every missing,
 // unexpected, mis-shaped or non-float tensor is listed in one FormatError, which also names the
-// registered models the tensors do fit, if any.
+// registered models the tensors do fit, if any. Upstream buffers the model recomputes (entry.upstream_buffers)
+// are skipped and, with `skipped`, listed there.
 inline std::unique_ptr<LanguageModel<float>> import_state_dict(const ModelEntry& entry, const io::SafeTensors& st,
                                                                const std::string& path,
-                                                               const nlohmann::json& overrides = nlohmann::json::object()) {
+                                                               const nlohmann::json& overrides = nlohmann::json::object(),
+                                                               std::vector<std::string>* skipped = nullptr) {
     const auto& meta = st.metadata();
     if (auto f = meta.find("format"); f != meta.end() && f->second == io::k_checkpoint_format)
         throw std::invalid_argument(path + " is already a flashlm checkpoint: use it directly (eval, generate, "
@@ -73,7 +75,7 @@ inline std::unique_ptr<LanguageModel<float>> import_state_dict(const ModelEntry&
             if (other.name == entry.name) continue;
             try {
                 auto m = make_bounded(other, path, import_config(other, st, path, overrides), limit);
-                if (io::check_state_dict(st, m->params()).empty()) fits += (fits.empty() ? "" : ", ") + other.name;
+                if (io::check_state_dict(st, m->params(), other.upstream_buffers).empty()) fits += (fits.empty() ? "" : ", ") + other.name;
             } catch (const std::exception&) {
                 // not that model either
             }
@@ -87,7 +89,7 @@ inline std::unique_ptr<LanguageModel<float>> import_state_dict(const ModelEntry&
     } catch (const io::FormatError& e) {
         throw io::FormatError(e.what() + fits_elsewhere());
     }
-    const io::StateDictProblems pr = io::check_state_dict(st, model->params());
+    const io::StateDictProblems pr = io::check_state_dict(st, model->params(), entry.upstream_buffers);
     if (!pr.empty()) {
         std::string msg = path + ": the tensors do not match --model " + entry.name + " with config " + cfg.dump() +
                           " (" + std::to_string(pr.count()) + " problem" + (pr.count() == 1 ? "" : "s") + "):" +
@@ -98,7 +100,8 @@ inline std::unique_ptr<LanguageModel<float>> import_state_dict(const ModelEntry&
                             : fits;
         throw io::FormatError(msg);
     }
-    io::load_state_dict(st, path, model->params());
+    io::load_state_dict(st, path, model->params(), entry.upstream_buffers);
+    if (skipped) *skipped = pr.buffers;
     return model;
 }
 
@@ -118,7 +121,8 @@ inline int cmd_import(const ImportArgs& a) {
     if (std::filesystem::exists(a.out) && std::filesystem::equivalent(a.out, a.from))
         throw std::invalid_argument("--out " + a.out + " is the --from file; choose another name");
     io::SafeTensors st = io::SafeTensors::load(a.from);
-    auto model = import_state_dict(entry, st, a.from, overrides);
+    std::vector<std::string> skipped;
+    auto model = import_state_dict(entry, st, a.from, overrides, &skipped);
 
     data::SpTokenizer tok = data::SpTokenizer::load(a.tokenizer);
     if (tok.vocab_size() != model->vocab_size())
@@ -140,6 +144,9 @@ inline int cmd_import(const ImportArgs& a) {
     for (const auto& [d, n] : dtypes) dt += fmt::format("{}{} {}", dt.empty() ? "" : ", ", n, d);
     fmt::print("imported {} tensors ({}) from {} as {} | {} parameters | config {}\nwrote {}\n", st.names().size(), dt,
                a.from, entry.name, model->params().count(), model->config().dump(), a.out);
+    if (!skipped.empty())
+        fmt::print("skipped {} upstream buffer(s) that {} computes itself: {}{}\n", skipped.size(), entry.name, skipped[0],
+                   skipped.size() > 1 ? ", …" : "");
     return 0;
 }
 

@@ -18,6 +18,9 @@ struct ModelEntry {
     // Optional, for `flashlm import`: the config keys an upstream state dict's tensor shapes determine
     // (unset: the defaults plus whatever config the file or --config carries).
     std::function<nlohmann::json(const io::TensorShapes&)> infer_config = {};
+    // Tensors upstream state dicts carry as module buffers that flashlm recomputes ('*' = a block index):
+    // `flashlm import` skips them.
+    std::vector<std::string> upstream_buffers = {};
 };
 
 // v7.1/v7.2 recipe (VARIANTS.md §10): AdamW 3e-3, betas (0.9, 0.95), wd 0.01, batch 16 × accum 1,
@@ -62,7 +65,8 @@ inline const std::vector<ModelEntry>& registry() {
          [](const nlohmann::json& c) {
              return std::make_unique<Cortex<float>>("cortex6", CortexConfig::from_json(c, CortexConfig::cortex6()));
          },
-         infer_cortex_config},
+         infer_cortex_config,
+         {"blocks.*.decay_mask"}},
     };
     return r;
 }

@@ -195,3 +195,36 @@ TEST_CASE("import names the model the tensors fit and refuses flashlm checkpoint
     CHECK_THROWS_WITH_AS(examples::import_state_dict(bolt, sc, ck), doctest::Contains("already a flashlm checkpoint"),
                          std::invalid_argument);
 }
+
+TEST_CASE("upstream buffers (CORTEX-VI's decay masks) are skipped on import, not unexpected") {
+    CHECK(io::matches_indexed("blocks.*.decay_mask", "blocks.11.decay_mask"));
+    CHECK_FALSE(io::matches_indexed("blocks.*.decay_mask", "blocks..decay_mask"));
+    CHECK_FALSE(io::matches_indexed("blocks.*.decay_mask", "blocks.x.decay_mask"));
+    CHECK_FALSE(io::matches_indexed("blocks.*.decay_mask", "blocks.1.decay_mask2"));
+
+    TmpDir tmp;
+    const auto& c6 = examples::find_model("cortex6");
+    auto model = c6.make({{"vocab_size", 300}, {"d_model", 32}, {"n_layers", 2}, {"d_ff", 48}, {"seq_len", 16}});
+    Rng rng(5);
+    model->init(rng);
+    std::vector<io::TensorRef> refs;
+    auto& ps = model->params();
+    for (const auto& p : ps.infos())
+        refs.push_back({p.name, io::DType::F32, std::vector<int64_t>(p.shape.dims.begin(), p.shape.dims.begin() + p.shape.rank),
+                        ps.values() + p.offset});
+    const std::vector<float> mask(16 * 16, 0.5f);
+    refs.push_back({"blocks.0.decay_mask", io::DType::F32, {16, 16}, mask.data()});
+    refs.push_back({"blocks.1.decay_mask", io::DType::F32, {16, 16}, mask.data()});
+    const std::string path = tmp / "c6.safetensors";
+    io::save_safetensors(path, refs, {{"config", model->config().dump()}});
+    auto st = io::SafeTensors::load(path);
+
+    std::vector<std::string> skipped;
+    auto imported = examples::import_state_dict(c6, st, path, nlohmann::json::object(), &skipped);
+    CHECK(skipped == std::vector<std::string>{"blocks.0.decay_mask [16, 16]", "blocks.1.decay_mask [16, 16]"});
+    std::vector<int32_t> ids{1, 2, 3, 4, 5, 6, 7, 8};
+    CHECK(logits_of(*imported, ids, 1, 8) == logits_of(*model, ids, 1, 8));
+    // cortex3 has no memory: to it the masks (and the memory weights) are unexpected.
+    CHECK_THROWS_WITH_AS(examples::import_state_dict(examples::find_model("cortex3"), st, path),
+                         doctest::Contains("blocks.0.decay_mask [16, 16]"), io::FormatError);
+}

@@ -53,9 +53,28 @@ inline std::string shape_str(const std::vector<int64_t>& s) {
 
 inline bool is_float_dtype(DType d) { return d == DType::F32 || d == DType::F16 || d == DType::BF16 || d == DType::F64; }
 
-// Everything wrong with a file as a state dict of one model, each entry a readable line.
+// Whether `name` matches `pattern`, where each '*' stands for one or more decimal digits (a ModuleList
+// index): "blocks.*.decay_mask" matches "blocks.11.decay_mask".
+inline bool matches_indexed(const std::string& pattern, const std::string& name) {
+    std::size_t i = 0, j = 0;
+    for (; i < pattern.size(); ++i) {
+        if (pattern[i] != '*') {
+            if (j >= name.size() || name[j] != pattern[i]) return false;
+            ++j;
+            continue;
+        }
+        const std::size_t start = j;
+        while (j < name.size() && name[j] >= '0' && name[j] <= '9') ++j;
+        if (j == start) return false;
+    }
+    return j == name.size();
+}
+
+// Everything wrong with a file as a state dict of one model, each entry a readable line. `buffers`
+// lists the upstream buffers the file carries that flashlm recomputes (not a problem; not loaded).
 struct StateDictProblems {
     std::vector<std::string> missing, unexpected, mismatched, non_float, untied;
+    std::vector<std::string> buffers;
 
     std::size_t count() const {
         return missing.size() + unexpected.size() + mismatched.size() + non_float.size() + untied.size();
@@ -100,8 +119,11 @@ const std::string* source_of(const SafeTensors& st, const ParamStore<T>& params,
 }
 }  // namespace detail
 
+// upstream_buffers: name patterns (matches_indexed) of tensors upstream stores as module buffers and
+// flashlm computes itself, such as CORTEX-VI's decay mask; they are skipped rather than unexpected.
 template <class T>
-StateDictProblems check_state_dict(const SafeTensors& st, const ParamStore<T>& params) {
+StateDictProblems check_state_dict(const SafeTensors& st, const ParamStore<T>& params,
+                                   const std::vector<std::string>& upstream_buffers = {}) {
     StateDictProblems pr;
     auto check_entry = [&](const std::string& key, const std::vector<int64_t>& want) {
         const Entry& e = st.at(key);
@@ -126,16 +148,21 @@ StateDictProblems check_state_dict(const SafeTensors& st, const ParamStore<T>& p
         st.copy_to(target, b.data(), n);
         if (a != b) pr.untied.push_back(alias + " differs from " + target + " (flashlm ties them: one tensor for both)");
     }
-    for (const auto& n : st.names())
-        if (!params.contains(n)) pr.unexpected.push_back(n + " " + shape_str(st.at(n).shape));
+    for (const auto& n : st.names()) {
+        if (params.contains(n)) continue;
+        const bool buffer = std::any_of(upstream_buffers.begin(), upstream_buffers.end(),
+                                        [&](const std::string& p) { return matches_indexed(p, n); });
+        (buffer ? pr.buffers : pr.unexpected).push_back(n + " " + shape_str(st.at(n).shape));
+    }
     return pr;
 }
 
 // Checks, then copies every parameter (converting F16/BF16/F64 to T). Throws FormatError naming path
 // and listing every problem.
 template <class T>
-void load_state_dict(const SafeTensors& st, const std::string& path, ParamStore<T>& params) {
-    const StateDictProblems pr = check_state_dict(st, params);
+void load_state_dict(const SafeTensors& st, const std::string& path, ParamStore<T>& params,
+                     const std::vector<std::string>& upstream_buffers = {}) {
+    const StateDictProblems pr = check_state_dict(st, params, upstream_buffers);
     if (!pr.empty())
         throw FormatError(path + ": the tensors do not match the model (" + std::to_string(pr.count()) + " problem" +
                           (pr.count() == 1 ? "" : "s") + "):" + pr.describe());
