@@ -18,7 +18,7 @@ expect_error() {
   else fail "$name: rc=$rc stderr=$(cat "$work/err") stdout=$(tail -3 "$work/out")"; fi
 }
 # eval_json CKPT: the validation loss line, without the checkpoint path.
-eval_json() { "$bin" eval --checkpoint "$1" --data "$data" --split val --json --threads 2 | sed -E 's/"checkpoint":"[^"]*",//'; }
+eval_json() { "$bin" eval --checkpoint "$1" --data "$data" --split val --json --threads 1 | sed -E 's/"checkpoint":"[^"]*",//'; }
 
 if ! $py -c 'import torch, numpy' 2>/dev/null; then
   echo "FAIL: $py cannot import torch and numpy (Debian: python3-torch python3-numpy)"; exit 1
@@ -32,7 +32,7 @@ done
 
 for m in "${models[@]}"; do
   d="$work/$m"; mkdir -p "$d"
-  "$bin" train --model "$m" --data "$data" --steps 2 --seq 32 --batch 2 --vocab 400 --threads 2 --eval-windows 4 \
+  "$bin" train --model "$m" --data "$data" --steps 2 --seq 32 --batch 2 --vocab 400 --threads 1 --eval-windows 4 \
     --out "$d/run" > "$d/train.log" 2>&1 || { fail "$m: train: $(tail -3 "$d/train.log")"; continue; }
   ck="$d/run/checkpoint.safetensors" tok="$d/run/tokenizer.model"
   "$bin" export --checkpoint "$ck" --out "$d/exp.safetensors" > /dev/null 2>"$work/err" || { fail "$m: export: $(cat "$work/err")"; continue; }
@@ -72,7 +72,7 @@ done
 
 # Fine-tuning an import: train --resume starts at step 0 from the imported weights.
 m="${models[0]}" d="$work/${models[0]}"
-"$bin" train --model "$m" --resume "$d/imp-bf16.safetensors" --data "$data" --steps 2 --seq 32 --batch 2 --threads 2 \
+"$bin" train --model "$m" --resume "$d/imp-bf16.safetensors" --data "$data" --steps 2 --seq 32 --batch 2 --threads 1 \
   --eval-windows 4 --out "$d/ft" > "$d/ft.log" 2>&1 && grep -q "resumed from .* at step 0" "$d/ft.log" && grep -q "finished at step 2" "$d/ft.log" \
   && pass "$m: train --resume fine-tunes an imported checkpoint" || fail "$m: fine-tune: $(tail -3 "$d/ft.log")"
 
