@@ -118,7 +118,9 @@ _SAFE_GLOBALS = {
     ("collections", "OrderedDict"), ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_parameter"),
     ("torch._utils", "_rebuild_parameter_with_state"), ("torch", "Size"), ("torch", "device"),
     ("numpy.core.multiarray", "scalar"), ("numpy.core.multiarray", "_reconstruct"), ("numpy", "dtype"),
-    ("numpy", "ndarray"), ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "slice"),
+    ("numpy", "ndarray"), ("_codecs", "encode"),  # protocol-2 pickles of numpy scalars encode their bytes
+    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "slice"),
+    ("__builtin__", "set"), ("__builtin__", "frozenset"), ("__builtin__", "slice"),
 }
 
 
@@ -135,11 +137,24 @@ _allow_list_pickle = types.SimpleNamespace(
     load=lambda f, **kw: _AllowListUnpickler(f, **kw).load())
 
 
+def _allow_list_load(path):
+    # torch 1.13's torch.load replaces any pickle_module by `pickle` unless weights_only=True, so the
+    # allow-list unpickler goes to its loaders directly; newer torch honours pickle_module.
+    ser = torch.serialization
+    if not all(hasattr(ser, n) for n in ("_is_zipfile", "_open_zipfile_reader", "_load", "_legacy_load")):
+        return torch.load(path, map_location="cpu", pickle_module=_allow_list_pickle)
+    with open(path, "rb") as f:
+        if ser._is_zipfile(f):
+            with ser._open_zipfile_reader(f) as z:
+                return ser._load(z, "cpu", _allow_list_pickle, encoding="utf-8")
+        return ser._legacy_load(f, "cpu", _allow_list_pickle, encoding="utf-8")
+
+
 def load_pt(path, unsafe):
     try:
         if unsafe:
             return torch.load(path, map_location="cpu")
-        return torch.load(path, map_location="cpu", pickle_module=_allow_list_pickle)
+        return _allow_list_load(path)
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad or foreign pickle
         first = str(e).splitlines()[0] if str(e) else ""
         hint = "" if unsafe else " (if it holds other Python objects and you trust it, pass --unsafe-pickle)"

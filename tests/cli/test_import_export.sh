@@ -114,4 +114,14 @@ expect_error "no --tokenizer" "--tokenizer is required" "$bin" import --model "$
 [[ ! -e "$work/x.safetensors" ]] && pass "no checkpoint written by a failed import" || fail "a failed import wrote a file"
 echo "not a pickle" > "$work/bad.pt"
 expect_error "convert_pytorch: not a checkpoint" "cannot load" $py "$conv" "$work/bad.pt" "$work/y.safetensors"
+# A .pt whose pickle calls a function (here: open() creating a file) is refused without running it.
+$py - "$work" <<'EOF'
+import sys, torch
+class Payload:
+    def __reduce__(self):
+        return (open, (sys.argv[1] + "/pwned", "w"))
+torch.save({"model_state_dict": {"w": torch.zeros(2)}, "x": Payload()}, sys.argv[1] + "/evil.pt")
+EOF
+expect_error "convert_pytorch: pickled code refused" "refusing to unpickle" $py "$conv" "$work/evil.pt" "$work/y.safetensors"
+[[ ! -e "$work/pwned" ]] && pass "the refused pickle ran nothing" || fail "convert_pytorch ran pickled code"
 finish
