@@ -185,4 +185,16 @@ std::unique_ptr<Generator> Bolt<T>::make_generator(Quant q) const {
     else return nullptr;
 }
 
+// `flashlm import`: the config keys a Bolt state dict's tensor shapes determine (seq_len is not among
+// them). Keys whose tensors are absent stay unset; the name check then reports those tensors.
+inline nlohmann::json infer_bolt_config(const io::TensorShapes& s) {
+    nlohmann::json j = nlohmann::json::object();
+    if (auto v = io::dim_of(s, "embedding.weight", 0)) j["vocab_size"] = *v;
+    if (auto d = io::dim_of(s, "embedding.weight", 1)) j["dim"] = *d;
+    if (int64_t n = io::count_indexed(s, "blocks.")) j["n_blocks"] = n;
+    if (auto k = io::dim_of(s, "blocks.0.mixer.conv.weight", 2)) j["kernel_size"] = *k;
+    if (auto h = io::dim_of(s, "blocks.0.ffn.W_gate.weight", 0)) j["glu_hidden"] = *h;
+    return j;
+}
+
 }  // namespace flashlm::examples

@@ -300,4 +300,17 @@ std::unique_ptr<Generator> Cortex<T>::make_generator(Quant) const {
     }
 }
 
+// `flashlm import`: the config keys a CORTEX state dict's tensor shapes determine (d_mem from the memory
+// projections; seq_len, decay and upstream_compat are not among them).
+inline nlohmann::json infer_cortex_config(const io::TensorShapes& s) {
+    nlohmann::json j = nlohmann::json::object();
+    if (auto v = io::dim_of(s, "embed.weight", 0)) j["vocab_size"] = *v;
+    if (auto d = io::dim_of(s, "embed.weight", 1)) j["d_model"] = *d;
+    if (int64_t n = io::count_indexed(s, "blocks.")) j["n_layers"] = n;
+    if (auto k = io::dim_of(s, "blocks.0.conv.conv.weight", 2)) j["kernel_size"] = *k;
+    if (auto f = io::dim_of(s, "blocks.0.Wg.weight", 0)) j["d_ff"] = *f;
+    if (auto m = io::dim_of(s, "blocks.0.key_proj.weight", 0)) j["d_mem"] = *m;
+    return j;
+}
+
 }  // namespace flashlm::examples

@@ -452,4 +452,16 @@ std::unique_ptr<Generator> Cortex7<T>::make_generator(Quant q) const {
     }
 }
 
+// `flashlm import` of a bare upstream state dict: the sizes its tensors fix (exit_layers, seq_len and the
+// loss weights are not in the shapes; the exit count must match the default's two or come from --config).
+inline nlohmann::json infer_cortex7_config(const io::TensorShapes& s) {
+    nlohmann::json j = nlohmann::json::object();
+    if (auto v = io::dim_of(s, "embed.weight", 0)) j["vocab_size"] = *v;
+    if (auto d = io::dim_of(s, "embed.weight", 1)) j["d_model"] = *d;
+    if (int64_t n = io::count_indexed(s, "blocks.")) j["n_layers"] = n;
+    if (auto f = io::dim_of(s, "blocks.0.channel_mix.W1.weight", 0)) j["d_ff"] = *f;
+    if (auto h = io::dim_of(s, "exit_gates.0.gate.0.weight", 0)) j["gate_hidden"] = *h;
+    return j;
+}
+
 }  // namespace flashlm::examples

@@ -13,6 +13,7 @@
 #include <flashlm/flashlm.hpp>
 
 #include "examples/registry.hpp"
+#include "examples/import_export.hpp"
 #if FLASHLM_WITH_MPI
 #include <flashlm/train/distributed.hpp>
 #endif
@@ -612,6 +613,29 @@ int main(int argc, char** argv) {
                  "cortex: an exit head generates while its confidence stayed above its threshold over the whole context (upstream's rule)");
     ge->add_flag("--bench", ga.bench, "time cached exact, cached int8 and recompute generation of --tokens tokens");
 
+    examples::ImportArgs ia;
+    auto* im = app.add_subcommand("import", "make a checkpoint from an upstream PyTorch state dict (.safetensors; "
+                                            "tools/convert_pytorch.py converts a .pt file)");
+    im->add_option("--model", ia.model, "variant the weights belong to:" + models)->required();
+    im->add_option("--from", ia.from, ".safetensors file of the state dict under upstream tensor names (F32, F16, BF16 "
+                                      "or F64); the config comes from its metadata and the tensor shapes")
+        ->required()->check(CLI::ExistingFile);
+    im->add_option("--tokenizer", ia.tokenizer, "SentencePiece .model the weights were trained with (required: a "
+                                                "checkpoint embeds its tokenizer; flashlm train writes OUT/tokenizer.model)")
+        ->required()->check(CLI::ExistingFile);
+    im->add_option("--out", ia.out, "checkpoint to write (.safetensors)")->required();
+    im->add_option("--config", ia.config, "JSON object of config keys the shapes do not determine, e.g. "
+                                          "'{\"seq_len\": 512}'; overrides the file's and the inferred values");
+    im->add_option("--seed", ia.seed, "seed stored as the training state's RNG (train --resume fine-tunes from step 0)")
+        ->capture_default_str();
+
+    examples::ExportArgs xa;
+    auto* ex = app.add_subcommand("export", "write a checkpoint's weights as a PyTorch state dict (.safetensors, "
+                                            "upstream tensor names, tied weights under both names)");
+    ex->add_option("--checkpoint", xa.checkpoint, "checkpoint (.safetensors)")->required()->check(CLI::ExistingFile);
+    ex->add_option("--out", xa.out, "state-dict file to write (.safetensors, F32)")->required();
+    ex->add_option("--tokenizer-out", xa.tokenizer_out, "also write the checkpoint's SentencePiece tokenizer (.model)");
+
     const int rank = world_rank(), nranks = world_size();
     // In a multi-rank job an error on any rank ends every rank (no one waits in a collective forever).
     auto fail = [&](int code) {
@@ -624,7 +648,7 @@ int main(int argc, char** argv) {
     bool known = false;
     for (CLI::App* s : app.get_subcommands([](CLI::App*) { return true; })) known = known || s->check_name(argv[argc > 1 ? 1 : 0]);
     if (argc > 1 && argv[1][0] != '-' && !known) {
-        std::cerr << "error: unknown subcommand '" << argv[1] << "' (train, train-tokenizer, eval, generate; --help lists them)\n";
+        std::cerr << "error: unknown subcommand '" << argv[1] << "' (train, train-tokenizer, eval, generate, import, export; --help lists them)\n";
         return 109;
     }
     try {
@@ -640,6 +664,8 @@ int main(int argc, char** argv) {
         if (ev->parsed()) return cmd_eval(ea);
         if (tt->parsed()) return cmd_train_tokenizer(ka);
         if (ge->parsed()) return cmd_generate(ga);
+        if (im->parsed()) return examples::cmd_import(ia);
+        if (ex->parsed()) return examples::cmd_export(xa);
     } catch (const train::NonFiniteError& e) {
         if (rank == 0) std::cerr << "error: " << e.what() << "\n";
         return fail(3);

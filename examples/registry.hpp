@@ -16,6 +16,12 @@ struct ModelEntry {
     std::string name, description;
     std::function<Recipe(int cores)> recipe;
     std::function<std::unique_ptr<LanguageModel<float>>(const nlohmann::json& cfg)> make;
+    // Optional, for `flashlm import`: the config keys an upstream state dict's tensor shapes determine
+    // (unset: the defaults plus whatever config the file or --config carries).
+    std::function<nlohmann::json(const io::TensorShapes&)> infer_config = {};
+    // Tensors upstream state dicts carry as module buffers that flashlm recomputes ('*' = a block index):
+    // `flashlm import` skips them.
+    std::vector<std::string> upstream_buffers = {};
 };
 
 // v7.1/v7.2 recipe (VARIANTS.md §10): AdamW 3e-3, betas (0.9, 0.95), wd 0.01, batch 16 × accum 1,
@@ -37,7 +43,8 @@ inline const std::vector<ModelEntry>& registry() {
          },
          [](const nlohmann::json& c) {
              return std::make_unique<Bolt<float>>("bolt", BoltConfig::from_json(c, BoltConfig::small()));
-         }},
+         },
+         infer_bolt_config},
         {"bolt-large", "v4 Bolt large: D=384, 8 blocks, GLU 1024, 16.85M params",
          [](int cores) {
              Recipe rc;
@@ -46,22 +53,27 @@ inline const std::vector<ModelEntry>& registry() {
          },
          [](const nlohmann::json& c) {
              return std::make_unique<Bolt<float>>("bolt-large", BoltConfig::from_json(c, BoltConfig::large()));
-         }},
+         },
+         infer_bolt_config},
         {"cortex3", "v7.1 CORTEX-III: gated causal conv k=15 + SwiGLU, float, D=256, 6 layers, 4.61M params",
          [](int) { return cortex_recipe(); },
          [](const nlohmann::json& c) {
              return std::make_unique<Cortex<float>>("cortex3", CortexConfig::from_json(c, CortexConfig::cortex3()));
-         }},
+         },
+         infer_cortex_config},
         {"cortex6", "v7.2 CORTEX-VI: CORTEX-III + decayed Hebbian memory (64x64), float, 5.01M params",
          [](int) { return cortex_recipe(); },
          [](const nlohmann::json& c) {
              return std::make_unique<Cortex<float>>("cortex6", CortexConfig::from_json(c, CortexConfig::cortex6()));
-         }},
+         },
+         infer_cortex_config,
+         {"blocks.*.decay_mask"}},
         {"cortex", "v7 CORTEX: ternary (Q2) simplified RWKV time mix (decayed cumsum) + early-exit heads, D=256, 6 layers, 7.12M params",
          [](int) { return cortex7_recipe(); },
          [](const nlohmann::json& c) {
              return std::make_unique<Cortex7<float>>("cortex", Cortex7Config::from_json(c, Cortex7Config{}));
-         }},
+         },
+         infer_cortex7_config},
     };
     return r;
 }

@@ -40,6 +40,7 @@
 #include "flashlm/io/base64.hpp"
 #include "flashlm/io/safetensors.hpp"
 #include "flashlm/io/checkpoint.hpp"
+#include "flashlm/io/state_dict.hpp"
 #include "flashlm/train/evaluate.hpp"
 #include "flashlm/train/sampler.hpp"
 #include "flashlm/train/trainer.hpp"

@@ -300,10 +300,13 @@ private:
             }
             const auto& o = v["data_offsets"];
             uint64_t b = 0, end = 0;
+            // A well-formed pair that ends past the data usually means a file cut short; say so.
+            const bool past_end = o.is_array() && o.size() == 2 && o[1].is_number_unsigned() &&
+                                  o[1].get<uint64_t>() > data_size;
             check(o.is_array() && o.size() == 2 && as_size(o[0], data_size, b) && as_size(o[1], data_size, end) &&
                       b <= end,
                   where + "data_offsets must be [begin, end] within the " + std::to_string(data_size) +
-                      "-byte data region");
+                      "-byte data region" + (past_end ? " (the file is truncated or damaged)" : ""));
             // Dividing first keeps numel * size from overflowing.
             const std::size_t es = dtype_size(e.dtype);
             check((end - b) % es == 0 && numel == (end - b) / es,
