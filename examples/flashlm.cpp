@@ -493,7 +493,7 @@ int main(int argc, char** argv) {
     tr->add_option("--metrics", ta.metrics, "JSON-lines file of per-step loss/lr (default OUT/metrics.jsonl)");
     tr->add_flag("--upstream-compat", ta.upstream_compat,
                  "reproduce the upstream script's arithmetic where flashlm fixes it (cortex3/cortex6: double-shifted "
-                 "targets, memory scale 1/sqrt(window))");
+                 "targets, memory scale 1/sqrt(window); thunderbolt: GroupNorm over the whole window)");
 
     EvalArgs ea;
     auto* ev = app.add_subcommand("eval", "mean next-token loss, perplexity and bits per byte over every window of a text");
