@@ -63,13 +63,18 @@ void group_norm_backward(Node<T>& n) {
             for (int64_t bi = b0; bi < b1; ++bi) {
                 const int64_t c0 = bi * blk, c1 = std::min(C, c0 + blk);
                 T dw[16] = {}, db[16] = {};
-                for (int64_t i = 0; i < S.rows; ++i)
+                int64_t grp[16];  // each channel's group, so the row loop divides once per row
+                for (int64_t c = c0; c < c1; ++c) grp[c - c0] = S.of(0, c);
+                for (int64_t i = 0; i < S.rows; ++i) {
+                    const int64_t base = i / S.span * S.G;
+                    const T* dyi = dy + i * C;
+                    const T* xi = x.data + i * C;
                     for (int64_t c = c0; c < c1; ++c) {
-                        const int64_t k = S.of(i, c);
-                        const T d = dy[i * C + c];
-                        dw[c - c0] += d * (x.data[i * C + c] - mu[k]) * rs[k];
-                        db[c - c0] += d;
+                        const int64_t k = base + grp[c - c0];
+                        dw[c - c0] += dyi[c] * (xi[c] - mu[k]) * rs[k];
+                        db[c - c0] += dyi[c];
                     }
+                }
                 for (int64_t c = c0; c < c1; ++c) {
                     if (w.grad) w.grad[c] += dw[c - c0];
                     if (bb.grad) bb.grad[c] += db[c - c0];
