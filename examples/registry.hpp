@@ -29,7 +29,8 @@ inline Recipe cortex_recipe() {
 
 // v5 recipe (VARIANTS.md §6.3): AdamW 3e-3, betas (0.9, 0.95), wd 0.05, clip 1.0, 500 warm-up steps, cosine
 // to 3e-4, seq 256, vocab 8192. Upstream's 64 × accum 2 sequences per step become 16 × accum 8: the same
-// 32,768 tokens per optimizer step in a quarter of the activation memory (b64 needs ~20 GB here).
+// 32,768 tokens per optimizer step in a quarter of the activation memory (b16 × 256 peaks at 6.2 GB RSS,
+// so b64 would need ~23 GB).
 inline Recipe thunderbolt_recipe() {
     Recipe rc;
     rc.lr = 3e-3, rc.min_lr = 3e-4, rc.weight_decay = 0.05, rc.beta1 = 0.9, rc.beta2 = 0.95, rc.clip = 1.0;
