@@ -570,7 +570,7 @@ int main(int argc, char** argv) {
     tr->add_flag("--upstream-compat", ta.upstream_compat,
                  "reproduce the upstream script's arithmetic where flashlm fixes it (cortex3/cortex6: double-shifted "
                  "targets, memory scale 1/sqrt(window); cortex: double-shifted targets, clamped decayed sum, "
-                 "validation loss = whole objective)");
+                 "validation loss = whole objective; thunderbolt: GroupNorm over the whole window)");
 
     TokArgs ka;
     auto* tt = app.add_subcommand("train-tokenizer", "train a tokenizer on a text for train --tokenizer");

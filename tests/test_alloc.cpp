@@ -10,6 +10,7 @@
 #include "examples/bolt.hpp"
 #include "examples/cortex.hpp"
 #include "examples/cortex7.hpp"
+#include "examples/thunderbolt.hpp"
 
 extern "C" {
 void* __libc_malloc(size_t);
@@ -153,5 +154,23 @@ TEST_CASE("cortex (v7): steady-state training steps (both modes) and cached gene
         examples::Cortex7<float> ee("cortex", c);
         ee.init(rng);
         CHECK(generation_allocs(*ee.make_generator(Quant::exact)) == 0);
+    }
+}
+
+TEST_CASE("thunderbolt: steady-state training steps (both GroupNorm modes) and cached generation steps make no heap allocation") {
+    for (bool compat : {false, true}) {
+        examples::ThunderboltConfig c;
+        c.vocab_size = 512, c.d_model = 64, c.n_heads = 4, c.d_head = 16, c.n_layers = 2, c.d_ffn = 128, c.seq_len = 64;
+        c.upstream_compat = compat;
+        examples::Thunderbolt<float> model("thunderbolt", c);
+        Rng rng(11);
+        model.init(rng);
+        CAPTURE(compat);
+        const auto counts = train_step_allocs(model, rng);
+        CHECK(counts[0] > 0);
+        CHECK(counts[2] == 0);
+        CHECK(counts[3] == 0);
+        if (!compat)
+            for (Quant q : {Quant::exact, Quant::int8}) CHECK(generation_allocs(*model.make_generator(q)) == 0);
     }
 }

@@ -13,6 +13,11 @@
 #include <flashlm/ops/early_exit.hpp>
 #include <flashlm/ops/linear_bias.hpp>
 #include <flashlm/ops/relu.hpp>
+#include <flashlm/ops/bitlinear_q1p.hpp>
+#include <flashlm/ops/gated_recurrence.hpp>
+#include <flashlm/ops/group_norm.hpp>
+#include <flashlm/ops/relu_squared.hpp>
+#include <flashlm/ops/token_shift.hpp>
 
 using namespace flashlm;
 
@@ -94,6 +99,26 @@ std::vector<OpCase<T>> op_table() {
                  },
                  {0}});
     t.push_back({"add_weighted", {Shape{3, 5}, Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::add_weighted(tp, in[0], in[1], 0.3); }, {0, 1}});
+    t.push_back({"token_shift", {Shape{2, 5, 3}, Shape{3}}, [](Tape<T>& tp, V& in) { return ops::token_shift(tp, in[0], in[1]); }, {0, 1}});
+    t.push_back({"gated_recurrence",
+                 {Shape{2, 6, 3}, Shape{3}, Shape{2, 6, 3}},
+                 [](Tape<T>& tp, V& in) { return ops::gated_recurrence(tp, in[0], in[1], in[2], 0.4); },
+                 {0, 1, 2}});
+    t.push_back({"group_norm_per_position",
+                 {Shape{2, 4, 6}, Shape{6}, Shape{6}},
+                 [](Tape<T>& tp, V& in) { return ops::group_norm(tp, in[0], in[1], in[2], 2, 1e-5); },
+                 {0, 1, 2}});
+    t.push_back({"group_norm_whole_sequence",
+                 {Shape{2, 4, 6}, Shape{6}, Shape{6}},
+                 [](Tape<T>& tp, V& in) { return ops::group_norm(tp, in[0], in[1], in[2], 3, 1e-5, true); },
+                 {0, 1, 2}});
+    t.push_back({"layer_norm", {Shape{4, 5}, Shape{5}, Shape{5}}, [](Tape<T>& tp, V& in) { return ops::group_norm(tp, in[0], in[1], in[2], 1, 1e-5); }, {0, 1, 2}});
+    t.push_back({"relu_squared", {Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::relu_squared(tp, in[0]); }, {0}});
+    t.push_back({"bitlinear_q1p",
+                 {Shape{6, 5}, Shape{4, 5}},
+                 [](Tape<T>& tp, V& in) { return ops::bitlinear_q1p(tp, in[0], in[1]); },
+                 {0, 1},
+                 true});
     return t;
 }
 

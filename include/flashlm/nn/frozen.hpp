@@ -3,6 +3,7 @@
 // functions over caller-owned buffers. Used by the cached generators.
 #include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "flashlm/core/parallel.hpp"
@@ -19,6 +20,8 @@ class FrozenBitLinear {
 public:
     FrozenBitLinear() = default;
     explicit FrozenBitLinear(const Tensor<float>& w) : w_(kernels::pack_ternary(w.data, w.dim(0), w.dim(1))) {}
+    // Already packed (another quantizer's codes and scale, e.g. Q1' of FlashLM v5).
+    explicit FrozenBitLinear(kernels::PackedTernary p) : w_(std::move(p)) {}
     int64_t in() const { return w_.cols; }
     int64_t out() const { return w_.rows; }
     // y = W̃ x. For int8, xq/xs are scratch for the quantised input (size in()).

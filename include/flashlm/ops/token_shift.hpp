@@ -1,0 +1,94 @@
+#pragma once
+// Learned token shift of FlashLM v5 (VARIANTS.md §6.2, §15.9): a per-channel lerp with the previous
+// position, u: [B, T, D], m: [D],
+//   y_t = σ(m)⊙u_t + (1−σ(m))⊙u_{t−1},   u_{−1} = 0 (each sequence starts fresh).
+// Backward: du_t = σ(m)⊙dy_t + (1−σ(m))⊙dy_{t+1};  dm = σ(m)(1−σ(m)) Σ_{b,t} dy_t⊙(u_t − u_{t−1}).
+// Work is split over (sequence, block of channels); dm is summed per sequence into a [B, D] scratch
+// and then over sequences in a fixed order, so the result does not depend on the thread count.
+#include <algorithm>
+
+#include "flashlm/autograd/tape.hpp"
+#include "flashlm/core/parallel.hpp"
+#include "flashlm/ops/activation.hpp"
+
+namespace flashlm::ops {
+
+namespace detail {
+inline constexpr int64_t k_shift_block = 64;  // channels per task
+}
+
+template <class T>
+void token_shift_backward(Node<T>& n) {
+    const Tensor<T>& u = n.in[0];
+    const Tensor<T>& m = n.in[1];
+    const int64_t B = u.dim(0), L = u.dim(1), D = u.dim(2);
+    const int64_t blk = detail::k_shift_block, nb = (D + blk - 1) / blk;
+    const T* s = n.saved[0];
+    T* part = n.saved[1];  // [B, D]
+    const T* dy = n.out.grad;
+    parallel_for(B * nb, 4 * B * L * D, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+            const int64_t b = i / nb, c0 = i % nb * blk, c1 = std::min(D, c0 + blk);
+            T* pb = part + b * D;
+            for (int64_t c = c0; c < c1; ++c) pb[c] = T(0);
+            for (int64_t t = 0; t < L; ++t) {
+                const int64_t row = (b * L + t) * D;
+                const T* dyt = dy + row;
+                if (u.grad) {
+                    T* du = u.grad + row;
+                    if (t + 1 < L) {
+                        const T* dyn = dyt + D;
+                        for (int64_t c = c0; c < c1; ++c) du[c] += s[c] * dyt[c] + (T(1) - s[c]) * dyn[c];
+                    } else {
+                        for (int64_t c = c0; c < c1; ++c) du[c] += s[c] * dyt[c];
+                    }
+                }
+                if (m.grad) {
+                    const T* ut = u.data + row;
+                    if (t > 0)
+                        for (int64_t c = c0; c < c1; ++c) pb[c] += dyt[c] * (ut[c] - ut[c - D]);
+                    else
+                        for (int64_t c = c0; c < c1; ++c) pb[c] += dyt[c] * ut[c];
+                }
+            }
+        }
+    });
+    if (m.grad)
+        for (int64_t c = 0; c < D; ++c) {
+            T acc = 0;
+            for (int64_t b = 0; b < B; ++b) acc += part[b * D + c];
+            m.grad[c] += s[c] * (T(1) - s[c]) * acc;
+        }
+}
+
+// u: [B, T, D]; m: [D] (the mix logits, upstream `mix1`/`mix2`).
+template <class T>
+Tensor<T> token_shift(Tape<T>& tape, const Tensor<T>& u, const Tensor<T>& m) {
+    FLASHLM_CHECK(u.shape.rank == 3, "token_shift: input must be [B, T, D], got " + u.shape.str());
+    FLASHLM_CHECK(m.numel() == u.dim(2), "token_shift: mix " + m.shape.str() + " does not match input " + u.shape.str());
+    const int64_t B = u.dim(0), L = u.dim(1), D = u.dim(2);
+    Tensor<T> y = tape.make(u.shape, tape.recording({u, m}));
+    T* s = tape.scratch(D);
+    for (int64_t c = 0; c < D; ++c) s[c] = sigmoid_scalar(m.data[c]);
+    parallel_for(B * L, 3 * B * L * D, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            const T* ut = u.data + r * D;
+            T* yt = y.data + r * D;
+            if (r % L == 0)
+                for (int64_t c = 0; c < D; ++c) yt[c] = s[c] * ut[c];
+            else
+                for (int64_t c = 0; c < D; ++c) yt[c] = s[c] * ut[c] + (T(1) - s[c]) * ut[c - D];
+        }
+    });
+    if (y.grad) {
+        auto& n = tape.record(&token_shift_backward<T>);
+        n.in[0] = u;
+        n.in[1] = m;
+        n.out = y;
+        n.saved[0] = s;
+        n.saved[1] = tape.scratch(B * D);
+    }
+    return y;
+}
+
+}  // namespace flashlm::ops
