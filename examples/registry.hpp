@@ -46,6 +46,18 @@ inline const std::vector<ModelEntry>& registry() {
          [](const nlohmann::json& c) {
              return std::make_unique<Bolt<float>>("bolt-large", BoltConfig::from_json(c, BoltConfig::large()));
          }},
+        {"bolt-blockwise",
+         "altpav TeenyLM: Bolt small with Q5 blockwise quant + RMSNorm inside every BitLinear, 4.37M params",
+         [](int) {
+             // A:trainv4.py@036e90d: batch 128 on both configs, 1,000 warm-up steps, otherwise v4 small.
+             // Upstream's per-epoch 128 -> 256 -> 512 sequence curriculum is not reproduced: seq 256.
+             Recipe rc;
+             rc.lr = 4e-3, rc.batch = 128, rc.accum = 1, rc.seq = 256, rc.warmup = 1000;
+             return rc;
+         },
+         [](const nlohmann::json& c) {
+             return std::make_unique<Bolt<float>>("bolt-blockwise", BoltConfig::from_json(c, BoltConfig::altpav_small()));
+         }},
         {"cortex3", "v7.1 CORTEX-III: gated causal conv k=15 + SwiGLU, float, D=256, 6 layers, 4.61M params",
          [](int) { return cortex_recipe(); },
          [](const nlohmann::json& c) {

@@ -26,6 +26,8 @@ struct OpCase {
     // against finite differences of x W̃ᵀ at W̃ (the function the STE differentiates), not of the
     // piecewise-constant quantizer.
     bool ste_weight = false;
+    // The quantizer behind ste_weight when it is not Q1 (W̃ = ste_quant(W)).
+    void (*ste_quant)(const double*, double*, int64_t) = nullptr;
 };
 
 const std::vector<int32_t> k_ids = {3, 0, 7, 3, 5, 1, 6, 2, 0, 4, 7, 7};  // 12 ids in [0, 8)
@@ -60,6 +62,13 @@ std::vector<OpCase<T>> op_table() {
                  {Shape{2, 6, 4}, Shape{2, 6, 4}, Shape{2, 6, 4}},
                  [](Tape<T>& tp, V& in) { return ops::decayed_memory(tp, in[0], in[1], in[2], 0.9, 0.35); },
                  {0, 1, 2}});
+    // 9 × 40 = 360 weights: two Q5 blocks, the second padded, both straddling rows.
+    t.push_back({"bitlinear_blockwise",
+                 {Shape{3, 40}, Shape{9, 40}},
+                 [](Tape<T>& tp, V& in) { return ops::bitlinear_blockwise(tp, in[0], in[1]); },
+                 {0, 1},
+                 true,
+                 [](const double* w, double* out, int64_t n) { ops::quantize_blockwise(w, out, n); }});
     return t;
 }
 
@@ -140,7 +149,8 @@ TEST_CASE("every op's backward matches central finite differences (double) and t
             std::vector<std::vector<double>> vals = in.vals;
             Fwd<double> f = c.fwd;
             if (c.ste_weight && k == 1) {
-                ops::quantize_absmean(in.vals[1].data(), vals[1].data(), int64_t(vals[1].size()));
+                if (c.ste_quant) c.ste_quant(in.vals[1].data(), vals[1].data(), int64_t(vals[1].size()));
+                else ops::quantize_absmean(in.vals[1].data(), vals[1].data(), int64_t(vals[1].size()));
                 f = [](Tape<double>& tp, std::vector<Tensor<double>>& x) { return ops::linear(tp, x[0], x[1]); };
             }
             double max_err = 0, max_ref = 0;

@@ -48,3 +48,6 @@
 #include "flashlm/nn/frozen.hpp"
 #include "flashlm/nn/linear.hpp"
 #include "flashlm/ops/decayed_memory.hpp"
+#include "flashlm/ops/bitlinear_blockwise.hpp"
+#include "flashlm/kernels/ternary_blockwise.hpp"
+#include "flashlm/nn/frozen_ternary.hpp"
