@@ -131,3 +131,18 @@ TEST_CASE("cortex6: steady-state training steps (both objectives) and cached gen
         if (!compat) CHECK(generation_allocs(*model.make_generator(Quant::exact)) == 0);
     }
 }
+
+TEST_CASE("bolt-blockwise: a steady-state training step and cached generation steps make no heap allocation") {
+    examples::BoltConfig c{512, 64, 2, 8, 128, 64};
+    c.quantizer = nn::WeightQuant::blockwise, c.inner_norm = true;
+    examples::Bolt<float> model("bolt-blockwise", c);
+    Rng rng(8);
+    model.init(rng);
+    const auto counts = train_step_allocs(model, rng);
+    CHECK(counts[2] == 0);
+    CHECK(counts[3] == 0);
+    for (Quant q : {Quant::exact, Quant::int8}) {
+        CAPTURE(int(q));
+        CHECK(generation_allocs(*model.make_generator(q)) == 0);
+    }
+}
