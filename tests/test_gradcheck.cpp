@@ -8,6 +8,8 @@
 
 #include <flashlm/flashlm.hpp>
 #include <flashlm/ops/decayed_memory.hpp>
+#include <flashlm/ops/bitlinear_threshold.hpp>
+#include <flashlm/ops/relu2_glu.hpp>
 
 using namespace flashlm;
 
@@ -69,6 +71,22 @@ std::vector<OpCase<T>> op_table() {
                  {0, 1},
                  true,
                  [](const double* w, double* out, int64_t n) { ops::quantize_blockwise(w, out, n); }});
+    // Dilation 2 reaches 2·(3-1) = 4 steps back; the grouped case mixes 2 channels per group.
+    t.push_back({"causal_conv1d_depthwise_dilated",
+                 {Shape{2, 9, 3}, Shape{3, 1, 3}},
+                 [](Tape<T>& tp, V& in) { return ops::causal_conv1d(tp, in[0], in[1], 2, 3); },
+                 {0, 1}});
+    t.push_back({"causal_conv1d_grouped_dilated",
+                 {Shape{2, 9, 4}, Shape{4, 2, 3}},
+                 [](Tape<T>& tp, V& in) { return ops::causal_conv1d(tp, in[0], in[1], 2, 2); },
+                 {0, 1}});
+    t.push_back({"relu2_glu", {Shape{3, 5}, Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::relu2_glu(tp, in[0], in[1]); }, {0, 1}});
+    t.push_back({"bitlinear_threshold",
+                 {Shape{6, 5}, Shape{4, 5}},
+                 [](Tape<T>& tp, V& in) { return ops::bitlinear_threshold(tp, in[0], in[1]); },
+                 {0, 1},
+                 true,
+                 [](const double* w, double* out, int64_t n) { ops::quantize_threshold(w, out, n); }});
     return t;
 }
 

@@ -51,3 +51,6 @@
 #include "flashlm/ops/bitlinear_blockwise.hpp"
 #include "flashlm/kernels/ternary_blockwise.hpp"
 #include "flashlm/nn/frozen_ternary.hpp"
+#include "flashlm/ops/bitlinear_threshold.hpp"
+#include "flashlm/ops/relu2_glu.hpp"
+#include "flashlm/nn/grouped_causal_conv.hpp"

@@ -3,12 +3,13 @@
 #include "flashlm/nn/rmsnorm.hpp"
 #include "flashlm/ops/bitlinear.hpp"
 #include "flashlm/ops/bitlinear_blockwise.hpp"
+#include "flashlm/ops/bitlinear_threshold.hpp"
 
 namespace flashlm::nn {
 
-// Which ternary quantizer a BitLinear applies (VARIANTS.md §2): Q1 per-tensor absmean (v4) or Q5
-// per-256-block absmean (altpav fork).
-enum class WeightQuant { absmean, blockwise };
+// Which ternary quantizer a BitLinear applies (VARIANTS.md §2): Q1 per-tensor absmean (v4), Q5
+// per-256-block absmean (altpav fork) or Q0 unscaled ±1 at threshold mean|W| (v3).
+enum class WeightQuant { absmean, blockwise, threshold };
 
 struct BitLinearOptions {
     WeightQuant quant = WeightQuant::absmean;
@@ -37,7 +38,12 @@ struct BitLinear {
     Tensor<T> w() const { return ps->get(weight); }
     Tensor<T> operator()(Tape<T>& tape, const Tensor<T>& x) const {
         const Tensor<T> h = opt.inner_norm ? norm(tape, x) : x;
-        return opt.quant == WeightQuant::blockwise ? ops::bitlinear_blockwise(tape, h, w()) : ops::bitlinear(tape, h, w());
+        switch (opt.quant) {
+            case WeightQuant::blockwise: return ops::bitlinear_blockwise(tape, h, w());
+            case WeightQuant::threshold: return ops::bitlinear_threshold(tape, h, w());
+            case WeightQuant::absmean: break;
+        }
+        return ops::bitlinear(tape, h, w());
     }
 };
 
