@@ -9,6 +9,7 @@
 
 #include "examples/bolt.hpp"
 #include "examples/cortex.hpp"
+#include "examples/v3.hpp"
 
 extern "C" {
 void* __libc_malloc(size_t);
@@ -137,6 +138,21 @@ TEST_CASE("bolt-blockwise: a steady-state training step and cached generation st
     c.quantizer = nn::WeightQuant::blockwise, c.inner_norm = true;
     examples::Bolt<float> model("bolt-blockwise", c);
     Rng rng(8);
+    model.init(rng);
+    const auto counts = train_step_allocs(model, rng);
+    CHECK(counts[2] == 0);
+    CHECK(counts[3] == 0);
+    for (Quant q : {Quant::exact, Quant::int8}) {
+        CAPTURE(int(q));
+        CHECK(generation_allocs(*model.make_generator(q)) == 0);
+    }
+}
+
+TEST_CASE("v3: a steady-state training step and cached generation steps make no heap allocation") {
+    examples::V3Config c;
+    c.vocab_size = 512, c.d_model = 32, c.glu_inner_dim = 48, c.seq_len = 64;
+    examples::V3<float> model("v3", c);
+    Rng rng(10);
     model.init(rng);
     const auto counts = train_step_allocs(model, rng);
     CHECK(counts[2] == 0);
