@@ -55,7 +55,8 @@ TEST_CASE("packed Q5 weights: unpack equals the training quantizer, matvec equal
                                                              {768, 384}, {16, 24},   {64, 32},   {100, 37},
                                                              {8, 24}};
     Rng rng(21);
-    for (auto [rows, cols] : shapes) {
+    for (const auto& shape : shapes) {
+        const int64_t rows = shape.first, cols = shape.second;  // no structured bindings in CAPTURE (clang 14)
         CAPTURE(rows);
         CAPTURE(cols);
         const int64_t n = rows * cols;
