@@ -5,7 +5,8 @@
 //   ConvMixer(u): y = u; for d in [1, 4, 64]: y = y + σ(conv_gate_d(RMSNorm_d(y))) ⊙ conv_value_d(RMSNorm_d(y));
 //                 out_proj(y)    — convs: float Conv1d(D, D, 4, groups 16, dilation d), causal
 //   TernaryGLU(h): down_proj(relu(gate_proj(h))² ⊙ up_proj(h))
-// Every BitLinear uses Q0 (unscaled ±1 at threshold mean|W|); every RMSNorm has eps 1e-8.
+// Every BitLinear uses Q0 (unscaled ±1 at threshold mean|W|); every RMSNorm has eps 1e-8. As upstream,
+// 1-D parameters (norm gains, the router bias) get no weight decay.
 #include <array>
 #include <stdexcept>
 #include <string>
@@ -56,7 +57,7 @@ struct V3ConvMixer {
             conv_value[i].declare(p, l + ".conv_value.conv", c.d_model, c.kernel_size, c.dilations[i], c.groups);
         }
         for (size_t i = 0; i < 3; ++i)
-            norms[i].declare(p, nn::join(prefix, "norms." + std::to_string(i)), c.d_model, c.eps);
+            norms[i].declare(p, nn::join(prefix, "norms." + std::to_string(i)), c.d_model, c.eps, "scale", false);
         out_proj.declare(p, nn::join(prefix, "out_proj"), c.d_model, c.d_model, q0);
     }
     void init(Rng& rng) {
@@ -87,9 +88,9 @@ struct V3Block {
     void declare(ParamStore<T>& p, const std::string& prefix, const V3Config& c) {
         const nn::BitLinearOptions q0{nn::WeightQuant::threshold, false};
         ps = &p;
-        norm1.declare(p, nn::join(prefix, "norm1"), c.d_model, c.eps);
+        norm1.declare(p, nn::join(prefix, "norm1"), c.d_model, c.eps, "scale", false);
         token_mixer.declare(p, nn::join(prefix, "token_mixer"), c);
-        norm2.declare(p, nn::join(prefix, "norm2"), c.d_model, c.eps);
+        norm2.declare(p, nn::join(prefix, "norm2"), c.d_model, c.eps, "scale", false);
         gate_proj.declare(p, nn::join(prefix, "glu.gate_proj"), c.d_model, c.glu_inner_dim, q0);
         up_proj.declare(p, nn::join(prefix, "glu.up_proj"), c.d_model, c.glu_inner_dim, q0);
         down_proj.declare(p, nn::join(prefix, "glu.down_proj"), c.glu_inner_dim, c.d_model, q0);
@@ -122,7 +123,7 @@ public:
         auto& p = this->params_;
         embedding_.declare(p, "embedding", c.vocab_size, c.d_model);
         block_.declare(p, "block", c);
-        final_norm_.declare(p, "final_norm", c.d_model, c.eps);
+        final_norm_.declare(p, "final_norm", c.d_model, c.eps, "scale", false);
         p.alias("lm_head.weight", "embedding.weight");
         p.allocate();
     }
