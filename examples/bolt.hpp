@@ -1,22 +1,39 @@
 #pragma once
 // FlashLM v4 "Bolt" (VARIANTS.md §5): embedding → n_blocks × BoltBlock → RMSNorm → head tied to the
 // embedding. BoltBlock: x += GatedConvMixer(RMSNorm(x)); x += TernaryGLU(RMSNorm(x)).
+// The altpav fork (§11.1, "bolt-blockwise") is the same model with quantizer Q5 and an RMSNorm inside
+// every BitLinear instead of the two block-level norms: x += GatedConvMixer(x); x += TernaryGLU(x).
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include <flashlm/flashlm.hpp>
+#include <flashlm/nn/frozen_ternary.hpp>
 
 namespace flashlm::examples {
 
 struct BoltConfig {
     int64_t vocab_size = 10000, dim = 192, n_blocks = 6, kernel_size = 8, glu_hidden = 512, seq_len = 256;
+    // altpav (§11.1): Q5 blockwise quantizer, RMSNorm inside each BitLinear and no block-level norms.
+    // Config keys "quantizer" ("absmean" | "blockwise") and "inner_norm"; written only when not v4's.
+    nn::WeightQuant quantizer = nn::WeightQuant::absmean;
+    bool inner_norm = false;
 
     static BoltConfig small() { return {}; }
     static BoltConfig large() { return {10000, 384, 8, 8, 1024, 512}; }
+    static BoltConfig altpav_small() {
+        BoltConfig c;
+        c.quantizer = nn::WeightQuant::blockwise, c.inner_norm = true;
+        c.seq_len = 512;  // upstream MAX_SEQ_LEN: the last curriculum stage and the generation crop
+        return c;
+    }
+    nn::BitLinearOptions bitlinear() const { return {quantizer, inner_norm}; }
     nlohmann::json to_json() const {
-        return {{"vocab_size", vocab_size}, {"dim", dim},           {"n_blocks", n_blocks},
-                {"kernel_size", kernel_size}, {"glu_hidden", glu_hidden}, {"seq_len", seq_len}};
+        nlohmann::json j = {{"vocab_size", vocab_size}, {"dim", dim},           {"n_blocks", n_blocks},
+                            {"kernel_size", kernel_size}, {"glu_hidden", glu_hidden}, {"seq_len", seq_len}};
+        if (quantizer != nn::WeightQuant::absmean) j["quantizer"] = "blockwise";
+        if (inner_norm) j["inner_norm"] = true;
+        return j;
     }
     static BoltConfig from_json(const nlohmann::json& j, BoltConfig c) {
         c.vocab_size = j.value("vocab_size", c.vocab_size);
@@ -25,6 +42,13 @@ struct BoltConfig {
         c.kernel_size = j.value("kernel_size", c.kernel_size);
         c.glu_hidden = j.value("glu_hidden", c.glu_hidden);
         c.seq_len = j.value("seq_len", c.seq_len);
+        if (j.contains("quantizer")) {
+            const std::string q = j.at("quantizer").get<std::string>();
+            if (q != "absmean" && q != "blockwise")
+                throw std::invalid_argument("bolt: quantizer must be \"absmean\" or \"blockwise\", got \"" + q + "\"");
+            c.quantizer = q == "blockwise" ? nn::WeightQuant::blockwise : nn::WeightQuant::absmean;
+        }
+        c.inner_norm = j.value("inner_norm", c.inner_norm);
         if (c.vocab_size < 2 || c.dim < 1 || c.n_blocks < 1 || c.kernel_size < 1 || c.glu_hidden < 1 || c.seq_len < 1)
             throw std::invalid_argument("bolt: config values must be positive");
         return c;
@@ -36,22 +60,24 @@ struct BoltBlock {
     nn::RMSNorm<T> norm1, norm2;
     nn::GatedConvMixer<T> mixer;
     nn::TernaryGLU<T> ffn;
+    bool block_norms = true;  // false with inner_norm: the BitLinears normalise their own inputs
 
     void declare(ParamStore<T>& p, const std::string& prefix, const BoltConfig& c) {
-        norm1.declare(p, nn::join(prefix, "norm1"), c.dim);
-        mixer.declare(p, nn::join(prefix, "mixer"), c.dim, c.kernel_size);
-        norm2.declare(p, nn::join(prefix, "norm2"), c.dim);
-        ffn.declare(p, nn::join(prefix, "ffn"), c.dim, c.glu_hidden);
+        block_norms = !c.inner_norm;
+        if (block_norms) norm1.declare(p, nn::join(prefix, "norm1"), c.dim);
+        mixer.declare(p, nn::join(prefix, "mixer"), c.dim, c.kernel_size, c.bitlinear());
+        if (block_norms) norm2.declare(p, nn::join(prefix, "norm2"), c.dim);
+        ffn.declare(p, nn::join(prefix, "ffn"), c.dim, c.glu_hidden, c.bitlinear());
     }
     void init(Rng& rng) {
-        norm1.init(rng);
+        if (block_norms) norm1.init(rng);
         mixer.init(rng);
-        norm2.init(rng);
+        if (block_norms) norm2.init(rng);
         ffn.init(rng);
     }
     Tensor<T> operator()(Tape<T>& tape, Tensor<T> x) const {
-        x = ops::add(tape, x, mixer(tape, norm1(tape, x)));
-        return ops::add(tape, x, ffn(tape, norm2(tape, x)));
+        x = ops::add(tape, x, mixer(tape, block_norms ? norm1(tape, x) : x));
+        return ops::add(tape, x, ffn(tape, block_norms ? norm2(tape, x) : x));
     }
 };
 
@@ -108,16 +134,23 @@ public:
         auto& ps = const_cast<ParamStore<float>&>(m.params());
         emb_ = ps.get("embedding.weight").data;
         final_norm_ = ps.get("final_norm.scale").data;
+        const nn::BitLinearOptions opt = c_.bitlinear();
+        auto frozen = [&](const std::string& name) {
+            return nn::FrozenTernaryLinear(ps.get(name + ".weight"), opt,
+                                           opt.inner_norm ? ps.get(name + ".norm.scale").data : nullptr);
+        };
         for (int64_t i = 0; i < c_.n_blocks; ++i) {
             const std::string p = "blocks." + std::to_string(i) + ".";
             Block b;
-            b.norm1 = ps.get(p + "norm1.scale").data;
-            b.norm2 = ps.get(p + "norm2.scale").data;
-            b.up = nn::FrozenBitLinear(ps.get(p + "mixer.up.weight"));
-            b.down = nn::FrozenBitLinear(ps.get(p + "mixer.down.weight"));
-            b.gate = nn::FrozenBitLinear(ps.get(p + "ffn.W_gate.weight"));
-            b.upf = nn::FrozenBitLinear(ps.get(p + "ffn.W_up.weight"));
-            b.downf = nn::FrozenBitLinear(ps.get(p + "ffn.W_down.weight"));
+            if (!c_.inner_norm) {
+                b.norm1 = ps.get(p + "norm1.scale").data;
+                b.norm2 = ps.get(p + "norm2.scale").data;
+            }
+            b.up = frozen(p + "mixer.up");
+            b.down = frozen(p + "mixer.down");
+            b.gate = frozen(p + "ffn.W_gate");
+            b.upf = frozen(p + "ffn.W_up");
+            b.downf = frozen(p + "ffn.W_down");
             b.conv = nn::CausalConvState(ps.get(p + "mixer.conv.weight"));
             blocks_.push_back(std::move(b));
         }
@@ -136,20 +169,29 @@ public:
         if (token < 0 || token >= c_.vocab_size) throw std::out_of_range("token id outside the vocabulary");
         std::copy(emb_ + token * D, emb_ + (token + 1) * D, x_.begin());
         for (auto& b : blocks_) {
-            nn::rmsnorm_vec(x_.data(), b.norm1, h_.data(), D, 1e-6f);
-            b.up(h_.data(), gv_.data(), q_, xq_.data());
+            // Without block norms (inner_norm) the layers read x itself and normalise inside.
+            const float* h = x_.data();
+            if (b.norm1) {
+                nn::rmsnorm_vec(x_.data(), b.norm1, h_.data(), D, 1e-6f);
+                h = h_.data();
+            }
+            b.up(h, gv_.data(), q_, xq_.data());
             b.conv.step(gv_.data() + D, y_.data());
             nn::mul_sigmoid(y_.data(), gv_.data(), D);
             b.down(y_.data(), t_.data(), q_, xq_.data());
             for (int64_t c = 0; c < D; ++c) x_[c] += t_[c];
-            nn::rmsnorm_vec(x_.data(), b.norm2, h_.data(), D, 1e-6f);
-            if (q_ == Quant::exact) {
-                b.gate(h_.data(), a_.data(), q_, xq_.data());
-                b.upf(h_.data(), b_.data(), q_, xq_.data());
-            } else {  // gate and up read the same x: quantise it once
-                const float xs = b.gate.quantize(h_.data(), xq_.data());
-                b.gate(xq_.data(), xs, a_.data());
-                b.upf(xq_.data(), xs, b_.data());
+            h = x_.data();
+            if (b.norm2) {
+                nn::rmsnorm_vec(x_.data(), b.norm2, h_.data(), D, 1e-6f);
+                h = h_.data();
+            }
+            if (q_ == Quant::int8 && b.gate.is_plain()) {  // gate and up read the same x: quantise it once
+                const float xs = b.gate.plain().quantize(h, xq_.data());
+                b.gate.plain()(xq_.data(), xs, a_.data());
+                b.upf.plain()(xq_.data(), xs, b_.data());
+            } else {
+                b.gate(h, a_.data(), q_, xq_.data());
+                b.upf(h, b_.data(), q_, xq_.data());
             }
             nn::silu_mul(a_.data(), b_.data(), H);
             b.downf(a_.data(), t_.data(), q_, xq_.data());
@@ -166,7 +208,7 @@ public:
 private:
     struct Block {
         const float *norm1 = nullptr, *norm2 = nullptr;
-        nn::FrozenBitLinear up, down, gate, upf, downf;
+        nn::FrozenTernaryLinear up, down, gate, upf, downf;
         nn::CausalConvState conv;
     };
     Quant q_;

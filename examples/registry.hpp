@@ -10,6 +10,7 @@
 #include "examples/cortex.hpp"
 #include "examples/cortex7.hpp"
 #include "examples/thunderbolt.hpp"
+#include "examples/v3.hpp"
 
 namespace flashlm::examples {
 
@@ -67,6 +68,31 @@ inline const std::vector<ModelEntry>& registry() {
              return std::make_unique<Bolt<float>>("bolt-large", BoltConfig::from_json(c, BoltConfig::large()));
          },
          infer_bolt_config},
+        {"bolt-blockwise",
+         "altpav TeenyLM: Bolt small with Q5 blockwise quant + RMSNorm inside every BitLinear, 4.37M params",
+         [](int) {
+             // A:trainv4.py@036e90d: batch 128 on both configs, 1,000 warm-up steps, otherwise v4 small.
+             // Upstream's per-epoch 128 -> 256 -> 512 sequence curriculum is not reproduced: seq 256.
+             Recipe rc;
+             rc.lr = 4e-3, rc.batch = 128, rc.accum = 1, rc.seq = 256, rc.warmup = 1000;
+             return rc;
+         },
+         [](const nlohmann::json& c) {
+             return std::make_unique<Bolt<float>>("bolt-blockwise", BoltConfig::from_json(c, BoltConfig::altpav_small()));
+         },
+         infer_bolt_config},
+        {"v3", "v3 prototype: one gated dilated grouped causal-conv block (dilations 1/4/64) applied twice, Q0 ternary, D=256, 13.56M params",
+         [](int) {
+             // FlashLMv3.ipynb@635ce9c: AdamW (3e-4, betas 0.9/0.95, wd 0.1), batch 4, warm-up 200, clip 1.0,
+             // GPT-2 vocabulary size; seq 256 × accum 8 is the notebook's third phase. Not reproduced: NorMuon
+             // for the 2-D weights, the seq/accum phases, WSD schedule, EMA, label smoothing, z-loss and the
+             // 25 % position subsampling (docs/variants/v3.md).
+             Recipe rc;
+             rc.lr = 3e-4, rc.weight_decay = 0.1, rc.beta1 = 0.9, rc.beta2 = 0.95, rc.clip = 1.0;
+             rc.warmup = 200, rc.batch = 4, rc.accum = 8, rc.seq = 256, rc.vocab = 50257;
+             return rc;
+         },
+         [](const nlohmann::json& c) { return std::make_unique<V3<float>>("v3", V3Config::from_json(c, V3Config{})); }},
         {"cortex3", "v7.1 CORTEX-III: gated causal conv k=15 + SwiGLU, float, D=256, 6 layers, 4.61M params",
          [](int) { return cortex_recipe(); },
          [](const nlohmann::json& c) {

@@ -11,6 +11,7 @@
 #include "examples/cortex.hpp"
 #include "examples/cortex7.hpp"
 #include "examples/thunderbolt.hpp"
+#include "examples/v3.hpp"
 
 extern "C" {
 void* __libc_malloc(size_t);
@@ -172,5 +173,35 @@ TEST_CASE("thunderbolt: steady-state training steps (both GroupNorm modes) and c
         CHECK(counts[3] == 0);
         if (!compat)
             for (Quant q : {Quant::exact, Quant::int8}) CHECK(generation_allocs(*model.make_generator(q)) == 0);
+    }
+}
+
+TEST_CASE("bolt-blockwise: a steady-state training step and cached generation steps make no heap allocation") {
+    examples::BoltConfig c{512, 64, 2, 8, 128, 64};
+    c.quantizer = nn::WeightQuant::blockwise, c.inner_norm = true;
+    examples::Bolt<float> model("bolt-blockwise", c);
+    Rng rng(8);
+    model.init(rng);
+    const auto counts = train_step_allocs(model, rng);
+    CHECK(counts[2] == 0);
+    CHECK(counts[3] == 0);
+    for (Quant q : {Quant::exact, Quant::int8}) {
+        CAPTURE(int(q));
+        CHECK(generation_allocs(*model.make_generator(q)) == 0);
+    }
+}
+
+TEST_CASE("v3: a steady-state training step and cached generation steps make no heap allocation") {
+    examples::V3Config c;
+    c.vocab_size = 512, c.d_model = 32, c.glu_inner_dim = 48, c.seq_len = 64;
+    examples::V3<float> model("v3", c);
+    Rng rng(10);
+    model.init(rng);
+    const auto counts = train_step_allocs(model, rng);
+    CHECK(counts[2] == 0);
+    CHECK(counts[3] == 0);
+    for (Quant q : {Quant::exact, Quant::int8}) {
+        CAPTURE(int(q));
+        CHECK(generation_allocs(*model.make_generator(q)) == 0);
     }
 }

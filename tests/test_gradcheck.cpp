@@ -18,6 +18,8 @@
 #include <flashlm/ops/group_norm.hpp>
 #include <flashlm/ops/relu_squared.hpp>
 #include <flashlm/ops/token_shift.hpp>
+#include <flashlm/ops/bitlinear_threshold.hpp>
+#include <flashlm/ops/relu2_glu.hpp>
 
 using namespace flashlm;
 
@@ -36,6 +38,8 @@ struct OpCase {
     // against finite differences of x W̃ᵀ at W̃ (the function the STE differentiates), not of the
     // piecewise-constant quantizer.
     bool ste_weight = false;
+    // The quantizer behind ste_weight when it is not Q1 (W̃ = ste_quant(W)).
+    void (*ste_quant)(const double*, double*, int64_t) = nullptr;
 };
 
 const std::vector<int32_t> k_ids = {3, 0, 7, 3, 5, 1, 6, 2, 0, 4, 7, 7};  // 12 ids in [0, 8)
@@ -119,6 +123,29 @@ std::vector<OpCase<T>> op_table() {
                  [](Tape<T>& tp, V& in) { return ops::bitlinear_q1p(tp, in[0], in[1]); },
                  {0, 1},
                  true});
+    // 9 × 40 = 360 weights: two Q5 blocks, the second padded, both straddling rows.
+    t.push_back({"bitlinear_blockwise",
+                 {Shape{3, 40}, Shape{9, 40}},
+                 [](Tape<T>& tp, V& in) { return ops::bitlinear_blockwise(tp, in[0], in[1]); },
+                 {0, 1},
+                 true,
+                 [](const double* w, double* out, int64_t n) { ops::quantize_blockwise(w, out, n); }});
+    // Dilation 2 reaches 2·(3-1) = 4 steps back; the grouped case mixes 2 channels per group.
+    t.push_back({"causal_conv1d_depthwise_dilated",
+                 {Shape{2, 9, 3}, Shape{3, 1, 3}},
+                 [](Tape<T>& tp, V& in) { return ops::causal_conv1d(tp, in[0], in[1], 2, 3); },
+                 {0, 1}});
+    t.push_back({"causal_conv1d_grouped_dilated",
+                 {Shape{2, 9, 4}, Shape{4, 2, 3}},
+                 [](Tape<T>& tp, V& in) { return ops::causal_conv1d(tp, in[0], in[1], 2, 2); },
+                 {0, 1}});
+    t.push_back({"relu2_glu", {Shape{3, 5}, Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::relu2_glu(tp, in[0], in[1]); }, {0, 1}});
+    t.push_back({"bitlinear_threshold",
+                 {Shape{6, 5}, Shape{4, 5}},
+                 [](Tape<T>& tp, V& in) { return ops::bitlinear_threshold(tp, in[0], in[1]); },
+                 {0, 1},
+                 true,
+                 [](const double* w, double* out, int64_t n) { ops::quantize_threshold(w, out, n); }});
     return t;
 }
 
@@ -199,7 +226,8 @@ TEST_CASE("every op's backward matches central finite differences (double) and t
             std::vector<std::vector<double>> vals = in.vals;
             Fwd<double> f = c.fwd;
             if (c.ste_weight && k == 1) {
-                ops::quantize_absmean(in.vals[1].data(), vals[1].data(), int64_t(vals[1].size()));
+                if (c.ste_quant) c.ste_quant(in.vals[1].data(), vals[1].data(), int64_t(vals[1].size()));
+                else ops::quantize_absmean(in.vals[1].data(), vals[1].data(), int64_t(vals[1].size()));
                 f = [](Tape<double>& tp, std::vector<Tensor<double>>& x) { return ops::linear(tp, x[0], x[1]); };
             }
             double max_err = 0, max_ref = 0;

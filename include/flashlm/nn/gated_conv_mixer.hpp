@@ -11,10 +11,10 @@ struct GatedConvMixer {
     BitLinear<T> up, down;
     CausalDepthwiseConv1d<T> conv;
 
-    void declare(ParamStore<T>& p, const std::string& prefix, int64_t dim, int64_t kernel) {
-        up.declare(p, join(prefix, "up"), dim, 2 * dim);
+    void declare(ParamStore<T>& p, const std::string& prefix, int64_t dim, int64_t kernel, BitLinearOptions o = {}) {
+        up.declare(p, join(prefix, "up"), dim, 2 * dim, o);
         conv.declare(p, join(prefix, "conv"), dim, kernel);
-        down.declare(p, join(prefix, "down"), dim, dim);
+        down.declare(p, join(prefix, "down"), dim, dim, o);
     }
     void init(Rng& rng) {
         up.init(rng);

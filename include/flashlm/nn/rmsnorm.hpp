@@ -12,9 +12,9 @@ struct RMSNorm {
     double eps = 1e-6;
 
     void declare(ParamStore<T>& p, const std::string& prefix, int64_t dim, double e = 1e-6,
-                 const std::string& gain_name = "scale") {
+                 const std::string& gain_name = "scale", bool decay = true) {
         ps = &p, eps = e;
-        scale = p.add(join(prefix, gain_name), Shape{dim});
+        scale = p.add(join(prefix, gain_name), Shape{dim}, decay);
     }
     void init(Rng&) { init_constant(ps->get(scale), T(1)); }
     Tensor<T> operator()(Tape<T>& tape, const Tensor<T>& x) const {

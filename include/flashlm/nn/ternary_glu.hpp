@@ -10,10 +10,10 @@ template <class T>
 struct TernaryGLU {
     BitLinear<T> gate, up, down;
 
-    void declare(ParamStore<T>& p, const std::string& prefix, int64_t dim, int64_t hidden) {
-        gate.declare(p, join(prefix, "W_gate"), dim, hidden);
-        up.declare(p, join(prefix, "W_up"), dim, hidden);
-        down.declare(p, join(prefix, "W_down"), hidden, dim);
+    void declare(ParamStore<T>& p, const std::string& prefix, int64_t dim, int64_t hidden, BitLinearOptions o = {}) {
+        gate.declare(p, join(prefix, "W_gate"), dim, hidden, o);
+        up.declare(p, join(prefix, "W_up"), dim, hidden, o);
+        down.declare(p, join(prefix, "W_down"), hidden, dim, o);
     }
     void init(Rng& rng) {
         gate.init(rng);

@@ -3,6 +3,8 @@
 // the first T outputs kept: y[b,t,c] = Σ_j w[c,0,j] · x[b, t+j-(k-1), c] (zero before t=0).
 // Activations stay [B, T, C] (channels last) so the inner loop runs over contiguous channels. The
 // loops take a row stride for x so the fused gated conv can read the value half of [g, v] in place.
+// The loops also take a dilation d (tap j reads t - (K-1-j)·d), and grouped loops cover
+// Conv1d(C, C, K, groups=G, dilation=d) with G < C (v3's causal convs: K=4, G=16, d ∈ {1, 4, 64}).
 #include <algorithm>
 
 #include "flashlm/autograd/tape.hpp"
@@ -22,16 +24,22 @@ T* transpose_weight(Tape<T>& tape, const Tensor<T>& w) {
     return wt;
 }
 
-// y[bt, :] = Σ_j wt[j, :] ⊙ x[bt + j - (K-1), :] within each sequence; x rows are ldx apart.
+// First tap j whose source t - (K-1-j)·d is inside the sequence.
+inline int64_t first_tap(int64_t t, int64_t K, int64_t d) {
+    const int64_t back = (K - 1) * d - t;  // taps reaching before 0 need (K-1-j)·d > t
+    return back <= 0 ? 0 : (back + d - 1) / d;
+}
+
+// y[bt, :] = Σ_j wt[j, :] ⊙ x[bt - (K-1-j)·d, :] within each sequence; x rows are ldx apart.
 template <class T>
-void forward(const T* x, int64_t ldx, const T* wt, int64_t B, int64_t L, int64_t C, int64_t K, T* y) {
+void forward(const T* x, int64_t ldx, const T* wt, int64_t B, int64_t L, int64_t C, int64_t K, T* y, int64_t d = 1) {
     parallel_for(B * L, B * L * C * K, [&](int64_t r0, int64_t r1) {
         for (int64_t bt = r0; bt < r1; ++bt) {
             const int64_t b = bt / L, t = bt % L;
             T* yt = y + bt * C;
             std::fill(yt, yt + C, T(0));
-            for (int64_t j = std::max<int64_t>(0, (K - 1) - t); j < K; ++j) {
-                const T* xs = x + (b * L + t + j - (K - 1)) * ldx;
+            for (int64_t j = first_tap(t, K, d); j < K; ++j) {
+                const T* xs = x + (b * L + t - (K - 1 - j) * d) * ldx;
                 const T* wj = wt + j * C;
                 for (int64_t c = 0; c < C; ++c) yt[c] += wj[c] * xs[c];
             }
@@ -39,35 +47,36 @@ void forward(const T* x, int64_t ldx, const T* wt, int64_t B, int64_t L, int64_t
     });
 }
 
-// dx[bs, :] += Σ_j wt[j, :] ⊙ dy[bs + (K-1) - j, :]; dx rows are ldx apart.
+// dx[bs, :] += Σ_j wt[j, :] ⊙ dy[bs + (K-1-j)·d, :]; dx rows are ldx apart.
 template <class T>
-void backward_input(const T* dy, const T* wt, int64_t B, int64_t L, int64_t C, int64_t K, T* dx, int64_t ldx) {
+void backward_input(const T* dy, const T* wt, int64_t B, int64_t L, int64_t C, int64_t K, T* dx, int64_t ldx, int64_t d = 1) {
     parallel_for(B * L, B * L * C * K, [&](int64_t r0, int64_t r1) {
         for (int64_t bs = r0; bs < r1; ++bs) {
             const int64_t b = bs / L, s = bs % L;
-            T* d = dx + bs * ldx;
+            T* dxs = dx + bs * ldx;
             for (int64_t j = 0; j < K; ++j) {
-                const int64_t t = s + (K - 1) - j;
+                const int64_t t = s + (K - 1 - j) * d;
                 if (t >= L) continue;
                 const T* dyt = dy + (b * L + t) * C;
                 const T* wj = wt + j * C;
-                for (int64_t c = 0; c < C; ++c) d[c] += wj[c] * dyt[c];
+                for (int64_t c = 0; c < C; ++c) dxs[c] += wj[c] * dyt[c];
             }
         }
     });
 }
 
-// dw[c, 0, j] += Σ_{b,t} dy[bt, c] · x[bt + j - (K-1), c], through per-thread partials `part`
+// dw[c, 0, j] += Σ_{b,t} dy[bt, c] · x[bt - (K-1-j)·d, c], through per-thread partials `part`
 // ([threads, K, C], zeroed) summed in thread order so the result is deterministic.
 template <class T>
-void backward_weight(const T* dy, const T* x, int64_t ldx, int64_t B, int64_t L, int64_t C, int64_t K, T* part, T* dw) {
+void backward_weight(const T* dy, const T* x, int64_t ldx, int64_t B, int64_t L, int64_t C, int64_t K, T* part, T* dw,
+                     int64_t d = 1) {
     const int used = parallel_for_tid(B * L, B * L * K * C, [&](int64_t r0, int64_t r1, int tid) {
         T* acc = part + int64_t(tid) * K * C;
         for (int64_t bt = r0; bt < r1; ++bt) {
             const int64_t b = bt / L, t = bt % L;
             const T* dyt = dy + bt * C;
-            for (int64_t j = std::max<int64_t>(0, (K - 1) - t); j < K; ++j) {
-                const T* xs = x + (b * L + t + j - (K - 1)) * ldx;
+            for (int64_t j = first_tap(t, K, d); j < K; ++j) {
+                const T* xs = x + (b * L + t - (K - 1 - j) * d) * ldx;
                 T* a = acc + j * C;
                 for (int64_t c = 0; c < C; ++c) a[c] += dyt[c] * xs[c];
             }
@@ -80,7 +89,93 @@ void backward_weight(const T* dy, const T* x, int64_t ldx, int64_t B, int64_t L,
 
 template <class T>
 T* weight_partials(Tape<T>& tape, const Tensor<T>& w) {
-    return w.grad ? tape.scratch_zeroed(int64_t(max_threads()) * w.dim(0) * w.dim(2)) : nullptr;
+    return w.grad ? tape.scratch_zeroed(int64_t(max_threads()) * w.dim(0) * w.dim(1) * w.dim(2)) : nullptr;
+}
+
+// ---- grouped (G < C): weight [C, Cg, K] with Cg = C / G; output channel o reads input channels
+// g·Cg … g·Cg+Cg-1 of its group g = o / Cg. Weight transposed to wt[(j·Cg + i)·C + o] so the innermost
+// loop runs over the Cg contiguous outputs of a group.
+
+template <class T>
+T* transpose_grouped_weight(Tape<T>& tape, const Tensor<T>& w) {
+    const int64_t C = w.dim(0), Cg = w.dim(1), K = w.dim(2);
+    T* wt = tape.scratch(K * Cg * C);
+    for (int64_t o = 0; o < C; ++o)
+        for (int64_t i = 0; i < Cg; ++i)
+            for (int64_t j = 0; j < K; ++j) wt[(j * Cg + i) * C + o] = w.data[(o * Cg + i) * K + j];
+    return wt;
+}
+
+// y[bt, o] = Σ_j Σ_i w[o, i, j] · x[bt - (K-1-j)·d, g(o)·Cg + i].
+template <class T>
+void grouped_forward(const T* x, const T* wt, int64_t B, int64_t L, int64_t C, int64_t Cg, int64_t K, int64_t d, T* y) {
+    parallel_for(B * L, B * L * C * Cg * K, [&](int64_t r0, int64_t r1) {
+        for (int64_t bt = r0; bt < r1; ++bt) {
+            const int64_t b = bt / L, t = bt % L;
+            T* yt = y + bt * C;
+            std::fill(yt, yt + C, T(0));
+            for (int64_t j = first_tap(t, K, d); j < K; ++j) {
+                const T* xs = x + (b * L + t - (K - 1 - j) * d) * C;
+                for (int64_t g0 = 0; g0 < C; g0 += Cg)
+                    for (int64_t i = 0; i < Cg; ++i) {
+                        const T xv = xs[g0 + i];
+                        const T* w = wt + (j * Cg + i) * C + g0;
+                        for (int64_t o = 0; o < Cg; ++o) yt[g0 + o] += w[o] * xv;
+                    }
+            }
+        }
+    });
+}
+
+// dx[bs, g·Cg + i] += Σ_j Σ_o w[o, i, j] · dy[bs + (K-1-j)·d, o] over the outputs o of group g.
+template <class T>
+void grouped_backward_input(const T* dy, const T* wt, int64_t B, int64_t L, int64_t C, int64_t Cg, int64_t K, int64_t d, T* dx) {
+    parallel_for(B * L, B * L * C * Cg * K, [&](int64_t r0, int64_t r1) {
+        for (int64_t bs = r0; bs < r1; ++bs) {
+            const int64_t b = bs / L, s = bs % L;
+            T* dxs = dx + bs * C;
+            for (int64_t j = 0; j < K; ++j) {
+                const int64_t t = s + (K - 1 - j) * d;
+                if (t >= L) continue;
+                const T* dyt = dy + (b * L + t) * C;
+                for (int64_t g0 = 0; g0 < C; g0 += Cg)
+                    for (int64_t i = 0; i < Cg; ++i) {
+                        const T* w = wt + (j * Cg + i) * C + g0;
+                        T acc = 0;
+                        for (int64_t o = 0; o < Cg; ++o) acc += w[o] * dyt[g0 + o];
+                        dxs[g0 + i] += acc;
+                    }
+            }
+        }
+    });
+}
+
+// dw[o, i, j] += Σ_{b,t} dy[bt, o] · x[bt - (K-1-j)·d, g(o)·Cg + i], through per-thread partials `part`
+// ([threads, K, Cg, C], zeroed) summed in thread order.
+template <class T>
+void grouped_backward_weight(const T* dy, const T* x, int64_t B, int64_t L, int64_t C, int64_t Cg, int64_t K, int64_t d,
+                             T* part, T* dw) {
+    const int64_t per = K * Cg * C;
+    const int used = parallel_for_tid(B * L, B * L * C * Cg * K, [&](int64_t r0, int64_t r1, int tid) {
+        T* acc = part + int64_t(tid) * per;
+        for (int64_t bt = r0; bt < r1; ++bt) {
+            const int64_t b = bt / L, t = bt % L;
+            const T* dyt = dy + bt * C;
+            for (int64_t j = first_tap(t, K, d); j < K; ++j) {
+                const T* xs = x + (b * L + t - (K - 1 - j) * d) * C;
+                for (int64_t g0 = 0; g0 < C; g0 += Cg)
+                    for (int64_t i = 0; i < Cg; ++i) {
+                        const T xv = xs[g0 + i];
+                        T* a = acc + (j * Cg + i) * C + g0;
+                        for (int64_t o = 0; o < Cg; ++o) a[o] += dyt[g0 + o] * xv;
+                    }
+            }
+        }
+    });
+    for (int p = 0; p < used; ++p)
+        for (int64_t o = 0; o < C; ++o)
+            for (int64_t i = 0; i < Cg; ++i)
+                for (int64_t j = 0; j < K; ++j) dw[(o * Cg + i) * K + j] += part[int64_t(p) * per + (j * Cg + i) * C + o];
 }
 
 }  // namespace conv
@@ -111,6 +206,48 @@ Tensor<T> causal_dwconv1d(Tape<T>& tape, const Tensor<T>& x, const Tensor<T>& w)
         n.out = y;
         n.saved[0] = wt;
         n.saved[1] = conv::weight_partials(tape, w);
+    }
+    return y;
+}
+
+// General causal conv over time, PyTorch Conv1d(C, C, K, groups=G, dilation=d, bias=False) on x
+// left-padded by (K-1)·d: y[b,t,o] = Σ_j Σ_i w[o,i,j] · x[b, t-(K-1-j)·d, g(o)·C/G + i].
+// x: [B, T, C]; w: [C, C/G, K]. G == C runs the depthwise loops.
+template <class T>
+void causal_conv1d_backward(Node<T>& n) {
+    const Tensor<T>& x = n.in[0];
+    const Tensor<T>& w = n.in[1];
+    const int64_t B = x.dim(0), L = x.dim(1), C = x.dim(2), Cg = w.dim(1), K = w.dim(2), d = n.i[0];
+    if (Cg == 1) {
+        if (x.grad) conv::backward_input(n.out.grad, n.saved[0], B, L, C, K, x.grad, C, d);
+        if (w.grad) conv::backward_weight(n.out.grad, x.data, C, B, L, C, K, n.saved[1], w.grad, d);
+    } else {
+        if (x.grad) conv::grouped_backward_input(n.out.grad, n.saved[0], B, L, C, Cg, K, d, x.grad);
+        if (w.grad) conv::grouped_backward_weight(n.out.grad, x.data, B, L, C, Cg, K, d, n.saved[1], w.grad);
+    }
+}
+
+template <class T>
+Tensor<T> causal_conv1d(Tape<T>& tape, const Tensor<T>& x, const Tensor<T>& w, int64_t dilation, int64_t groups) {
+    FLASHLM_CHECK(x.shape.rank == 3, "causal_conv1d: input must be [B, T, C], got " + x.shape.str());
+    const int64_t B = x.dim(0), L = x.dim(1), C = x.dim(2);
+    FLASHLM_CHECK(groups >= 1 && C % groups == 0 && dilation >= 1,
+                  "causal_conv1d: groups must divide the channels and dilation be positive");
+    FLASHLM_CHECK(w.shape.rank == 3 && w.dim(0) == C && w.dim(1) == C / groups,
+                  "causal_conv1d: weight " + w.shape.str() + " does not match input " + x.shape.str());
+    const int64_t Cg = C / groups, K = w.dim(2);
+    T* wt = Cg == 1 ? conv::transpose_weight(tape, w) : conv::transpose_grouped_weight(tape, w);
+    Tensor<T> y = tape.make(x.shape, tape.recording({x, w}));
+    if (Cg == 1) conv::forward(x.data, C, wt, B, L, C, K, y.data, dilation);
+    else conv::grouped_forward(x.data, wt, B, L, C, Cg, K, dilation, y.data);
+    if (y.grad) {
+        auto& n = tape.record(&causal_conv1d_backward<T>);
+        n.in[0] = x;
+        n.in[1] = w;
+        n.out = y;
+        n.saved[0] = wt;
+        n.saved[1] = conv::weight_partials(tape, w);
+        n.i[0] = dilation;
     }
     return y;
 }
