@@ -134,7 +134,7 @@ private:
 // O(context) (one query against the cached keys/values) and allocates nothing.
 // Past seq_len: RoPE positions and the trained context end at seq_len, so when the cache is full the
 // generator keeps the last ⌈seq_len/2⌉ tokens, rebuilds the caches from them at positions 0… (one
-// cached step each) and goes on. Every step's logits therefore equal a full forward over the last
+// batched prefill) and goes on. Every step's logits therefore equal a full forward over the last
 // context_length() tokens, which is between seq_len/2 + 1 and seq_len (upstream's loop, and --no-cache,
 // always recompute the last seq_len tokens; the two agree exactly until the first refill). The refill
 // costs O(seq_len²) once per seq_len/2 tokens, O(seq_len) per token amortised.
@@ -159,6 +159,8 @@ public:
         const size_t D = size_t(c_.d_model), F = size_t(c_.d_ffn), W = size_t(W_);
         x_.resize(D), h_.resize(D), t_.resize(D), qkv_.resize(3 * W), att_.resize(W), u_.resize(2 * F);
         s_.resize(size_t(c_.seq_len)), hist_.resize(size_t(c_.seq_len)), logits_.resize(size_t(c_.vocab_size));
+        const size_t S = size_t((c_.seq_len + 1) / 2);  // rows a refill prefills
+        px_.resize(S * D), ph_.resize(S * D), pqkv_.resize(S * 3 * W), patt_.resize(S * W), pu_.resize(S * 2 * F);
     }
     void reset() override {
         for (auto& l : layers_) l.cache.reset();
@@ -190,7 +192,42 @@ private:
         }
         std::memmove(hist_.data(), hist_.data() + (c_.seq_len - keep), size_t(keep) * sizeof(int32_t));
         reset();
-        for (int64_t i = 0; i < keep; ++i) forward(hist_[size_t(i)], false);
+        prefill(keep);
+    }
+
+    // Rebuilds the caches from hist_[0, n) in one pass per layer: the projections of all n rows are
+    // GEMMs (kernels/gemm.hpp) instead of n matvecs; row i attends over cached rows 0…i.
+    void prefill(int64_t n) {
+        const int64_t D = c_.d_model, F = c_.d_ffn, W = W_, dh = c_.d_head, hh = dh / 2;
+        float *X = px_.data(), *H = ph_.data(), *QKV = pqkv_.data(), *A = patt_.data(), *U = pu_.data();
+        for (int64_t i = 0; i < n; ++i)
+            std::copy(emb_ + int64_t(hist_[size_t(i)]) * D, emb_ + int64_t(hist_[size_t(i)] + 1) * D, X + i * D);
+        for (auto& l : layers_) {
+            for (int64_t i = 0; i < n; ++i) ops::layernorm_vec(X + i * D, l.n1w, l.n1b, H + i * D, D, 1e-5f);
+            kernels::gemm_nt(n, 3 * W, D, H, l.qkv, QKV, false);
+            for (int64_t i = 0; i < n; ++i) {
+                float* r = QKV + i * 3 * W;
+                const float *cs = rope_.cos.data() + i * hh, *sn = rope_.sin.data() + i * hh;
+                ops::rope_row(r, r, W, dh, cs, sn, 1.0f, false);
+                ops::rope_row(r + W, l.cache.next_k(), W, dh, cs, sn, 1.0f, false);
+                std::copy(r + 2 * W, r + 3 * W, l.cache.next_v());
+                l.cache.commit();
+            }
+            for (int64_t i = 0; i < n; ++i)
+                ops::attend_cached(QKV + i * 3 * W, l.cache.k.data(), l.cache.v.data(), i + 1, c_.n_heads, dh, dh, scale_,
+                                   s_.data(), A + i * W);
+            kernels::gemm_nt(n, D, W, A, l.out, X, true);  // residual: X += A·outᵀ
+            for (int64_t i = 0; i < n; ++i) ops::layernorm_vec(X + i * D, l.n2w, l.n2b, H + i * D, D, 1e-5f);
+            kernels::gemm_nt(n, 2 * F, D, H, l.up, U, false);
+            // gelu(h₁) ⊙ h₂ packed in place to [n, F]: row i's output lands below row i's input.
+            for (int64_t i = 0; i < n; ++i) {
+                const float* u = U + i * 2 * F;
+                float* g = U + i * F;
+                for (int64_t c = 0; c < F; ++c) g[c] = ops::gelu_scalar(u[c]) * u[F + c];
+            }
+            kernels::gemm_nt(n, D, F, U, l.down, X, true);
+        }
+        len_ = n;
     }
 
     // Runs one token at position len_ through every layer (appending its keys/values) and, if asked,
@@ -230,6 +267,7 @@ private:
     const float *emb_ = nullptr, *lnw_ = nullptr, *lnb_ = nullptr;
     std::vector<Layer> layers_;
     std::vector<float> x_, h_, t_, qkv_, att_, u_, s_, logits_;
+    std::vector<float> px_, ph_, pqkv_, patt_, pu_;  // prefill rows [keep, ·]
     std::vector<int32_t> hist_;  // token at each cached position
 };
 
