@@ -362,8 +362,23 @@ struct GenArgs {
     double temperature = 0.8, top_p = 1.0, repetition_penalty = 1.0;
     uint64_t seed = 42;
     int threads = 0;
-    bool no_cache = false, bench = false;
+    bool no_cache = false, bench = false, early_exit = false;
 };
+
+// --early-exit: the same weights in a model whose config turns its early exits on (cortex); the exit
+// confidence is measured at the sampling temperature, as upstream's generate() does.
+void enable_early_exit(Loaded& l, double temperature) {
+    nlohmann::json cfg = l.model->config();
+    if (!cfg.contains("early_exit")) throw std::invalid_argument("model " + l.info.model + " has no early exits");
+    cfg["early_exit"] = true;
+    if (temperature > 0) cfg["exit_temperature"] = temperature;
+    auto m = examples::find_model(l.info.model).make(cfg);
+    for (const auto& info : l.model->params().infos()) {
+        Tensor<float> src = l.model->params().get(info.name), dst = m->params().get(info.name);
+        std::copy(src.data, src.data + src.numel(), dst.data);
+    }
+    l.model = std::move(m);
+}
 
 // Produces logits for the next token either from the cached generator (O(1) per token) or, with
 // --no-cache, by recomputing the last seq_len tokens (the upstream loop).
@@ -401,6 +416,7 @@ double time_generation(LanguageModel<float>& model, Generator* gen, std::vector<
 int cmd_generate(const GenArgs& a) {
     set_threads(a.threads > 0 ? a.threads : default_threads());
     Loaded l = load_model(a.checkpoint);
+    if (a.early_exit) enable_early_exit(l, a.temperature);
     std::vector<int32_t> ctx = l.tok->encode(a.prompt);
     if (ctx.empty()) throw std::invalid_argument("--prompt encodes to no tokens");
     train::SamplingOptions so{a.temperature, a.top_k, a.top_p, a.repetition_penalty};
@@ -493,7 +509,8 @@ int main(int argc, char** argv) {
     tr->add_option("--metrics", ta.metrics, "JSON-lines file of per-step loss/lr (default OUT/metrics.jsonl)");
     tr->add_flag("--upstream-compat", ta.upstream_compat,
                  "reproduce the upstream script's arithmetic where flashlm fixes it (cortex3/cortex6: double-shifted "
-                 "targets, memory scale 1/sqrt(window))");
+                 "targets, memory scale 1/sqrt(window); cortex: double-shifted targets, clamped decayed sum, "
+                 "validation loss = whole objective)");
 
     EvalArgs ea;
     auto* ev = app.add_subcommand("eval", "mean next-token loss, perplexity and bits per byte over every window of a text");
@@ -520,6 +537,8 @@ int main(int argc, char** argv) {
     ge->add_option("--repetition-penalty", ga.repetition_penalty, "divide logits of tokens already in the context (1: off)")->check(positive)->capture_default_str();
     ge->add_option("--quant", ga.quant, "packed ternary inference: exact (float activations) | int8")->check(CLI::IsMember({"exact", "int8"}))->capture_default_str();
     ge->add_flag("--no-cache", ga.no_cache, "recompute the whole window every token (the upstream loop)");
+    ge->add_flag("--early-exit", ga.early_exit,
+                 "cortex: an exit head generates while its confidence stayed above its threshold over the whole context (upstream's rule)");
     ge->add_flag("--bench", ga.bench, "time cached exact, cached int8 and recompute generation of --tokens tokens");
 
     const int rank = world_rank(), nranks = world_size();

@@ -9,6 +9,7 @@
 #include "examples/bolt.hpp"
 #include "examples/cortex.hpp"
 #include "examples/nova.hpp"
+#include "examples/cortex7.hpp"
 
 namespace flashlm::examples {
 
@@ -69,6 +70,11 @@ inline const std::vector<ModelEntry>& registry() {
         {"nova", "v5.2 Nova-Ignition as shipped: causal MHA + RoPE, GeGLU FFN, float, D=256, 6 layers, 4.99M params",
          [](int) { return nova_recipe(); },
          [](const nlohmann::json& c) { return std::make_unique<Nova<float>>("nova", NovaConfig::from_json(c, NovaConfig{})); }},
+        {"cortex", "v7 CORTEX: ternary (Q2) simplified RWKV time mix (decayed cumsum) + early-exit heads, D=256, 6 layers, 7.12M params",
+         [](int) { return cortex7_recipe(); },
+         [](const nlohmann::json& c) {
+             return std::make_unique<Cortex7<float>>("cortex", Cortex7Config::from_json(c, Cortex7Config{}));
+         }},
     };
     return r;
 }

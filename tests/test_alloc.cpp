@@ -10,6 +10,7 @@
 #include "examples/bolt.hpp"
 #include "examples/cortex.hpp"
 #include "examples/nova.hpp"
+#include "examples/cortex7.hpp"
 
 extern "C" {
 void* __libc_malloc(size_t);
@@ -144,4 +145,27 @@ TEST_CASE("nova: steady-state training steps (dropout on) and KV-cache generatio
     CHECK(counts[2] == 0);
     CHECK(counts[3] == 0);
     CHECK(generation_allocs(*model.make_generator(Quant::exact)) == 0);  // 101 tokens > seq_len 64: one refill
+}
+
+TEST_CASE("cortex (v7): steady-state training steps (both modes) and cached generation steps make no heap allocation") {
+    for (bool compat : {false, true}) {
+        examples::Cortex7Config c;
+        c.vocab_size = 512, c.d_model = 64, c.n_layers = 3, c.d_ff = 128, c.seq_len = 64, c.gate_hidden = 16;
+        c.exit_layers = {1, 2};
+        c.upstream_compat = compat;
+        examples::Cortex7<float> model("cortex", c);
+        Rng rng(10);
+        model.init(rng);
+        CAPTURE(compat);
+        const auto counts = train_step_allocs(model, rng);
+        CHECK(counts[0] > 0);
+        CHECK(counts[2] == 0);
+        CHECK(counts[3] == 0);
+        if (compat) continue;
+        for (Quant q : {Quant::exact, Quant::int8}) CHECK(generation_allocs(*model.make_generator(q)) == 0);
+        c.early_exit = true, c.exit_thresholds = {-1.0, -1.0};  // exits evaluated every step
+        examples::Cortex7<float> ee("cortex", c);
+        ee.init(rng);
+        CHECK(generation_allocs(*ee.make_generator(Quant::exact)) == 0);
+    }
 }

@@ -13,6 +13,11 @@
 #include <flashlm/ops/gelu.hpp>
 #include <flashlm/ops/layernorm.hpp>
 #include <flashlm/ops/rope.hpp>
+#include <flashlm/ops/bitlinear_rows.hpp>
+#include <flashlm/ops/decayed_cumsum.hpp>
+#include <flashlm/ops/early_exit.hpp>
+#include <flashlm/ops/linear_bias.hpp>
+#include <flashlm/ops/relu.hpp>
 
 using namespace flashlm;
 
@@ -81,6 +86,35 @@ std::vector<OpCase<T>> op_table() {
     t.push_back({"causal_attention_dropout", {Shape{1, 9, 6}, Shape{1, 9, 6}, Shape{1, 9, 4}}, [](Tape<T>& tp, V& in) {
                      return ops::causal_attention(tp, in[0], in[1], in[2], 2, 0.6, 0.25, 11);
                  }, {0, 1, 2}});
+    // v7 CORTEX. bitlinear_rows: x only (the weight's STE gradient is checked in tests/variants/cortex7.cpp).
+    t.push_back({"bitlinear_rows", {Shape{6, 5}, Shape{4, 5}}, [](Tape<T>& tp, V& in) { return ops::bitlinear_rows(tp, in[0], in[1]); }, {0}});
+    t.push_back({"decayed_cumsum",
+                 {Shape{2, 7, 3}, Shape{3}},
+                 [](Tape<T>& tp, V& in) { return ops::decayed_cumsum(tp, in[0], ops::sigmoid(tp, in[1])); },
+                 {0, 1}});
+    // Long enough that w^t falls below upstream's 1e-10 clamp for the smaller decays.
+    t.push_back({"decayed_cumsum_upstream_clamp",
+                 {Shape{2, 48, 4}, Shape{4}},
+                 [](Tape<T>& tp, V& in) { return ops::decayed_cumsum(tp, in[0], ops::sigmoid(tp, in[1]), true); },
+                 {0, 1}});
+    t.push_back({"linear_bias", {Shape{2, 3, 5}, Shape{4, 5}, Shape{4}}, [](Tape<T>& tp, V& in) { return ops::linear_bias(tp, in[0], in[1], in[2]); }, {0, 1, 2}});
+    t.push_back({"relu", {Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::relu(tp, in[0]); }, {0}});
+    t.push_back({"exit_head_loss",
+                 {Shape{12, 5}, Shape{8, 5}},
+                 [](Tape<T>& tp, V& in) {
+                     static const int32_t ref[12] = {0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3};
+                     static int32_t am[12];
+                     return ops::exit_head_loss(tp, in[0], in[1], k_ids.data(), am, ref, 0.7, 0.9, 5);
+                 },
+                 {0, 1}});
+    t.push_back({"binary_cross_entropy",
+                 {Shape{12}},
+                 [](Tape<T>& tp, V& in) {
+                     static const int32_t y[12] = {0, 1, 1, 0, 1, 0, 0, 1, 1, 1, 0, 0};
+                     return ops::binary_cross_entropy(tp, ops::sigmoid(tp, in[0]), y);
+                 },
+                 {0}});
+    t.push_back({"add_weighted", {Shape{3, 5}, Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::add_weighted(tp, in[0], in[1], 0.3); }, {0, 1}});
     return t;
 }
 

@@ -10,6 +10,13 @@ pass() { echo "PASS: $1"; }
 fail() { echo "FAIL: $1"; fails=$((fails + 1)); }
 # Per-step losses from a metrics.jsonl.
 losses() { sed -E 's/.*"loss":([^,]*).*/\1/' "$1"; }
+# expect_error NAME PATTERN CMD... : CMD must exit non-zero and print PATTERN on stderr.
+expect_error() {
+  local name="$1" pat="$2"; shift 2
+  "$@" >"$work/out" 2>"$work/err"; local rc=$?
+  if [[ $rc -ne 0 ]] && grep -qiE "$pat" "$work/err"; then pass "$name (rc=$rc: $(head -c 160 "$work/err" | tr '\n' ' '))"
+  else fail "$name: rc=$rc stderr=$(cat "$work/err") stdout=$(tail -3 "$work/out")"; fi
+}
 finish() {
   echo "$fails failure(s)"
   exit $((fails > 0))
