@@ -8,6 +8,7 @@
 
 #include "examples/bolt.hpp"
 #include "examples/cortex.hpp"
+#include "examples/nova.hpp"
 #include "examples/cortex7.hpp"
 #include "examples/thunderbolt.hpp"
 #include "examples/v3.hpp"
@@ -43,6 +44,15 @@ inline Recipe thunderbolt_recipe() {
     Recipe rc;
     rc.lr = 3e-3, rc.min_lr = 3e-4, rc.weight_decay = 0.05, rc.beta1 = 0.9, rc.beta2 = 0.95, rc.clip = 1.0;
     rc.warmup = 500, rc.batch = 16, rc.accum = 8, rc.seq = 256, rc.vocab = 8192;
+    return rc;
+}
+
+// v5.2 Nova-Ignition as shipped (VARIANTS.md §7.3): AdamW 5e-4, betas (0.9, 0.95), wd 0.01, batch 4 × accum 8,
+// seq 128, 100 warm-up steps, cosine to 1e-5, clip 1.0, vocab 4096.
+inline Recipe nova_recipe() {
+    Recipe rc;
+    rc.lr = 5e-4, rc.min_lr = 1e-5, rc.weight_decay = 0.01, rc.beta1 = 0.9, rc.beta2 = 0.95, rc.clip = 1.0;
+    rc.warmup = 100, rc.batch = 4, rc.accum = 8, rc.seq = 128, rc.vocab = 4096;
     return rc;
 }
 
@@ -106,6 +116,9 @@ inline const std::vector<ModelEntry>& registry() {
          },
          infer_cortex_config,
          {"blocks.*.decay_mask"}},
+        {"nova", "v5.2 Nova-Ignition as shipped: causal MHA + RoPE, GeGLU FFN, float, D=256, 6 layers, 4.99M params",
+         [](int) { return nova_recipe(); },
+         [](const nlohmann::json& c) { return std::make_unique<Nova<float>>("nova", NovaConfig::from_json(c, NovaConfig{})); }},
         {"cortex", "v7 CORTEX: ternary (Q2) simplified RWKV time mix (decayed cumsum) + early-exit heads, D=256, 6 layers, 7.12M params",
          [](int) { return cortex7_recipe(); },
          [](const nlohmann::json& c) {

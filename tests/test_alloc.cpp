@@ -9,6 +9,7 @@
 
 #include "examples/bolt.hpp"
 #include "examples/cortex.hpp"
+#include "examples/nova.hpp"
 #include "examples/cortex7.hpp"
 #include "examples/thunderbolt.hpp"
 #include "examples/v3.hpp"
@@ -133,6 +134,19 @@ TEST_CASE("cortex6: steady-state training steps (both objectives) and cached gen
         CHECK(counts[3] == 0);
         if (!compat) CHECK(generation_allocs(*model.make_generator(Quant::exact)) == 0);
     }
+}
+
+TEST_CASE("nova: steady-state training steps (dropout on) and KV-cache generation steps (with refills) make no heap allocation") {
+    examples::NovaConfig c;
+    c.vocab_size = 512, c.d_model = 64, c.n_layers = 2, c.n_heads = 2, c.d_head = 16, c.d_ffn = 96, c.seq_len = 64;
+    examples::Nova<float> model("nova", c);
+    Rng rng(11);
+    model.init(rng);
+    const auto counts = train_step_allocs(model, rng);
+    CHECK(counts[0] > 0);
+    CHECK(counts[2] == 0);
+    CHECK(counts[3] == 0);
+    CHECK(generation_allocs(*model.make_generator(Quant::exact)) == 0);  // 101 tokens > seq_len 64: one refill
 }
 
 TEST_CASE("cortex (v7): steady-state training steps (both modes) and cached generation steps make no heap allocation") {

@@ -8,6 +8,11 @@
 
 #include <flashlm/flashlm.hpp>
 #include <flashlm/ops/decayed_memory.hpp>
+#include <flashlm/ops/attention.hpp>
+#include <flashlm/ops/dropout.hpp>
+#include <flashlm/ops/gelu.hpp>
+#include <flashlm/ops/layernorm.hpp>
+#include <flashlm/ops/rope.hpp>
 #include <flashlm/ops/bitlinear_rows.hpp>
 #include <flashlm/ops/decayed_cumsum.hpp>
 #include <flashlm/ops/early_exit.hpp>
@@ -74,6 +79,22 @@ std::vector<OpCase<T>> op_table() {
                  {Shape{2, 6, 4}, Shape{2, 6, 4}, Shape{2, 6, 4}},
                  [](Tape<T>& tp, V& in) { return ops::decayed_memory(tp, in[0], in[1], in[2], 0.9, 0.35); },
                  {0, 1, 2}});
+    t.push_back({"layernorm", {Shape{4, 6}, Shape{6}, Shape{6}}, [](Tape<T>& tp, V& in) { return ops::layernorm(tp, in[0], in[1], in[2], 1e-5); }, {0, 1, 2}});
+    t.push_back({"gelu", {Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::gelu(tp, in[0]); }, {0}});
+    t.push_back({"geglu", {Shape{3, 10}}, [](Tape<T>& tp, V& in) { return ops::geglu(tp, in[0]); }, {0}});
+    t.push_back({"dropout", {Shape{4, 6}}, [](Tape<T>& tp, V& in) { return ops::dropout(tp, in[0], 0.3, 7); }, {0}});
+    // columns [4, 12) of a [2, 5, 14] input: two heads of 4 rotated at positions 3..7
+    t.push_back({"rope", {Shape{2, 5, 14}}, [](Tape<T>& tp, V& in) {
+                     static const ops::RopeTable<T> table(4, 9);
+                     return ops::rope(tp, in[0], 4, 12, table, 3);
+                 }, {0}});
+    // 2 heads, dk 3, dv 2, L 70 > k_attn_rows so two row blocks (the second reaches keys of the first)
+    t.push_back({"causal_attention", {Shape{2, 70, 6}, Shape{2, 70, 6}, Shape{2, 70, 4}}, [](Tape<T>& tp, V& in) {
+                     return ops::causal_attention(tp, in[0], in[1], in[2], 2, 0.6);
+                 }, {0, 1, 2}});
+    t.push_back({"causal_attention_dropout", {Shape{1, 9, 6}, Shape{1, 9, 6}, Shape{1, 9, 4}}, [](Tape<T>& tp, V& in) {
+                     return ops::causal_attention(tp, in[0], in[1], in[2], 2, 0.6, 0.25, 11);
+                 }, {0, 1, 2}});
     // v7 CORTEX. bitlinear_rows: x only (the weight's STE gradient is checked in tests/variants/cortex7.cpp).
     t.push_back({"bitlinear_rows", {Shape{6, 5}, Shape{4, 5}}, [](Tape<T>& tp, V& in) { return ops::bitlinear_rows(tp, in[0], in[1]); }, {0}});
     t.push_back({"decayed_cumsum",

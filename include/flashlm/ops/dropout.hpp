@@ -1,0 +1,58 @@
+#pragma once
+// Inverted dropout (torch.nn.Dropout in training mode): y = x ⊙ m / (1 − p), m ~ Bernoulli(1 − p).
+// The keep mask is a hash of (seed, element index), not a stored tensor: backward regenerates it, the
+// same seed gives the same mask on any thread count, and a fused op (attention probabilities) can use
+// the same stream for its own elements.
+#include <cstdint>
+
+#include "flashlm/autograd/tape.hpp"
+#include "flashlm/core/parallel.hpp"
+
+namespace flashlm::ops {
+
+inline uint64_t mix64(uint64_t z) {
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+// p · 2³², the threshold the top 32 hash bits are compared with.
+inline uint64_t dropout_threshold(double p) { return uint64_t(p * 4294967296.0); }
+inline bool dropout_keep(uint64_t seed, uint64_t index, uint64_t threshold) {
+    return (mix64(seed ^ mix64(index)) >> 32) >= threshold;
+}
+
+template <class T>
+void dropout_backward(Node<T>& n) {
+    const int64_t N = n.out.numel();
+    const uint64_t seed = uint64_t(n.i[0]), thr = dropout_threshold(n.f[0]);
+    const T s = T(1 / (1 - n.f[0]));
+    parallel_for(N, 4 * N, [&](int64_t b_, int64_t e_) {
+        for (int64_t i = b_; i < e_; ++i)
+            if (dropout_keep(seed, uint64_t(i), thr)) n.in[0].grad[i] += n.out.grad[i] * s;
+    });
+}
+
+// p = 0 returns x itself (no copy, no node).
+template <class T>
+Tensor<T> dropout(Tape<T>& tape, const Tensor<T>& x, double p, uint64_t seed) {
+    FLASHLM_CHECK(p >= 0 && p < 1, "dropout: p must be in [0, 1)");
+    if (p == 0) return x;
+    Tensor<T> y = tape.make(x.shape, tape.recording({x}));
+    const int64_t N = x.numel();
+    const uint64_t thr = dropout_threshold(p);
+    const T s = T(1 / (1 - p));
+    parallel_for(N, 4 * N, [&](int64_t b_, int64_t e_) {
+        for (int64_t i = b_; i < e_; ++i) y.data[i] = dropout_keep(seed, uint64_t(i), thr) ? x.data[i] * s : T(0);
+    });
+    if (y.grad) {
+        auto& n = tape.record(&dropout_backward<T>);
+        n.in[0] = x;
+        n.out = y;
+        n.i[0] = int64_t(seed);
+        n.f[0] = p;
+    }
+    return y;
+}
+
+}  // namespace flashlm::ops
