@@ -17,7 +17,7 @@ python3 "$here/../scripts/make_token_shards.py" "$work/src" "$work/big" "$size"
 du -sh "$work/big"
 
 peak() {  # peak NAME DATA : trains on DATA, prints the run's last lines and its peak RSS
-  python3 - "$work/$1.log" "$bin" train --data "$2" "${run[@]}" --out "$work/$1" <<'PY'
+  python3 - "$work/$1.log" "$bin" train --data "$2" "${run[@]}" --out "$work/run-$1" <<'PY'
 import resource, subprocess, sys, time
 t = time.time()
 rc = subprocess.call(sys.argv[2:], stdout=open(sys.argv[1], "w"), stderr=subprocess.STDOUT)

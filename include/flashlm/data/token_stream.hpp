@@ -70,6 +70,10 @@ public:
     }
     const unsigned char* data() const { return data_; }
     size_t size() const { return size_; }
+    // Unmaps every page from this process (they stay in the page cache; the next read maps them again).
+    void drop_pages() const {
+        if (data_) ::madvise(const_cast<unsigned char*>(data_), size_, MADV_DONTNEED);
+    }
 
     // Calls f(ptr, bytes, offset) over the file in 4 MiB pieces and drops each piece from this process's
     // resident set afterwards, so a full validation pass over a large file leaves resident memory flat
@@ -196,6 +200,8 @@ public:
             }
         }
     }
+
+    void drop_pages() const { file_.drop_pages(), docs_file_.drop_pages(); }
 
     // Document starts, ascending: from the index file, or position 0 and every position after `eos`.
     bool has_doc_index() const { return docs_file_.size() > 0; }
@@ -347,6 +353,10 @@ public:
     // Tokens [pos, pos + n) into out, across shard boundaries.
     void copy(size_t pos, size_t n, int32_t* out) const {
         if (pos + n > total_) throw std::out_of_range("token stream: read past the end");
+        // Random windows touch a few pages each (plus the kernel's fault-around), and mapped file pages
+        // count as resident: without this a long run over a 1 GB corpus would end with most of it in its
+        // RSS. Every k_reads_per_drop reads the mappings are dropped (the page cache keeps the data).
+        if (++reads_ % k_reads_per_drop == 0) drop_pages();
         while (n > 0) {
             const Segment& g = segment_of(pos);
             const size_t local = pos - g.offset, take = std::min(n, (g.end - g.begin) - local);
@@ -384,6 +394,10 @@ public:
         docs_indexed_ = true;
     }
     bool documents_indexed() const { return docs_indexed_; }
+    void drop_pages() const {
+        for (const Segment& g : segs_) g.shard->drop_pages();
+    }
+    static constexpr size_t k_reads_per_drop = 256;
     size_t documents() const { return docs_total_; }
     // Stream position of document k (after index_documents).
     size_t document_start(size_t k) const {
@@ -435,6 +449,7 @@ private:
     std::vector<Segment> segs_;
     size_t total_ = 0, docs_total_ = 0;
     bool docs_indexed_ = false;
+    mutable size_t reads_ = 0;
 };
 
 }  // namespace flashlm::data

@@ -83,18 +83,15 @@ inline void tokenize_texts(const SpTokenizer& tok, const std::vector<std::string
                 throw std::runtime_error("cannot read data file '" + in + "': " + std::strerror(errno));
             }
             // Encode up to the last line break; the partial line waits for the next block.
-            size_t cut = buf.size();
-            if (!eof) {
-                const size_t nl = std::string_view(buf.data(), buf.size()).rfind('\n');
-                cut = nl == std::string_view::npos ? 0 : nl + 1;
-                if (cut == 0 && buf.size() > k_max_line_bytes) {
-                    if (f != stdin) std::fclose(f);
-                    throw std::runtime_error("data file '" + in + "' has a line longer than " +
-                                             std::to_string(k_max_line_bytes >> 20) + " MiB near byte " +
-                                             std::to_string(file_bytes) +
-                                             "; flashlm tokenize encodes one document per line (is it text?)");
-                }
+            const size_t nl = std::string_view(buf.data(), buf.size()).rfind('\n');
+            const size_t line_start = nl == std::string_view::npos ? 0 : nl + 1;
+            if (buf.size() - line_start > k_max_line_bytes) {
+                if (f != stdin) std::fclose(f);
+                throw std::runtime_error("data file '" + in + "' has a line longer than " +
+                                         std::to_string(k_max_line_bytes >> 20) + " MiB near byte " + std::to_string(file_bytes) +
+                                         "; flashlm tokenize encodes one document per line (is it text?)");
             }
+            const size_t cut = eof ? buf.size() : line_start;
             if (cut > 0) {
                 encode_and_write(std::string_view(buf.data(), cut));
                 buf.erase(buf.begin(), buf.begin() + std::ptrdiff_t(cut));
