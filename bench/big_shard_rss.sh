@@ -8,12 +8,17 @@ here="$(cd "$(dirname "$0")" && pwd)"
 bin="$1/flashlm"; size="${2:-1024}"; steps="${3:-20}"
 data="${FLASHLM_DATA:-$here/../../shared/data}"
 work="${TMPDIR:-/tmp}/flashlm-big-shard"
-rm -rf "$work"; mkdir -p "$work"
+mkdir -p "$work"
 run=(--seq 128 --batch 4 --threads 2 --eval-windows 20 --log-every 5 --sampling documents --steps "$steps")
 
-"$bin" train --data "$data/tinystories-a.txt" --steps 1 --seq 32 --batch 2 --out "$work/tok" >/dev/null
-"$bin" tokenize --tokenizer "$work/tok/tokenizer.model" --data "$data/tinystories-a.txt" "$data/tinystories-b.txt" --out "$work/src"
-python3 "$here/../scripts/make_token_shards.py" "$work/src" "$work/big" "$size"
+if [[ ! -f "$work/big/.made-$size" ]]; then  # the corpus is reused by a second call with the same size
+  rm -rf "$work"; mkdir -p "$work"
+  "$bin" train --data "$data/tinystories-a.txt" --steps 1 --seq 32 --batch 2 --out "$work/tok" >/dev/null
+  "$bin" tokenize --tokenizer "$work/tok/tokenizer.model" --data "$data/tinystories-a.txt" "$data/tinystories-b.txt" --out "$work/src"
+  python3 "$here/../scripts/make_token_shards.py" "$work/src" "$work/big" "$size"
+  touch "$work/big/.made-$size"
+fi
+rm -rf "$work"/run-*
 du -sh "$work/big"
 
 peak() {  # peak NAME DATA : trains on DATA, prints the run's last lines and its peak RSS
