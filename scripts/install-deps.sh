@@ -4,7 +4,7 @@
 # OpenMPI for the multi-process training test; clang and its sanitizer/libFuzzer runtime for tests/fuzz)
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libeigen3-dev libxsimd-dev libcli11-dev nlohmann-json3-dev libfmt-dev
-      libsentencepiece-dev)
+      libsentencepiece-dev gnuplot-nox)
 if [[ "${1:-}" == "--test" ]]; then
   pkgs+=(doctest-dev libbenchmark-dev python3-torch python3-numpy libopenblas0-openmp libopenmpi-dev openmpi-bin
             clang libclang-rt-14-dev)
