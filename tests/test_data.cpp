@@ -4,7 +4,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <numeric>
+#include <set>
 #include <string>
 #include <vector>
 
