@@ -40,7 +40,7 @@ docs=$(grep -c . "$data"); sdocs=$(python3 -c 'import json,sys; print(json.load(
 python3 "$scripts/make_token_shards.py" "$work/shards" "$work/big" 4 2 >"$work/gen.out" || fail "shard generator"
 rss=$(peak_rss "$work/rss.log" "$bin" train --data "$work/big" --sampling documents "${small[@]}" --steps 6 --out "$work/b")
 grep -q "finished at step 6" "$work/rss.log" && [[ $rss -gt 0 && $rss -lt 300 ]] &&
-  pass "train on $(cat "$work/gen.out" | cut -d' ' -f2-5): peak RSS ${rss} MB < 300 MB" || fail "train on shards: rss=$rss $(tail -3 "$work/rss.log")"
+  pass "train on $(cut -d' ' -f1-6 "$work/gen.out"): peak RSS ${rss} MB < 300 MB" || fail "train on shards: rss=$rss $(tail -3 "$work/rss.log")"
 grep -q "train / .* val tokens" "$work/rss.log" && [[ $(losses "$work/b/metrics.jsonl" | wc -l) -eq 6 ]] &&
   grep -q '"val_loss"' "$work/b/metrics.jsonl" && pass "metrics: 6 step lines + an eval line: $(tail -1 "$work/b/metrics.jsonl")" ||
   fail "metrics lines: $(cat "$work/b/metrics.jsonl")"
