@@ -12,6 +12,7 @@
 
 #include <flashlm/flashlm.hpp>
 
+#include "examples/cli_data.hpp"
 #include "examples/registry.hpp"
 #include "examples/import_export.hpp"
 #if FLASHLM_WITH_MPI
@@ -107,7 +108,8 @@ Loaded load_model(const std::string& path) {
 
 // ---------------------------------------------------------------------------------------------------
 struct TrainArgs {
-    std::string model = "bolt", data, val_data, out = "runs/bolt", resume, metrics, tokenizer;
+    std::string model = "bolt", data, val_data, out = "runs/bolt", resume, metrics;
+    std::string tokenizer, sampling = "windows";
     double minutes = 0, hours = 0, lr = 0, eval_every_minutes = 0;
     int64_t steps = 0, vocab = 0, batch = 0, seq = 0, accum = 0, warmup = -1, eval_every = 0, stop_after = 0,
             log_every = 10, eval_windows = 200, save_every = 0, skip_nonfinite = 0;
@@ -127,7 +129,8 @@ int cmd_train(const TrainArgs& a) {
 #endif
     set_threads(a.threads > 0 ? a.threads : threads);
     Recipe rc = entry.recipe(default_threads());
-    if (a.data.empty()) throw std::invalid_argument("no training data: pass --data FILE (a UTF-8 text file)");
+    if (a.data.empty())
+        throw std::invalid_argument("no training data: pass --data FILE (a UTF-8 text file, a .bin token file or a directory of shards)");
     if (a.steps <= 0 && a.minutes <= 0 && a.hours <= 0)
         throw std::invalid_argument("set the run length: --steps N, --minutes M or --hours H");
     if (a.batch > 0 && a.batch % nranks != 0)
@@ -146,15 +149,30 @@ int cmd_train(const TrainArgs& a) {
     }
     const auto& e = a.resume.empty() ? entry : examples::find_model(resumed.model);
 
-    std::string text = data::read_text_file(a.data);
-    std::string val_text;
-    std::string_view train_part = text, val_part;
-    if (a.val_data.empty()) {
-        auto [tr, va] = data::split_train_val(text);
-        train_part = tr, val_part = va;
-    } else {
+    // --data / --val-data: text (tokenized into OUT/train.bin, val.bin) or tokens (a .bin file or a
+    // directory of shards from `flashlm tokenize`, read in place).
+    const bool train_is_tokens = data::is_token_path(a.data);
+    const bool val_is_tokens = !a.val_data.empty() && data::is_token_path(a.val_data);
+    std::string text, val_text;
+    std::string_view train_part, val_part;
+    if (!train_is_tokens) {
+        text = data::read_text_file(a.data);
+        train_part = text;
+        if (a.val_data.empty()) {
+            auto [tr, va] = data::split_train_val(text);
+            train_part = tr, val_part = va;
+        }
+    }
+    if (!a.val_data.empty() && !val_is_tokens) {
         val_text = data::read_text_file(a.val_data);
         val_part = val_text;
+    }
+    std::string tok_file = a.tokenizer;
+    if (tok_file.empty() && a.resume.empty() && train_is_tokens) {
+        tok_file = data::tokenizer_beside(a.data);
+        if (tok_file.empty())
+            throw std::invalid_argument("token data '" + a.data + "' has no tokenizer.model beside it: pass --tokenizer FILE "
+                                        "(the tokenizer it was made with)");
     }
 
     std::unique_ptr<data::Tokenizer> tok;
@@ -167,11 +185,11 @@ int cmd_train(const TrainArgs& a) {
         if (!a.tokenizer.empty() && data::load_tokenizer(a.tokenizer)->serialized() != tok->serialized())
             throw std::invalid_argument("--tokenizer " + a.tokenizer + " is not the tokenizer of " + a.resume +
                                         " (a resumed run keeps its checkpoint's)");
+    } else if (!tok_file.empty()) {
+        tok = data::load_tokenizer(tok_file);
+        if (lead) std::ofstream(fs::path(a.out) / tok->file_name(), std::ios::binary) << tok->serialized();
     } else if (!lead) {
         // rank 0 trains or loads the tokenizer and broadcasts it (below)
-    } else if (!a.tokenizer.empty()) {
-        tok = data::load_tokenizer(a.tokenizer);
-        std::ofstream(fs::path(a.out) / tok->file_name(), std::ios::binary) << tok->serialized();
     } else {
         if (want_vocab < 260 || want_vocab > 65535) throw std::invalid_argument("--vocab must be in [260, 65535]");
         auto lines = data::split_lines(train_part);
@@ -181,12 +199,32 @@ int cmd_train(const TrainArgs& a) {
                        "training with {}\n", tok->vocab_size(), want_vocab, tok->vocab_size());
         std::ofstream(fs::path(a.out) / tok->file_name(), std::ios::binary) << tok->serialized();
     }
-    data::TokenFile train_tokens, val_tokens;
+    data::TokenStream train_tokens, val_tokens;
     auto open_token_caches = [&] {
-        train_tokens = data::cached_tokens((fs::path(a.out) / "train.bin").string(), a.data,
-                                           a.val_data.empty() ? "train-90%" : "all", train_part, *tok);
-        val_tokens = data::cached_tokens((fs::path(a.out) / "val.bin").string(), a.val_data.empty() ? a.data : a.val_data,
-                                         a.val_data.empty() ? "val-10%" : "all", val_part, *tok);
+        const data::TokenCheck chk = cli::token_check(*tok);
+        if (train_is_tokens) {
+            train_tokens = data::TokenStream::open(a.data, chk);
+            if (a.val_data.empty()) {  // hold out the last 10%, cut after an end-of-text token
+                const size_t n = train_tokens.size(), cut = train_tokens.next_document_boundary(n - n / 10, tok->eos_id());
+                if (cut >= n)
+                    throw std::invalid_argument("cannot hold out a validation split: the token data has no end-of-text token "
+                                                "in its last 10%; pass --val-data");
+                val_tokens = train_tokens.slice(cut, n);
+                train_tokens = train_tokens.slice(0, cut);
+            }
+        } else {
+            const std::string cache = (fs::path(a.out) / "train.bin").string();
+            data::cached_tokens(cache, a.data, a.val_data.empty() ? "train-90%" : "all", train_part, *tok);
+            train_tokens = data::TokenStream::open(cache, chk);
+        }
+        if (val_is_tokens) {
+            val_tokens = data::TokenStream::open(a.val_data, chk);
+        } else if (!val_part.empty()) {
+            const std::string cache = (fs::path(a.out) / "val.bin").string();
+            data::cached_tokens(cache, a.val_data.empty() ? a.data : a.val_data, a.val_data.empty() ? "val-10%" : "all",
+                                val_part, *tok);
+            val_tokens = data::TokenStream::open(cache, chk);
+        }
     };
 #if FLASHLM_WITH_MPI
     if (g_mpi) {
@@ -254,9 +292,11 @@ int cmd_train(const TrainArgs& a) {
     o.checkpoint = ckpt;
     o.best_checkpoint = (fs::path(a.out) / "best.safetensors").string();
     o.metrics = a.metrics.empty() ? (fs::path(a.out) / "metrics.jsonl").string() : a.metrics;
+    o.sampling = a.sampling == "documents" ? data::Sampling::documents : data::Sampling::windows;
+    if (o.sampling == data::Sampling::documents) train_tokens.index_documents(tok->eos_id());
 
-    train::Corpus corpus{train_tokens.data(), train_tokens.size(), val_tokens.data(), val_tokens.size(),
-                         &tok->piece_bytes(), tok->serialized()};
+    const std::vector<int> piece_chars = data::piece_chars(*tok);
+    train::Corpus corpus{&train_tokens, &val_tokens, &tok->piece_bytes(), tok->serialized(), &piece_chars};
     train::Trainer<float> trainer(*model, corpus, o);
 #if FLASHLM_WITH_MPI
     std::optional<train::MpiDataParallel<float>> dp;
@@ -343,9 +383,9 @@ int cmd_train_tokenizer(const TokArgs& a) {
 
 // ---------------------------------------------------------------------------------------------------
 struct EvalArgs {
-    std::string checkpoint, data, split = "all", quant = "none";
+    std::string checkpoint, data, split = "all", quant = "none", protocol = "full";
     bool json = false;
-    int64_t batch = 8, seq = 0;
+    int64_t batch = 8, seq = 0, stories = 500;
     int threads = 0;
 };
 
@@ -374,31 +414,74 @@ train::EvalResult eval_cached(Generator& g, const std::vector<uint16_t>& toks, i
 int cmd_eval(const EvalArgs& a) {
     set_threads(a.threads > 0 ? a.threads : default_threads());
     Loaded l = load_model(a.checkpoint);
-    std::string text = data::read_text_file(a.data);
-    std::string_view part = text;
-    if (a.split == "val") part = data::split_train_val(text).second;
-    else if (a.split == "train") part = data::split_train_val(text).first;
-    auto ids = data::encode_lines(*l.tok, part);
-    std::vector<uint16_t> toks(ids.begin(), ids.end());
     const int64_t seq = a.seq > 0 ? a.seq : l.model->max_seq_len();
     if (seq > l.model->max_seq_len())
         throw std::invalid_argument(fmt::format("--seq {} exceeds the model's seq_len {}", seq, l.model->max_seq_len()));
-    auto r = train::evaluate(*l.model, toks.data(), toks.size(), seq, a.batch, l.tok->piece_bytes());
+    const std::vector<int> piece_chars = data::piece_chars(*l.tok);
+    const bool token_data = data::is_token_path(a.data);
+    std::string text;
+    std::string_view part;
+    if (!token_data) {
+        text = data::read_text_file(a.data);
+        part = text;
+        if (a.split == "val") part = data::split_train_val(text).second;
+        else if (a.split == "train") part = data::split_train_val(text).first;
+    }
+    if (a.protocol == "upstream") {
+        if (token_data)
+            throw std::invalid_argument("--protocol upstream scores stories of a text file, not token shards: pass the text");
+        if (a.quant != "none") throw std::invalid_argument("--quant works with --protocol full only");
+        auto u = cli::eval_upstream(*l.model, *l.tok, part, a.stories, seq, a.batch, l.tok->piece_bytes(), piece_chars);
+        const auto& r = u.r;
+        if (a.json) {
+            std::cout << nlohmann::json{{"model", l.info.model}, {"checkpoint", a.checkpoint}, {"data", a.data},
+                                        {"split", a.split}, {"protocol", "upstream"}, {"loss", r.loss}, {"ppl", r.ppl},
+                                        {"bpb", r.bpb}, {"bpc", r.bpc}, {"bpc_upstream", u.bpc_upstream},
+                                        {"stories", u.stories}, {"truncated", u.truncated}, {"tokens", r.tokens},
+                                        {"bytes", r.bytes}, {"chars", r.chars}, {"story_chars", u.story_chars},
+                                        {"chars_per_token", double(u.story_chars) / double(r.tokens)}, {"seq", seq}}
+                             .dump()
+                      << "\n";
+        } else {
+            fmt::print("{} on {} ({}), upstream eval_bpc protocol: {} stories ({} cut to {} tokens)\n", l.info.model, a.data,
+                       a.split, u.stories, u.truncated, seq + 1);
+            fmt::print("  loss {:.4f} nats/token | ppl {:.3f} | {:.4f} bits/byte | {:.4f} bits/char | upstream BPC {:.4f} "
+                       "(whole-story characters) | {:.2f} chars/token\n",
+                       r.loss, r.ppl, r.bpb, r.bpc, u.bpc_upstream, double(u.story_chars) / double(r.tokens));
+        }
+        return 0;
+    }
+    data::TokenStream stream;
+    std::vector<uint16_t> toks;
+    if (token_data) {
+        stream = data::TokenStream::open(a.data, cli::token_check(*l.tok));
+        if (a.split != "all") {  // the split training holds out: the last 10%, cut after an end-of-text token
+            const size_t n = stream.size(), cut = stream.next_document_boundary(n - n / 10, l.tok->eos_id());
+            stream = a.split == "val" ? stream.slice(cut, n) : stream.slice(0, cut);
+        }
+    } else {
+        auto ids = data::encode_lines(*l.tok, part);
+        if (l.tok->vocab_size() > 65536) throw std::invalid_argument("eval of text needs a vocabulary of at most 65536 pieces");
+        toks.assign(ids.begin(), ids.end());
+        stream = data::TokenStream::view(toks.data(), toks.size());
+    }
+    auto r = train::evaluate(*l.model, stream, seq, a.batch, l.tok->piece_bytes(), piece_chars);
     std::optional<train::EvalResult> rq;
     if (a.quant != "none") {
         auto g = l.model->make_generator(parse_quant(a.quant));
         if (!g) throw std::invalid_argument("model " + l.info.model + " has no cached inference path for --quant");
+        if (token_data) throw std::invalid_argument("--quant evaluates text, not token shards");
         rq = eval_cached(*g, toks, seq, l.tok->piece_bytes());
     }
     if (a.json) {
         nlohmann::json j = {{"model", l.info.model}, {"checkpoint", a.checkpoint}, {"data", a.data}, {"split", a.split},
-                            {"loss", r.loss}, {"ppl", r.ppl}, {"bpb", r.bpb}, {"windows", r.windows},
-                            {"tokens", r.tokens}, {"bytes", r.bytes}, {"seq", seq}};
+                            {"protocol", "full"}, {"loss", r.loss}, {"ppl", r.ppl}, {"bpb", r.bpb}, {"bpc", r.bpc},
+                            {"windows", r.windows}, {"tokens", r.tokens}, {"bytes", r.bytes}, {"chars", r.chars}, {"seq", seq}};
         if (rq) j["quant"] = {{"mode", a.quant}, {"loss", rq->loss}, {"ppl", rq->ppl}, {"bpb", rq->bpb}, {"loss_change", rq->loss - r.loss}};
         std::cout << j.dump() << "\n";
     } else {
-        fmt::print("{} on {} ({}): loss {:.4f} nats/token | ppl {:.3f} | {:.4f} bits/byte | {} windows x {} tokens\n",
-                   l.info.model, a.data, a.split, r.loss, r.ppl, r.bpb, r.windows, seq);
+        fmt::print("{} on {} ({}): loss {:.4f} nats/token | ppl {:.3f} | {:.4f} bits/byte | {:.4f} bits/char | {} windows x {} tokens\n",
+                   l.info.model, a.data, a.split, r.loss, r.ppl, r.bpb, r.bpc, r.windows, seq);
         if (rq)
             fmt::print("packed {} inference: loss {:.4f} | ppl {:.3f} | {:.4f} bits/byte | loss change {:+.5f} nats/token\n",
                        a.quant, rq->loss, rq->ppl, rq->bpb, rq->loss - r.loss);
@@ -536,8 +619,15 @@ int main(int argc, char** argv) {
     std::string models;
     for (auto& e : examples::registry()) models += "\n  " + e.name + ": " + e.description;
     tr->add_option("--model", ta.model, "variant to train:" + models)->capture_default_str();
-    tr->add_option("--data", ta.data, "training text (UTF-8, one story per line)");
-    tr->add_option("--val-data", ta.val_data, "validation text (default: the last 10% of --data, cut at a line break)");
+    tr->add_option("--data", ta.data, "training data: text (UTF-8, one story per line), a .bin token file or a directory of "
+                                      "token shards (flashlm tokenize)");
+    tr->add_option("--val-data", ta.val_data, "validation data, text or tokens (default: the last 10% of --data, cut at a "
+                                              "story boundary)");
+    tr->add_option("--tokenizer", ta.tokenizer, "tokenizer (.model, or a checkpoint's) instead of training one on the text "
+                                                "(default for token data: DIR/tokenizer.model beside it)")->check(CLI::ExistingFile);
+    tr->add_option("--sampling", ta.sampling, "training rows: windows (random offsets) | documents (start at a story, "
+                                              "packed with the following stories across end-of-text tokens, no padding)")
+        ->check(CLI::IsMember({"windows", "documents"}))->capture_default_str();
     auto* g = tr->add_option_group("length", "run length (one of)");
     g->add_option("--steps", ta.steps, "optimizer steps")->check(positive);
     g->add_option("--minutes", ta.minutes, "wall-clock budget in minutes (the LR schedule spans it)")->check(positive);
@@ -587,14 +677,35 @@ int main(int argc, char** argv) {
     EvalArgs ea;
     auto* ev = app.add_subcommand("eval", "mean next-token loss, perplexity and bits per byte over every window of a text");
     ev->add_option("--checkpoint", ea.checkpoint, "checkpoint (.safetensors)")->required()->check(CLI::ExistingFile);
-    ev->add_option("--data", ea.data, "text to evaluate")->required()->check(CLI::ExistingFile);
+    ev->add_option("--data", ea.data, "text to evaluate (or, with --protocol full, a .bin token file or shard directory)")
+        ->required()->check(CLI::ExistingPath);
+    ev->add_option("--protocol", ea.protocol, "full: every non-overlapping seq-token window of the whole stream | upstream: "
+                                              "eval_bpc.py's (stories > 50 chars among the first --stories lines, each cut to "
+                                              "seq+1 tokens, batch 1)")->check(CLI::IsMember({"full", "upstream"}))->capture_default_str();
+    ev->add_option("--stories", ea.stories, "lines read by --protocol upstream")->check(positive)->capture_default_str();
     ev->add_option("--split", ea.split, "all | val (last 10%, as train holds out) | train")->check(CLI::IsMember({"all", "val", "train"}))->capture_default_str();
     ev->add_option("--seq", ea.seq, "window length (default: the model's seq_len)")->check(positive);
     ev->add_option("--batch", ea.batch, "windows per forward pass")->check(positive)->capture_default_str();
     ev->add_option("--threads", ea.threads, "OpenMP threads (default: all cores)")->check(positive);
-    ev->add_flag("--json", ea.json, "print one JSON object");
+    ev->add_flag("--json", ea.json, "print one JSON object (loss, ppl, bpb, bpc, counts)");
     ev->add_option("--quant", ea.quant, "also evaluate packed inference: exact | int8 (reports the loss change)")
         ->check(CLI::IsMember({"none", "exact", "int8"}))->capture_default_str();
+
+    cli::TokenizeArgs za;
+    auto* tk = app.add_subcommand("tokenize", "encode text of any size into token shards (DIR/shard-NNNNN.bin, uint16 little-endian, "
+                                              "+ .docs index + .json sidecar) that train and eval read through mmap");
+    tk->add_option("--tokenizer", za.tokenizer, "SentencePiece .model (e.g. RUN/tokenizer.model) or a checkpoint")->required()->check(CLI::ExistingFile);
+    tk->add_option("--data", za.data, "text files, one document per line ('-' reads stdin)")->required();
+    tk->add_option("--out", za.out, "output directory")->required();
+    tk->add_option("--shard-tokens", za.shard_tokens, "tokens per shard at most (a document never straddles shards)")->check(positive)->capture_default_str();
+    tk->add_option("--threads", za.threads, "encoding threads (default: all cores)")->check(positive);
+
+    cli::PlotArgs pa;
+    auto* pl = app.add_subcommand("plot", "render RUN_DIR/metrics.jsonl (train loss, val loss) to a PNG with gnuplot");
+    pl->add_option("run", pa.run, "run directory (or a metrics.jsonl)")->required()->check(CLI::ExistingPath);
+    pl->add_option("--out", pa.out, "PNG to write (default RUN_DIR/loss.png)");
+    pl->add_option("--x", pa.x, "x axis: step | tokens | time")->check(CLI::IsMember({"step", "tokens", "time"}))->capture_default_str();
+    pl->add_flag("--log-y", pa.log_y, "logarithmic loss axis");
 
     GenArgs ga;
     auto* ge = app.add_subcommand("generate", "sample a continuation of a prompt");
@@ -648,7 +759,7 @@ int main(int argc, char** argv) {
     bool known = false;
     for (CLI::App* s : app.get_subcommands([](CLI::App*) { return true; })) known = known || s->check_name(argv[argc > 1 ? 1 : 0]);
     if (argc > 1 && argv[1][0] != '-' && !known) {
-        std::cerr << "error: unknown subcommand '" << argv[1] << "' (train, train-tokenizer, eval, generate, import, export; --help lists them)\n";
+        std::cerr << "error: unknown subcommand '" << argv[1] << "' (train, train-tokenizer, eval, generate, import, export, tokenize, plot; --help lists them)\n";
         return 109;
     }
     try {
@@ -666,6 +777,8 @@ int main(int argc, char** argv) {
         if (ge->parsed()) return cmd_generate(ga);
         if (im->parsed()) return examples::cmd_import(ia);
         if (ex->parsed()) return examples::cmd_export(xa);
+        if (tk->parsed()) return cli::cmd_tokenize(za);
+        if (pl->parsed()) return cli::cmd_plot(pa);
     } catch (const train::NonFiniteError& e) {
         if (rank == 0) std::cerr << "error: " << e.what() << "\n";
         return fail(3);

@@ -7,7 +7,7 @@
 # test compares against.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libeigen3-dev libxsimd-dev libcli11-dev nlohmann-json3-dev libfmt-dev
-      libsentencepiece-dev libicu-dev)
+      libsentencepiece-dev libicu-dev gnuplot-nox)
 if [[ "${1:-}" == "--test" ]]; then
   pkgs+=(doctest-dev libbenchmark-dev python3-torch python3-numpy libopenblas0-openmp libopenmpi-dev openmpi-bin
             clang libclang-rt-14-dev)

@@ -8,8 +8,8 @@ trap 'rm -rf "$work"' EXIT
 fails=0
 pass() { echo "PASS: $1"; }
 fail() { echo "FAIL: $1"; fails=$((fails + 1)); }
-# Per-step losses from a metrics.jsonl.
-losses() { sed -E 's/.*"loss":([^,]*).*/\1/' "$1"; }
+# Per-step training losses from a metrics.jsonl (evaluation lines carry val_loss instead and are skipped).
+losses() { sed -nE 's/.*"loss":([^,]*).*/\1/p' "$1"; }
 # expect_error NAME PATTERN CMD... : CMD must exit non-zero and print PATTERN on stderr.
 expect_error() {
   local name="$1" pat="$2"; shift 2

@@ -29,7 +29,7 @@ else fail "resume after NaN: $(tail -3 "$work/nan2.out")"; fi
 FLASHLM_INJECT_NAN_AT_STEP=5 "$bin" train "${common[@]}" --steps 8 --skip-nonfinite 1 --out "$work/skip" >"$work/skip.out" 2>&1
 rc=$?
 if [[ $rc -eq 0 ]] && grep -q "non-finite loss at step 5.*skipped" "$work/skip.out" && grep -q "finished at step 8" "$work/skip.out" &&
-   [[ $(wc -l < "$work/skip/metrics.jsonl") -eq 8 ]]; then
+   [[ $(losses "$work/skip/metrics.jsonl" | wc -l) -eq 8 ]]; then
   pass "--skip-nonfinite 1 skips step 5 and completes: $(grep skipped "$work/skip.out")"
 else fail "--skip-nonfinite 1: rc=$rc $(tail -5 "$work/skip.out")"; fi
 FLASHLM_INJECT_NAN_AT_STEP=5,6 "$bin" train "${common[@]}" --steps 8 --skip-nonfinite 1 --out "$work/skip2" >"$work/skip2.out" 2>"$work/skip2.err"

@@ -73,7 +73,8 @@ struct TrainOptions {
     uint64_t seed = 42;
     std::string checkpoint;        // path of the checkpoint to write
     std::string best_checkpoint;   // also written whenever the validation loss improves (empty: off)
-    std::string metrics;           // JSON-lines log of every step (empty: none)
+    std::string metrics;           // JSON-lines log of every step and evaluation (empty: none)
+    data::Sampling sampling = data::Sampling::windows;  // how training rows are drawn
 };
 
 struct TrainState {
@@ -99,12 +100,11 @@ struct TrainState {
 };
 
 struct Corpus {
-    const uint16_t* train = nullptr;
-    size_t train_n = 0;
-    const uint16_t* val = nullptr;
-    size_t val_n = 0;
+    const data::TokenStream* train = nullptr;  // with index_documents() done for Sampling::documents
+    const data::TokenStream* val = nullptr;
     const std::vector<int>* piece_bytes = nullptr;
     std::string tokenizer;  // serialized tokenizer, embedded in checkpoints
+    const std::vector<int>* piece_chars = nullptr;  // for bits per character (null: not reported)
 };
 
 // Synchronous data parallelism across processes (train/distributed.hpp implements it over MPI). Every
@@ -203,8 +203,7 @@ public:
             if (opt_.steps > 0) return double(state_.step) / double(opt_.steps);
             return now / opt_.budget_s;
         };
-        std::ofstream metrics;
-        if (!opt_.metrics.empty() && lead_) metrics.open(opt_.metrics, std::ios::app);
+        std::ofstream& metrics = metrics_out();
         if (dp_) {  // identical replicas from the start
             dp_->broadcast(model_.params().values(), model_.params().flat_size());
             dp_->broadcast(adam_.exp_avg().data(), model_.params().flat_size());
@@ -219,6 +218,7 @@ public:
         int64_t last_log_tokens = state_.tokens_seen;
         bool finished = false;
         while (true) {
+            const double step_t0 = elapsed();
             bool stop = stop_requested().load();
             const double now0 = agreed(elapsed(), &stop);
             if (opt_.steps > 0 ? state_.step >= opt_.steps : now0 >= opt_.budget_s) {
@@ -232,7 +232,7 @@ public:
             model_.params().zero_grad();
             double loss_sum = 0;
             for (int64_t a = 0; a < opt_.accum; ++a) {
-                data::sample_batch_rows(corpus_.train, corpus_.train_n, opt_.batch, opt_.seq, row0, row0 + rows, rng_, batch);
+                data::sample_batch_rows(*corpus_.train, opt_.batch, opt_.seq, row0, row0 + rows, rng_, batch, opt_.sampling);
                 tape.reset();
                 Tensor<T> loss = model_.loss(tape, batch.ids.data(), batch.targets.data(), rows, opt_.seq);
                 loss_sum += double(loss.data[0]);
@@ -274,7 +274,12 @@ public:
             state_.step += 1;
             state_.tokens_seen += opt_.batch * opt_.seq * opt_.accum;
             state_.elapsed_s = elapsed();
-            if (metrics) metrics << fmt::format("{{\"step\":{},\"loss\":{:.9g},\"lr\":{:.9g},\"grad_norm\":{:.9g}}}\n", state_.step, loss, lr, gnorm);
+            if (metrics.is_open())
+                metrics << fmt::format("{{\"step\":{},\"tokens\":{},\"loss\":{:.9g},\"lr\":{:.9g},\"grad_norm\":{:.9g},"
+                                       "\"tok_s\":{:.1f},\"wall_s\":{:.3f}}}\n",
+                                       state_.step, state_.tokens_seen, loss, lr, gnorm,
+                                       double(opt_.batch * opt_.seq * opt_.accum) / std::max(state_.elapsed_s - step_t0, 1e-9),
+                                       state_.elapsed_s);
 
             const double now = elapsed();
             if (lead_ && (state_.step % opt_.log_every == 0 || state_.step == 1)) {
@@ -302,9 +307,16 @@ public:
     }
 
     EvalResult run_eval() {
-        EvalResult r = evaluate(model_, corpus_.val, corpus_.val_n, opt_.seq, opt_.batch, *corpus_.piece_bytes, opt_.eval_windows);
+        static const std::vector<int> no_chars;
+        EvalResult r = evaluate(model_, *corpus_.val, opt_.seq, opt_.batch, *corpus_.piece_bytes,
+                                corpus_.piece_chars ? *corpus_.piece_chars : no_chars, opt_.eval_windows);
         log(fmt::format("eval  step {:>6} | val loss {:.4f} | ppl {:.2f} | bpb {:.4f} | {} windows | elapsed {}", state_.step,
                         r.loss, r.ppl, r.bpb, r.windows, format_duration(state_.elapsed_s)));
+        if (std::ofstream& m = metrics_out(); m.is_open())
+            m << fmt::format("{{\"step\":{},\"tokens\":{},\"val_loss\":{:.9g},\"val_ppl\":{:.9g},\"val_bpb\":{:.9g},"
+                             "\"val_bpc\":{:.9g},\"wall_s\":{:.3f}}}\n",
+                             state_.step, state_.tokens_seen, r.loss, r.ppl, r.bpb, r.bpc, state_.elapsed_s)
+              << std::flush;
         if (on_eval) on_eval(state_, r);
         if (r.loss < state_.best_val) {
             state_.best_val = r.loss;
@@ -331,6 +343,12 @@ public:
     }
 
 private:
+    // The metrics file, opened for appending on first use (rank 0 only); a closed stream when off.
+    std::ofstream& metrics_out() {
+        if (!metrics_.is_open() && !opt_.metrics.empty() && lead_) metrics_.open(opt_.metrics, std::ios::app);
+        return metrics_;
+    }
+
     void scale_grads(T s) {
         T* g = model_.params().grads();
         for (size_t i = 0; i < model_.params().flat_size(); ++i) g[i] *= s;
@@ -347,6 +365,7 @@ private:
     std::vector<int64_t> inject_nan_;  // FLASHLM_INJECT_NAN_AT_STEP test hook
     DataParallel<T>* dp_ = nullptr;
     bool lead_ = true;
+    std::ofstream metrics_;
 };
 
 }  // namespace flashlm::train
