@@ -623,8 +623,6 @@ int main(int argc, char** argv) {
                                       "token shards (flashlm tokenize)");
     tr->add_option("--val-data", ta.val_data, "validation data, text or tokens (default: the last 10% of --data, cut at a "
                                               "story boundary)");
-    tr->add_option("--tokenizer", ta.tokenizer, "tokenizer (.model, or a checkpoint's) instead of training one on the text "
-                                                "(default for token data: DIR/tokenizer.model beside it)")->check(CLI::ExistingFile);
     tr->add_option("--sampling", ta.sampling, "training rows: windows (random offsets) | documents (start at a story, "
                                               "packed with the following stories across end-of-text tokens, no padding)")
         ->check(CLI::IsMember({"windows", "documents"}))->capture_default_str();
@@ -636,7 +634,8 @@ int main(int argc, char** argv) {
     tr->add_option("--vocab", ta.vocab, "tokenizer vocabulary (default: the variant's, 10000 for bolt)")->check(positive);
     tr->add_option("--tokenizer", ta.tokenizer,
                    "use this tokenizer instead of training a SentencePiece BPE on --data: a tokenizer.json "
-                   "(byte-level BPE), a train-tokenizer output (.model or gpt2-remap JSON) or GPT-2 ranks")
+                   "(byte-level BPE), a train-tokenizer output (.model or gpt2-remap JSON), GPT-2 ranks or a checkpoint "
+                   "(default for token data: the tokenizer file beside it)")
         ->check(CLI::ExistingFile);
     tr->add_option("--batch", ta.batch, "sequences per micro-batch (default: upstream recipe)")->check(positive);
     tr->add_option("--accum", ta.accum, "micro-batches per optimizer step")->check(positive);
