@@ -201,6 +201,27 @@ private:
     nn::RMSNorm<T> final_norm_;
 };
 
+namespace detail {
+// o_proj reads value_dim = 288 inputs, not a whole number of packed blocks, and the kernels' ragged-input
+// entry points copy such an input into a fresh zero-padded buffer on every call. The generator keeps
+// that input zero-padded itself and calls the padded-input kernels, so a step allocates nothing.
+inline void ternary_matvec_padded(const kernels::PackedTernary& W, const float* x_padded, float* y) {
+    kernels::detail::F32Job job{};
+    job.planes = W.planes.data();
+    job.blocks = W.blocks();
+    job.M = 1;
+    job.ldx = W.cols_padded;
+    job.ldy = W.rows;
+    job.x = x_padded;
+    job.scale = W.scale;
+    job.y = y;
+    kernels::detail::run(job, W.rows, W.cols);
+}
+inline void ternary_matvec_int8_padded(const kernels::PackedTernary& W, const int8_t* xq_padded, float xs, float* y) {
+    kernels::detail::run_int8(W, xq_padded, &xs, 1, y);
+}
+}  // namespace detail
+
 // Cached generation, one token at a time: per block the three conv rings (last conv_size−1 inputs) and
 // the matrix state S [heads, dk, dv], advanced by the training op's own step (ops::gdn::step). The
 // state is never cropped: step t's logits equal a full forward over every token since reset(). Ternary
@@ -231,7 +252,9 @@ public:
         }
         x_.resize(size_t(D)), h_.resize(size_t(D)), t_.resize(size_t(D));
         raw_.resize(size_t(std::max(K, Vd))), q_.resize(size_t(K)), k_.resize(size_t(K)), v_.resize(size_t(Vd));
-        gate_.resize(size_t(Vd)), o_.resize(size_t(Vd)), delta_.resize(size_t(c_.head_v()));
+        // o_ and oq_ are o_proj's inputs, zero-padded to its packed width (the tails stay zero).
+        const int64_t Vp = blocks_.empty() ? Vd : blocks_[0].op.packed().cols_padded;
+        gate_.resize(size_t(Vd)), o_.assign(size_t(Vp), 0.0f), oq_.assign(size_t(Vp), 0), delta_.resize(size_t(c_.head_v()));
         gk_.resize(size_t(H)), beta_.resize(size_t(H));
         a_.resize(size_t(F)), b_.resize(size_t(F)), logits_.resize(size_t(c_.vocab_size));
         xq_.resize(size_t(std::max({D, Vd, F}))), hq_.resize(size_t(D));
@@ -270,7 +293,14 @@ public:
                                beta, dk, dv, c_.upstream_compat, delta_.data(), o_.data() + h * dv);
             }
             for (int64_t j = 0; j < Vd; ++j) o_[size_t(j)] *= ops::sigmoid_scalar(gate_[size_t(j)]);
-            b.op(o_.data(), t_.data(), quant_, xq_.data());
+            const kernels::PackedTernary& op = b.op.packed();
+            if (quant_ == Quant::exact) {
+                detail::ternary_matvec_padded(op, o_.data(), t_.data());
+            } else {
+                float xs = 0;
+                kernels::quantize_activations_int8(o_.data(), 1, Vd, oq_.data(), &xs);
+                detail::ternary_matvec_int8_padded(op, oq_.data(), xs, t_.data());
+            }
             for (int64_t c = 0; c < D; ++c) x_[size_t(c)] += t_[size_t(c)];
             nn::rmsnorm_vec(x_.data(), b.norm2, h_.data(), D, 1e-6f);
             xs_valid_ = false;
@@ -327,7 +357,7 @@ private:
     std::vector<Block> blocks_;
     nn::FrozenHeadInt8 head8_;
     std::vector<float> x_, h_, t_, raw_, q_, k_, v_, gate_, o_, delta_, gk_, beta_, a_, b_, logits_;
-    std::vector<int8_t> xq_, hq_;
+    std::vector<int8_t> xq_, hq_, oq_;
     float hs_ = 0;
     bool xs_valid_ = false;
 };

@@ -8,6 +8,7 @@
 #include <new>
 
 #include "examples/bolt.hpp"
+#include "examples/bolt_deltanet.hpp"
 #include "examples/cortex.hpp"
 #include "examples/cortex7.hpp"
 
@@ -153,5 +154,22 @@ TEST_CASE("cortex (v7): steady-state training steps (both modes) and cached gene
         examples::Cortex7<float> ee("cortex", c);
         ee.init(rng);
         CHECK(generation_allocs(*ee.make_generator(Quant::exact)) == 0);
+    }
+}
+
+TEST_CASE("bolt-deltanet: steady-state training steps (both prediction rules) and cached generation steps make no heap allocation") {
+    for (bool compat : {false, true}) {
+        examples::BoltDeltaNetConfig c;
+        c.vocab_size = 512, c.dim = 64, c.n_blocks = 2, c.num_heads = 2, c.glu_hidden = 128, c.seq_len = 64;
+        c.upstream_compat = compat;
+        examples::BoltDeltaNet<float> model("bolt-deltanet", c);
+        Rng rng(11);
+        model.init(rng);
+        CAPTURE(compat);
+        const auto counts = train_step_allocs(model, rng);
+        CHECK(counts[0] > 0);
+        CHECK(counts[2] == 0);
+        CHECK(counts[3] == 0);
+        for (Quant q : {Quant::exact, Quant::int8}) CHECK(generation_allocs(*model.make_generator(q)) == 0);
     }
 }

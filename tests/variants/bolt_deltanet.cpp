@@ -121,7 +121,8 @@ TEST_CASE("cached bolt-deltanet generation keeps the matrix state and equals a f
                     const float* z = gen->step(ids[size_t(t)]);
                     for (int64_t v = 0; v < V; ++v) worst = std::max(worst, double(std::abs(z[v] - full.data[t * V + v])));
                 }
-                MESSAGE(std::string(compat ? "compat " : "default ") + (q == Quant::exact ? "exact" : "int8") << " pass " << pass
+                const std::string mode = std::string(compat ? "compat " : "default ") + (q == Quant::exact ? "exact" : "int8");
+                MESSAGE(mode << " pass " << pass
                                                           << ": max |cached - full| " << worst << " (max |logit| "
                                                           << max_logit << ")");
                 if (q == Quant::exact) CHECK(worst <= 1e-4);
