@@ -75,7 +75,72 @@ struct Dims {
     int64_t thread_scratch() const { return (std::min(chunk, L) + 2) * mat() + 3 * dv; }
 };
 
+// Scratch of the chunked forward per thread: cumulative log decays (2·chunk), two chunk×chunk
+// matrices, a chunk×dv right-hand side and a chunk×dk scaled-key buffer.
+inline int64_t chunked_scratch(int64_t chunk, int64_t dk, int64_t dv) { return 2 * chunk + 2 * chunk * chunk + chunk * (dv + dk); }
+
+// One chunk of n ≤ chunk tokens for one head in the chunkwise-parallel form (Yang et al. 2024, WY/UT
+// representation). With G_r = Σ_{s≤r} g_s inside the chunk, G'_r = G_r (or G_{r−1} in compat mode),
+// S_0 the state entering the chunk and u_s = β_s δ_s, unrolling the recurrence gives
+//   δ_r + Σ_{s<r} e^{G'_r − G_s} (k_r·k_s) β_s δ_s = v_r − e^{G'_r} S_0ᵀ k_r      (unit lower-triangular)
+//   o_r = e^{G_r} S_0ᵀ q_r + Σ_{s≤r} e^{G_r − G_s} (q_r·k_s) u_s
+//   S_n = e^{G_n} S_0 + Σ_s e^{G_n − G_s} k_s u_sᵀ
+// i.e. δ = T (V − diag(e^{G'}) K S_0) with T = (I + L)^{-1} the UT transform of the chunk's strictly lower
+// L; it is applied by one triangular solve (TRSM) rather than formed. Every exponent is ≤ 0, so no
+// decay product over the chunk is ever divided by. Writes δ and o for the chunk, advances S in place.
+template <class T>
+void chunk_forward(T* S, const T* q, const T* k, const T* v, const T* g, const T* beta, int64_t n, int64_t H,
+                   int64_t dk, int64_t dv, bool compat, T* delta, T* o, T* scratch, int64_t chunk) {
+    using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    using CMap = Eigen::Map<const Mat, 0, Eigen::OuterStride<>>;
+    using WMap = Eigen::Map<Mat, 0, Eigen::OuterStride<>>;
+    using SMap = Eigen::Map<Mat>;
+    const CMap Q(q, n, dk, Eigen::OuterStride<>(H * dk)), K(k, n, dk, Eigen::OuterStride<>(H * dk));
+    const CMap V(v, n, dv, Eigen::OuterStride<>(H * dv));
+    WMap D(delta, n, dv, Eigen::OuterStride<>(H * dv)), O(o, n, dv, Eigen::OuterStride<>(H * dv));
+    SMap St(S, dk, dv);
+    T* G = scratch;
+    T* Gp = scratch + chunk;
+    SMap A(scratch + 2 * chunk, n, n), P(scratch + 2 * chunk + chunk * chunk, n, n);
+    SMap X(scratch + 2 * chunk + 2 * chunk * chunk, n, dv);
+    SMap Ks(scratch + 2 * chunk + 2 * chunk * chunk + chunk * dv, n, dk);
+    T acc = 0;
+    for (int64_t r = 0; r < n; ++r) {
+        Gp[r] = acc;  // G_{r−1}
+        acc += g[r * H];
+        G[r] = acc;
+        if (!compat) Gp[r] = acc;
+    }
+    // Right-hand side V − diag(e^{G'}) K S_0, then the unit lower-triangular system.
+    X.noalias() = K * St;
+    for (int64_t r = 0; r < n; ++r) X.row(r) = V.row(r) - std::exp(Gp[r]) * X.row(r);
+    A.noalias() = K * K.transpose();
+    for (int64_t r = 0; r < n; ++r)
+        for (int64_t c = 0; c < r; ++c) A(r, c) *= std::exp(Gp[r] - G[c]) * beta[c * H];
+    A.template triangularView<Eigen::UnitLower>().solveInPlace(X);
+    D = X;
+    for (int64_t r = 0; r < n; ++r) X.row(r) *= beta[r * H];  // U
+    // Outputs: inter-chunk part from S_0 plus the masked intra-chunk attention.
+    P.noalias() = Q * K.transpose();
+    for (int64_t r = 0; r < n; ++r) {
+        for (int64_t c = 0; c <= r; ++c) P(r, c) *= std::exp(G[r] - G[c]);
+        for (int64_t c = r + 1; c < n; ++c) P(r, c) = T(0);
+    }
+    O.noalias() = Q * St;
+    for (int64_t r = 0; r < n; ++r) O.row(r) *= std::exp(G[r]);
+    O.noalias() += P * X;
+    // State leaving the chunk.
+    const T Gn = G[n - 1];
+    for (int64_t r = 0; r < n; ++r) Ks.row(r) = std::exp(Gn - G[r]) * K.row(r);
+    St *= std::exp(Gn);
+    St.noalias() += Ks.transpose() * X;
+}
+
 }  // namespace gdn
+
+// Which forward the op runs. Both give the same δ, checkpoints and output (to round-off) and share the
+// BPTT backward; `chunked` is the chunkwise-parallel form (gdn::chunk_forward), `sequential` the token loop.
+enum class DeltaForm { sequential, chunked };
 
 template <class T>
 void gated_delta_rule_backward(Node<T>& n) {
@@ -178,7 +243,7 @@ void gated_delta_rule_backward(Node<T>& n) {
 template <class T>
 Tensor<T> gated_delta_rule(Tape<T>& tape, const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
                            const Tensor<T>& g, const Tensor<T>& beta, int64_t heads, bool upstream_compat = false,
-                           int64_t chunk = 64) {
+                           int64_t chunk = 64, DeltaForm form = DeltaForm::sequential) {
     FLASHLM_CHECK(q.shape.rank == 3 && k.shape == q.shape,
                   "gated_delta_rule: q " + q.shape.str() + " and k " + k.shape.str() + " must be the same [B, T, H*dk]");
     FLASHLM_CHECK(heads >= 1 && q.dim(2) % heads == 0 && v.shape.rank == 3 && v.dim(0) == q.dim(0) &&
@@ -197,20 +262,40 @@ Tensor<T> gated_delta_rule(Tape<T>& tape, const Tensor<T>& q, const Tensor<T>& k
     T* delta = tape.scratch(d.B * L * H * dv);
     T* ckpt = rec ? tape.scratch(d.B * H * nc * M + int64_t(max_threads()) * d.thread_scratch()) : nullptr;
     T* state = tape.scratch(d.B * H * M);
-    parallel_for(d.B * H, d.B * H * L * M * 3, [&](int64_t u0, int64_t u1) {
-        for (int64_t unit = u0; unit < u1; ++unit) {
-            const int64_t b = unit / H, h = unit % H;
-            T* S = state + unit * M;
-            std::fill(S, S + M, T(0));
-            for (int64_t t = 0; t < L; ++t) {
-                if (rec && t % chunk == 0) std::copy(S, S + M, ckpt + (unit * nc + t / chunk) * M);  // S entering the chunk
-                const int64_t r = b * L + t;
-                gdn::step(S, q.data + r * H * dk + h * dk, k.data + r * H * dk + h * dk, v.data + r * H * dv + h * dv,
-                          std::exp(g.data[r * H + h]), beta.data[r * H + h], dk, dv, upstream_compat,
-                          delta + r * H * dv + h * dv, o.data + r * H * dv + h * dv);
+    if (form == DeltaForm::chunked) {
+        const int64_t cs = gdn::chunked_scratch(chunk, dk, dv);
+        T* work = tape.scratch(int64_t(max_threads()) * cs);
+        parallel_for_tid(d.B * H, d.B * H * L * M * 3, [&](int64_t u0, int64_t u1, int tid) {
+            for (int64_t unit = u0; unit < u1; ++unit) {
+                const int64_t b = unit / H, h = unit % H;
+                T* S = state + unit * M;
+                std::fill(S, S + M, T(0));
+                for (int64_t c = 0; c < nc; ++c) {
+                    if (rec) std::copy(S, S + M, ckpt + (unit * nc + c) * M);
+                    const int64_t t0 = c * chunk, n = std::min(chunk, L - t0), r = b * L + t0;
+                    gdn::chunk_forward(S, q.data + r * H * dk + h * dk, k.data + r * H * dk + h * dk,
+                                       v.data + r * H * dv + h * dv, g.data + r * H + h, beta.data + r * H + h, n, H, dk,
+                                       dv, upstream_compat, delta + r * H * dv + h * dv, o.data + r * H * dv + h * dv,
+                                       work + int64_t(tid) * cs, chunk);
+                }
             }
-        }
-    });
+        });
+    } else {
+        parallel_for(d.B * H, d.B * H * L * M * 3, [&](int64_t u0, int64_t u1) {
+            for (int64_t unit = u0; unit < u1; ++unit) {
+                const int64_t b = unit / H, h = unit % H;
+                T* S = state + unit * M;
+                std::fill(S, S + M, T(0));
+                for (int64_t t = 0; t < L; ++t) {
+                    if (rec && t % chunk == 0) std::copy(S, S + M, ckpt + (unit * nc + t / chunk) * M);  // S entering the chunk
+                    const int64_t r = b * L + t;
+                    gdn::step(S, q.data + r * H * dk + h * dk, k.data + r * H * dk + h * dk, v.data + r * H * dv + h * dv,
+                              std::exp(g.data[r * H + h]), beta.data[r * H + h], dk, dv, upstream_compat,
+                              delta + r * H * dv + h * dv, o.data + r * H * dv + h * dv);
+                }
+            }
+        });
+    }
     if (o.grad) {
         auto& n = tape.record(&gated_delta_rule_backward<T>);
         n.in[0] = q;
