@@ -75,9 +75,9 @@ struct Dims {
     int64_t thread_scratch() const { return (std::min(chunk, L) + 2) * mat() + 3 * dv; }
 };
 
-// Scratch of the chunked forward per thread: cumulative log decays (2·chunk), two chunk×chunk
+// Scratch of the chunked forward per thread: cumulative log decays and β (3·chunk), two chunk×chunk
 // matrices, a chunk×dv right-hand side and a chunk×dk scaled-key buffer.
-inline int64_t chunked_scratch(int64_t chunk, int64_t dk, int64_t dv) { return 2 * chunk + 2 * chunk * chunk + chunk * (dv + dk); }
+inline int64_t chunked_scratch(int64_t chunk, int64_t dk, int64_t dv) { return 3 * chunk + 2 * chunk * chunk + chunk * (dv + dk); }
 
 // One chunk of n ≤ chunk tokens for one head in the chunkwise-parallel form (Yang et al. 2024, WY/UT
 // representation). With G_r = Σ_{s≤r} g_s inside the chunk, G'_r = G_r (or G_{r−1} in compat mode),
@@ -104,8 +104,10 @@ void chunk_forward(T* S, const T* q, const T* k, const T* v, const T* g, const T
     SMap A(scratch + 2 * chunk, n, n), P(scratch + 2 * chunk + chunk * chunk, n, n);
     SMap X(scratch + 2 * chunk + 2 * chunk * chunk, n, dv);
     SMap Ks(scratch + 2 * chunk + 2 * chunk * chunk + chunk * dv, n, dk);
+    T* Bc = scratch + 2 * chunk + 2 * chunk * chunk + chunk * (dv + dk);
     T acc = 0;
     for (int64_t r = 0; r < n; ++r) {
+        Bc[r] = beta[r * H];
         Gp[r] = acc;  // G_{r−1}
         acc += g[r * H];
         G[r] = acc;
@@ -115,16 +117,18 @@ void chunk_forward(T* S, const T* q, const T* k, const T* v, const T* g, const T
     X.noalias() = K * St;
     for (int64_t r = 0; r < n; ++r) X.row(r) = V.row(r) - std::exp(Gp[r]) * X.row(r);
     A.noalias() = K * K.transpose();
-    for (int64_t r = 0; r < n; ++r)
-        for (int64_t c = 0; c < r; ++c) A(r, c) *= std::exp(Gp[r] - G[c]) * beta[c * H];
+    const Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>> Gv(G, n);
+    const Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>> bcol(Bc, n);
+    for (int64_t r = 1; r < n; ++r)  // Eigen's vectorised exp: a chunk needs n² of them
+        A.row(r).head(r).array() *= (Gp[r] - Gv.head(r).array()).exp() * bcol.head(r).array();
     A.template triangularView<Eigen::UnitLower>().solveInPlace(X);
     D = X;
     for (int64_t r = 0; r < n; ++r) X.row(r) *= beta[r * H];  // U
     // Outputs: inter-chunk part from S_0 plus the masked intra-chunk attention.
     P.noalias() = Q * K.transpose();
     for (int64_t r = 0; r < n; ++r) {
-        for (int64_t c = 0; c <= r; ++c) P(r, c) *= std::exp(G[r] - G[c]);
-        for (int64_t c = r + 1; c < n; ++c) P(r, c) = T(0);
+        P.row(r).head(r + 1).array() *= (G[r] - Gv.head(r + 1).array()).exp();
+        P.row(r).tail(n - r - 1).setZero();
     }
     O.noalias() = Q * St;
     for (int64_t r = 0; r < n; ++r) O.row(r) *= std::exp(G[r]);
@@ -158,6 +162,10 @@ void gated_delta_rule_backward(Node<T>& n) {
     const T* ckpt = n.saved[1];                          // [B·H, chunks, dk·dv]: S before each chunk
     T* scratch = n.saved[1] + d.B * H * nc * M;          // per-thread
     const T* dO = n.out.grad;
+    using MatC = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+    using Mat = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+    using VecC = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>;
+    using Vec = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>;
     parallel_for_tid(d.B * H, d.B * H * L * M * 6, [&](int64_t u0, int64_t u1, int tid) {
         T* Sbuf = scratch + int64_t(tid) * d.thread_scratch();
         T* dS = Sbuf + (std::min(d.chunk, L) + 1) * M;
@@ -187,50 +195,26 @@ void gated_delta_rule_backward(Node<T>& n) {
                     const T cc = compat ? T(1) : a;
                     T* dqt = q.grad ? q.grad + r * H * dk + h * dk : nullptr;
                     T* dkt = k.grad ? k.grad + r * H * dk + h * dk : nullptr;
-                    std::fill(du, du + dv, T(0));
-                    T da = 0;
-                    for (int64_t i = 0; i < dk; ++i) {
-                        const T* Sci = Sc + i * dv;
-                        const T* Spi = Sp + i * dv;
-                        T* dSi = dS + i * dv;
-                        const T qi = qt[i], ki = kt[i];
-                        T aq = 0, ak = 0, aa = 0;
-                        for (int64_t j = 0; j < dv; ++j) {
-                            aq += Sci[j] * dot[j];
-                            dSi[j] += qi * dot[j];
-                            ak += dSi[j] * dt[j];
-                            du[j] += ki * dSi[j];
-                            aa += dSi[j] * Spi[j];
-                        }
-                        if (dqt) dqt[i] += aq;
-                        if (dkt) dkt[i] += bt * ak;  // dS u_t with u_t = β δ_t
-                        da += aa;
+                    // Eigen matrix-vector forms: its reductions are vectorised, the scalar loops' are not.
+                    const MatC SpM(Sp, dk, dv), ScM(Sc, dk, dv);
+                    Mat dSM(dS, dk, dv);
+                    const VecC qv(qt, dk), kv(kt, dk), dtv(dt, dv), dov(dot, dv);
+                    Vec duv(du, dv), dpv(dp, dv), skv(sk, dv);
+                    if (dqt) Vec(dqt, dk).noalias() += ScM * dov;
+                    dSM.noalias() += qv * dov.transpose();
+                    if (dkt) Vec(dkt, dk).noalias() += bt * (dSM * dtv);  // dS u_t with u_t = β δ_t
+                    duv.noalias() = dSM.transpose() * kv;
+                    T da = (dSM.array() * SpM.array()).sum();
+                    if (dbeta) dbeta[r * H + h] += duv.dot(dtv);
+                    if (v.grad) Vec(v.grad + r * H * dv + h * dv, dv) += bt * duv;
+                    dpv = -bt * duv;
+                    if (dkt) Vec(dkt, dk).noalias() += cc * (SpM * dpv);
+                    if (!compat) {
+                        skv.noalias() = SpM.transpose() * kv;
+                        da += dpv.dot(skv);
                     }
-                    T db = 0;
-                    for (int64_t j = 0; j < dv; ++j) {
-                        db += du[j] * dt[j];
-                        dp[j] = -bt * du[j];
-                        sk[j] = T(0);
-                    }
-                    if (v.grad) {
-                        T* dvt = v.grad + r * H * dv + h * dv;
-                        for (int64_t j = 0; j < dv; ++j) dvt[j] += bt * du[j];
-                    }
-                    if (dbeta) dbeta[r * H + h] += db;
-                    for (int64_t i = 0; i < dk; ++i) {
-                        const T* Spi = Sp + i * dv;
-                        T* dSi = dS + i * dv;
-                        const T ck = cc * kt[i];
-                        T as = 0;
-                        for (int64_t j = 0; j < dv; ++j) {
-                            as += Spi[j] * dp[j];
-                            sk[j] += kt[i] * Spi[j];
-                            dSi[j] = a * dSi[j] + ck * dp[j];
-                        }
-                        if (dkt) dkt[i] += cc * as;
-                    }
-                    if (!compat)
-                        for (int64_t j = 0; j < dv; ++j) da += dp[j] * sk[j];
+                    dSM *= a;
+                    dSM.noalias() += (cc * kv) * dpv.transpose();
                     if (g.grad) g.grad[r * H + h] += a * da;
                 }
             }
