@@ -107,6 +107,13 @@ std::vector<OpCase<T>> op_table() {
                                                       ops::sigmoid(tp, in[4]), 2, compat, 3);
                      },
                      {0, 1, 2, 3, 4}});
+    t.push_back({"gated_delta_rule_chunked",
+                 {Shape{2, 7, 6}, Shape{2, 7, 6}, Shape{2, 7, 8}, Shape{2, 7, 2}, Shape{2, 7, 2}},
+                 [](Tape<T>& tp, V& in) {
+                     return ops::gated_delta_rule(tp, in[0], in[1], in[2], ops::log_sigmoid(tp, in[3], 0.5),
+                                                  ops::sigmoid(tp, in[4]), 2, false, 3, ops::DeltaForm::chunked);
+                 },
+                 {0, 1, 2, 3, 4}});
     t.push_back({"l2_normalize", {Shape{3, 8}}, [](Tape<T>& tp, V& in) { return ops::l2_normalize(tp, in[0], 4); }, {0}});
     t.push_back({"log_sigmoid", {Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::log_sigmoid(tp, in[0], 1.0 / 16); }, {0}});
     return t;
