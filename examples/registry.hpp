@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "examples/bolt.hpp"
+#include "examples/bolt_deltanet.hpp"
 #include "examples/cortex.hpp"
 #include "examples/nova.hpp"
 #include "examples/cortex7.hpp"
@@ -129,6 +130,16 @@ inline const std::vector<ModelEntry>& registry() {
          [](int) { return thunderbolt_recipe(); },
          [](const nlohmann::json& c) {
              return std::make_unique<Thunderbolt<float>>("thunderbolt", ThunderboltConfig::from_json(c, {}));
+         }},
+        {"bolt-deltanet", "altpav TeenyLM Delta small: ternary (Q1) Gated DeltaNet (4 heads, matrix state) + GLU, D=192, 6 blocks, 5.04M params",
+         [](int cores) { return bolt_deltanet_recipe(cores, false); },
+         [](const nlohmann::json& c) {
+             return std::make_unique<BoltDeltaNet<float>>("bolt-deltanet", BoltDeltaNetConfig::from_json(c, BoltDeltaNetConfig::small()));
+         }},
+        {"bolt-deltanet-large", "altpav TeenyLM Delta large: D=384, 8 blocks, 6 heads, GLU 1024, 20.44M params",
+         [](int cores) { return bolt_deltanet_recipe(cores, true); },
+         [](const nlohmann::json& c) {
+             return std::make_unique<BoltDeltaNet<float>>("bolt-deltanet-large", BoltDeltaNetConfig::from_json(c, BoltDeltaNetConfig::large()));
          }},
     };
     return r;

@@ -13,6 +13,7 @@
 #include "examples/cortex7.hpp"
 #include "examples/thunderbolt.hpp"
 #include "examples/v3.hpp"
+#include "examples/bolt_deltanet.hpp"
 
 extern "C" {
 void* __libc_malloc(size_t);
@@ -217,5 +218,22 @@ TEST_CASE("v3: a steady-state training step and cached generation steps make no 
     for (Quant q : {Quant::exact, Quant::int8}) {
         CAPTURE(int(q));
         CHECK(generation_allocs(*model.make_generator(q)) == 0);
+    }
+}
+
+TEST_CASE("bolt-deltanet: steady-state training steps (both prediction rules) and cached generation steps make no heap allocation") {
+    for (bool compat : {false, true}) {
+        examples::BoltDeltaNetConfig c;
+        c.vocab_size = 512, c.dim = 64, c.n_blocks = 2, c.num_heads = 2, c.glu_hidden = 128, c.seq_len = 64;
+        c.upstream_compat = compat;
+        examples::BoltDeltaNet<float> model("bolt-deltanet", c);
+        Rng rng(11);
+        model.init(rng);
+        CAPTURE(compat);
+        const auto counts = train_step_allocs(model, rng);
+        CHECK(counts[0] > 0);
+        CHECK(counts[2] == 0);
+        CHECK(counts[3] == 0);
+        for (Quant q : {Quant::exact, Quant::int8}) CHECK(generation_allocs(*model.make_generator(q)) == 0);
     }
 }

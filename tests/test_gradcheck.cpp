@@ -25,6 +25,9 @@
 #include <flashlm/ops/token_shift.hpp>
 #include <flashlm/ops/bitlinear_threshold.hpp>
 #include <flashlm/ops/relu2_glu.hpp>
+#include <flashlm/ops/gated_delta_rule.hpp>
+#include <flashlm/ops/l2_normalize.hpp>
+#include <flashlm/ops/log_sigmoid.hpp>
 
 using namespace flashlm;
 
@@ -167,6 +170,25 @@ std::vector<OpCase<T>> op_table() {
                  {0, 1},
                  true,
                  [](const double* w, double* out, int64_t n) { ops::quantize_threshold(w, out, n); }});
+    // Gated DeltaNet (bolt-deltanet): B 2, T 7, 2 heads of dk 3 / dv 4; chunk 3 makes the backward
+    // recompute the states from checkpoints across chunk edges. Decay and β go through their ops.
+    for (bool compat : {false, true})
+        t.push_back({compat ? "gated_delta_rule_upstream_compat" : "gated_delta_rule",
+                     {Shape{2, 7, 6}, Shape{2, 7, 6}, Shape{2, 7, 8}, Shape{2, 7, 2}, Shape{2, 7, 2}},
+                     [compat](Tape<T>& tp, V& in) {
+                         return ops::gated_delta_rule(tp, in[0], in[1], in[2], ops::log_sigmoid(tp, in[3], 0.5),
+                                                      ops::sigmoid(tp, in[4]), 2, compat, 3);
+                     },
+                     {0, 1, 2, 3, 4}});
+    t.push_back({"gated_delta_rule_chunked",
+                 {Shape{2, 7, 6}, Shape{2, 7, 6}, Shape{2, 7, 8}, Shape{2, 7, 2}, Shape{2, 7, 2}},
+                 [](Tape<T>& tp, V& in) {
+                     return ops::gated_delta_rule(tp, in[0], in[1], in[2], ops::log_sigmoid(tp, in[3], 0.5),
+                                                  ops::sigmoid(tp, in[4]), 2, false, 3, ops::DeltaForm::chunked);
+                 },
+                 {0, 1, 2, 3, 4}});
+    t.push_back({"l2_normalize", {Shape{3, 8}}, [](Tape<T>& tp, V& in) { return ops::l2_normalize(tp, in[0], 4); }, {0}});
+    t.push_back({"log_sigmoid", {Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::log_sigmoid(tp, in[0], 1.0 / 16); }, {0}});
     return t;
 }
 

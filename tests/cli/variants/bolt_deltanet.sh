@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# altpav TeenyLM Delta (--model bolt-deltanet): 30 training steps on tinystories-c lower the loss; cached
+# generation (matrix state kept) == --no-cache; --upstream-compat (the fork's undecayed prediction) trains
+# and generates, cached == --no-cache too.
+source "$(dirname "$0")/../common.sh"
+common=(--model bolt-deltanet --data "$data" --seq 64 --batch 4 --accum 1 --threads 1 --log-every 10)
+
+"$bin" train "${common[@]}" --steps 30 --out "$work/d" > "$work/d.log" 2>&1 || fail "bolt-deltanet train 30 steps: $(tail -5 "$work/d.log")"
+first=$(losses "$work/d/metrics.jsonl" | head -5 | awk '{s+=$1} END {print s/NR}')
+last=$(losses "$work/d/metrics.jsonl" | tail -5 | awk '{s+=$1} END {print s/NR}')
+awk -v f="$first" -v l="$last" 'BEGIN {exit !(l <= f - 2.0)}' && pass "bolt-deltanet loss falls by >= 2.0: first5 $first -> last5 $last" ||
+  fail "bolt-deltanet loss did not fall by 2.0: $first -> $last"
+
+for run in d u; do
+  if [[ $run == u ]]; then
+    "$bin" train "${common[@]}" --steps 5 --upstream-compat --out "$work/u" > "$work/u.log" 2>&1 ||
+      fail "bolt-deltanet --upstream-compat train: $(tail -5 "$work/u.log")"
+    grep -q '"upstream_compat":true' <(python3 -c "
+import json, struct, sys
+f = open(sys.argv[1], 'rb'); n = struct.unpack('<Q', f.read(8))[0]
+print(json.loads(f.read(n))['__metadata__']['config'].replace(' ', ''))" "$work/u/checkpoint.safetensors") &&
+      pass "checkpoint config carries upstream_compat" || fail "checkpoint config lacks upstream_compat"
+  fi
+  ck="$work/$run/checkpoint.safetensors"
+  "$bin" generate --checkpoint "$ck" --prompt "Once upon a time" --tokens 24 --seed 1 --threads 1 > "$work/g1" 2>"$work/err" || fail "bolt-deltanet generate ($run): $(cat "$work/err")"
+  "$bin" generate --checkpoint "$ck" --prompt "Once upon a time" --tokens 24 --seed 1 --threads 1 --no-cache > "$work/g2" 2>&1
+  [[ $(wc -c < "$work/g1") -gt 20 ]] && cmp -s "$work/g1" "$work/g2" &&
+    pass "bolt-deltanet generate ($run, cached == recompute): $(head -c 120 "$work/g1")" ||
+    fail "bolt-deltanet generate ($run): $(cat "$work/g1") | no-cache: $(cat "$work/g2")"
+done
+finish
