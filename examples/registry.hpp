@@ -57,6 +57,22 @@ inline Recipe nova_recipe() {
     return rc;
 }
 
+// `flashlm import` of a bare state dict for the variants without their own inference: the vocabulary and
+// width from the embedding and the depth from the block count; other sizes come from the variant's
+// defaults, the file's config metadata or --config (docs/import-export.md).
+inline std::function<nlohmann::json(const io::TensorShapes&)> infer_from_embedding(std::string embedding,
+                                                                                  std::string width_key,
+                                                                                  std::string depth_key) {
+    return [=](const io::TensorShapes& s) {
+        nlohmann::json j = nlohmann::json::object();
+        if (auto v = io::dim_of(s, embedding, 0)) j["vocab_size"] = *v;
+        if (auto d = io::dim_of(s, embedding, 1)) j[width_key] = *d;
+        if (!depth_key.empty())
+            if (int64_t n = io::count_indexed(s, "blocks.")) j[depth_key] = n;
+        return j;
+    };
+}
+
 inline const std::vector<ModelEntry>& registry() {
     static const std::vector<ModelEntry> r = {
         {"bolt", "v4 Bolt small: gated causal conv k=8, ternary (Q1), D=192, 6 blocks, 4.36M params",
@@ -103,7 +119,8 @@ inline const std::vector<ModelEntry>& registry() {
              rc.warmup = 200, rc.batch = 4, rc.accum = 8, rc.seq = 256, rc.vocab = 50257;
              return rc;
          },
-         [](const nlohmann::json& c) { return std::make_unique<V3<float>>("v3", V3Config::from_json(c, V3Config{})); }},
+         [](const nlohmann::json& c) { return std::make_unique<V3<float>>("v3", V3Config::from_json(c, V3Config{})); },
+         infer_from_embedding("embedding.weight", "d_model", "")},
         {"cortex3", "v7.1 CORTEX-III: gated causal conv k=15 + SwiGLU, float, D=256, 6 layers, 4.61M params",
          [](int) { return cortex_recipe(); },
          [](const nlohmann::json& c) {
@@ -119,7 +136,9 @@ inline const std::vector<ModelEntry>& registry() {
          {"blocks.*.decay_mask"}},
         {"nova", "v5.2 Nova-Ignition as shipped: causal MHA + RoPE, GeGLU FFN, float, D=256, 6 layers, 4.99M params",
          [](int) { return nova_recipe(); },
-         [](const nlohmann::json& c) { return std::make_unique<Nova<float>>("nova", NovaConfig::from_json(c, NovaConfig{})); }},
+         [](const nlohmann::json& c) { return std::make_unique<Nova<float>>("nova", NovaConfig::from_json(c, NovaConfig{})); },
+         infer_from_embedding("embed.weight", "d_model", "n_layers"),
+         {"blocks.*.attn.rotary.inv_freq"}},
         {"cortex", "v7 CORTEX: ternary (Q2) simplified RWKV time mix (decayed cumsum) + early-exit heads, D=256, 6 layers, 7.12M params",
          [](int) { return cortex7_recipe(); },
          [](const nlohmann::json& c) {
@@ -130,17 +149,20 @@ inline const std::vector<ModelEntry>& registry() {
          [](int) { return thunderbolt_recipe(); },
          [](const nlohmann::json& c) {
              return std::make_unique<Thunderbolt<float>>("thunderbolt", ThunderboltConfig::from_json(c, {}));
-         }},
+         },
+         infer_from_embedding("embed.weight", "d_model", "n_layers")},
         {"bolt-deltanet", "altpav TeenyLM Delta small: ternary (Q1) Gated DeltaNet (4 heads, matrix state) + GLU, D=192, 6 blocks, 5.04M params",
          [](int cores) { return bolt_deltanet_recipe(cores, false); },
          [](const nlohmann::json& c) {
              return std::make_unique<BoltDeltaNet<float>>("bolt-deltanet", BoltDeltaNetConfig::from_json(c, BoltDeltaNetConfig::small()));
-         }},
+         },
+         infer_from_embedding("embedding.weight", "dim", "n_blocks")},
         {"bolt-deltanet-large", "altpav TeenyLM Delta large: D=384, 8 blocks, 6 heads, GLU 1024, 20.44M params",
          [](int cores) { return bolt_deltanet_recipe(cores, true); },
          [](const nlohmann::json& c) {
              return std::make_unique<BoltDeltaNet<float>>("bolt-deltanet-large", BoltDeltaNetConfig::from_json(c, BoltDeltaNetConfig::large()));
-         }},
+         },
+         infer_from_embedding("embedding.weight", "dim", "n_blocks")},
     };
     return r;
 }
