@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "examples/v3.hpp"
+#include "tests/generation_check.hpp"
 #include "tests/parity_harness.hpp"
 
 using namespace flashlm;
@@ -38,34 +39,14 @@ TEST_CASE("cached v3 generation equals a full forward over the window") {
     for (auto& t : ids) t = int32_t(rng.below(300));
     auto gen = model.make_generator(Quant::exact);
     REQUIRE(gen);
-    Tape<float> tape;
-    NoGradGuard<float> ng(tape);
-    double worst = 0, max_logit = 0;
-    for (size_t t = 0; t < ids.size(); ++t) {
-        const float* z = gen->step(ids[t]);
-        if (t % 7 != 6 && t + 1 != ids.size()) continue;  // every 7th step and the last: full forwards are O(T)
-        const int64_t L = std::min<int64_t>(int64_t(t) + 1, c.seq_len);
-        tape.reset();
-        Tensor<float> full = model.logits(tape, ids.data() + t + 1 - size_t(L), 1, L);
-        const float* zf = full.data + (L - 1) * c.vocab_size;
-        for (int64_t v = 0; v < c.vocab_size; ++v) {
-            worst = std::max(worst, double(std::abs(z[v] - zf[v])));
-            max_logit = std::max(max_logit, double(std::abs(zf[v])));
-        }
-    }
+    const testing::WindowDiff d = testing::cached_vs_window(model, *gen, ids, c.seq_len, 7);
+    const double worst = d.worst, max_logit = d.max_logit;
     MESSAGE("v3: worst |cached - full| over 460 tokens: " << worst << " (max |logit| " << max_logit << ")");
     CHECK(max_logit > 0.1);
     CHECK(worst <= 1e-4);
 
     auto g8 = model.make_generator(Quant::int8);
-    gen->reset();
-    double diff8 = 0;
-    for (size_t t = 0; t < 50; ++t) {
-        const float* ze = gen->step(ids[t]);
-        std::vector<float> e(ze, ze + c.vocab_size);
-        const float* zi = g8->step(ids[t]);
-        for (int64_t v = 0; v < c.vocab_size; ++v) diff8 = std::max(diff8, double(std::abs(zi[v] - e[size_t(v)])));
-    }
+    const double diff8 = testing::int8_vs_exact(*gen, *g8, ids, 50);
     MESSAGE("v3 int8 vs exact worst logit difference over 50 tokens: " << diff8);
     CHECK(diff8 > 0);
     CHECK(diff8 < 0.05 * max_logit + 0.05);
