@@ -105,12 +105,13 @@ struct Cortex7Config {
 };
 
 // v7 recipe (VARIANTS.md §9): AdamW 3e-3, betas (0.9, 0.95), wd 0.01, batch 16 × accum 2, seq 256,
-// 200 warm-up steps, floor 3e-4, clip 1.0, vocab 4096. Upstream's cyclic cosine (500-step cycles, peak
-// ×0.9 per cycle) is not in the trainer: flashlm runs one cosine from 3e-3 to the 3e-4 floor.
+// 200 warm-up steps, then upstream's cyclic cosine (500-step cycles, peak ×0.9 per cycle, floor 3e-4),
+// clip 1.0, vocab 4096.
 inline Recipe cortex7_recipe() {
     Recipe rc;
     rc.lr = 3e-3, rc.min_lr = 3e-4, rc.weight_decay = 0.01, rc.beta1 = 0.9, rc.beta2 = 0.95, rc.clip = 1.0;
     rc.warmup = 200, rc.batch = 16, rc.accum = 2, rc.seq = 256, rc.vocab = 4096;
+    rc.lr_cycle = 500, rc.lr_cycle_decay = 0.9;  // upstream's cyclic cosine
     return rc;
 }
 

@@ -110,7 +110,8 @@ Loaded load_model(const std::string& path) {
 struct TrainArgs {
     std::string model = "bolt", data, val_data, out = "runs/bolt", resume, metrics;
     std::string tokenizer, sampling = "windows";
-    double minutes = 0, hours = 0, lr = 0, eval_every_minutes = 0;
+    double minutes = 0, hours = 0, lr = 0, eval_every_minutes = 0, lr_cycle_decay = 0;
+    int64_t lr_cycle = -1;
     int64_t steps = 0, vocab = 0, batch = 0, seq = 0, accum = 0, warmup = -1, eval_every = 0, stop_after = 0,
             log_every = 10, eval_windows = 200, save_every = 0, skip_nonfinite = 0;
     int threads = 0;
@@ -278,6 +279,8 @@ int cmd_train(const TrainArgs& a) {
     o.weight_decay = rc.weight_decay;
     o.beta1 = rc.beta1, o.beta2 = rc.beta2, o.clip = rc.clip;
     o.warmup = a.warmup >= 0 ? a.warmup : rc.warmup;
+    o.lr_cycle = a.lr_cycle >= 0 ? a.lr_cycle : rc.lr_cycle;
+    o.lr_cycle_decay = a.lr_cycle_decay > 0 ? a.lr_cycle_decay : rc.lr_cycle_decay;
     if (o.steps > 0 && o.warmup > o.steps / 5) {
         if (lead) fmt::print("note: warm-up of {} steps shortened to {} (a fifth of the {}-step run)\n", o.warmup, o.steps / 5, o.steps);
         o.warmup = o.steps / 5;
@@ -641,7 +644,12 @@ int main(int argc, char** argv) {
     tr->add_option("--accum", ta.accum, "micro-batches per optimizer step")->check(positive);
     tr->add_option("--seq", ta.seq, "sequence length (default: the variant's)")->check(positive);
     tr->add_option("--lr", ta.lr, "peak learning rate (default: upstream recipe)")->check(positive);
-    tr->add_option("--warmup", ta.warmup, "warm-up steps (default 500)")->check(non_negative);
+    tr->add_option("--warmup", ta.warmup, "warm-up steps (default: upstream recipe)")->check(non_negative);
+    tr->add_option("--lr-cycle", ta.lr_cycle,
+                   "restart the cosine every N steps after warm-up, 0 = one cosine over the run (default: upstream recipe)")
+        ->check(non_negative);
+    tr->add_option("--lr-cycle-decay", ta.lr_cycle_decay, "each restart's peak relative to the previous one (default: recipe)")
+        ->check(positive);
     tr->add_option("--threads", ta.threads, "OpenMP threads (default: all cores)")->check(positive);
     tr->add_option("--seed", ta.seed, "seed for init and batch sampling")->capture_default_str();
     tr->add_option("--out", ta.out, "output folder (checkpoint, tokenizer, token cache, metrics)")->capture_default_str();

@@ -213,3 +213,26 @@ TEST_CASE("cached CORTEX-VI generation equals a full forward over the whole pref
     examples::Cortex<float> compat("cortex6", c);
     CHECK(compat.make_generator(Quant::exact) == nullptr);
 }
+
+TEST_CASE("lr schedule: warm-up, one cosine over the run, and cosine with warm restarts") {
+    optim::WarmupCosine s;
+    s.peak = 3e-3, s.floor = 3e-4, s.warmup_steps = 200;
+    CHECK(s.at(0, 0.0) == 0.0);
+    CHECK(s.at(100, 0.0) == doctest::Approx(1.5e-3));
+    // one cosine: peak at the end of warm-up, floor at the end of the run, midpoint halfway between
+    s.warmup_progress = 0.2;
+    CHECK(s.at(200, 0.2) == doctest::Approx(3e-3));
+    CHECK(s.at(600, 0.6) == doctest::Approx(1.65e-3));
+    CHECK(s.at(1000, 1.0) == doctest::Approx(3e-4));
+    // v7's cyclic cosine: 500-step cycles, each peak ×0.9; progress no longer matters
+    s.cycle_steps = 500, s.cycle_decay = 0.9;
+    CHECK(s.at(200, 0.9) == doctest::Approx(3e-3));
+    CHECK(s.at(450, 0.1) == doctest::Approx(1.65e-3));
+    CHECK(s.at(699, 0.5) == doctest::Approx(3e-4).epsilon(1e-3));
+    CHECK(s.at(700, 0.5) == doctest::Approx(2.7e-3));
+    CHECK(s.at(1200, 0.5) == doctest::Approx(2.43e-3));
+    CHECK(s.at(950, 0.5) == doctest::Approx(0.5 * (2.7e-3 + 3e-4)));
+    // a peak decayed below the floor stays at the floor instead of rising towards it
+    s.cycle_decay = 0.01;
+    CHECK(s.at(1200, 0.5) == doctest::Approx(3e-4));
+}

@@ -16,6 +16,8 @@ namespace flashlm {
 struct Recipe {
     double lr = 4e-3, min_lr = 1e-5, weight_decay = 0.01, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, clip = 1.0;
     int64_t warmup = 500, batch = 8, accum = 1, seq = 256, vocab = 10000;
+    int64_t lr_cycle = 0;        // steps per cosine restart (0: one cosine over the run)
+    double lr_cycle_decay = 1.0;  // each restart's peak relative to the previous one
 };
 
 template <class T>

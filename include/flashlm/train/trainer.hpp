@@ -64,6 +64,8 @@ struct TrainOptions {
     int64_t batch = 8, seq = 256, accum = 1;
     double lr = 4e-3, min_lr = 1e-5, weight_decay = 0.01, beta1 = 0.9, beta2 = 0.95, clip = 1.0;
     int64_t warmup = 500;
+    int64_t lr_cycle = 0;          // steps per cosine restart (0: one cosine over the run)
+    double lr_cycle_decay = 1.0;
     int64_t eval_every = 0;        // steps between evaluations (0: off)
     double eval_every_s = 0;       // seconds between evaluations (0: off)
     int64_t eval_windows = 200;    // validation windows per in-training evaluation
@@ -147,6 +149,8 @@ public:
         sched_.peak = opt_.lr;
         sched_.floor = opt_.min_lr;
         sched_.warmup_steps = opt_.warmup;
+        sched_.cycle_steps = opt_.lr_cycle;
+        sched_.cycle_decay = opt_.lr_cycle_decay;
         if (opt_.steps > 0) sched_.warmup_progress = std::min(1.0, double(opt_.warmup) / double(opt_.steps));
         state_.rng = rng_.state();
         inject_nan_ = inject_nan_steps_from_env();
