@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --test
 scripts/build.sh -DFLASHLM_BUILD_TESTS=ON -DFLASHLM_BUILD_BENCH=ON
-cd build && ctest --output-on-failure --timeout 1200
+cd build && ctest --output-on-failure --timeout 1200 -j"$(nproc)"
