@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
-# flashlm vs PyTorch on one Bolt-small training step (forward, cross-entropy, backward, clip 1.0, AdamW
-# lr 4e-3 betas (0.9, 0.95) wd 0.01) at b16 x 256, with 1 and 2 threads. Each measurement is its own
-# process (bench_train_step_cli / bench/torch_train_step.py), so peak RSS and page faults are its own;
-# the two alternate, and swap who goes first every round, so drift on this shared machine hits both.
-# usage: bench/compare_pytorch.sh [--large] [--rounds N] [--steps N] [--warmup N] [--threads "1 2"]
-#   --large   also run b64 x 256
+# flashlm vs PyTorch, one training step (forward, the variant's loss, backward, clip, AdamW with the
+# variant's upstream recipe) on random tokens. The PyTorch side is the variant's definition in
+# tests/parity/ built from the config flashlm prints, so both run the same model. Each measurement is its
+# own process (bench_train_step_cli / bench/torch_train_step.py), so peak RSS and page faults are its own;
+# the two alternate, and swap who goes first every round, so drift on this shared machine hits both. The
+# FP32 FMA peak is measured in the same run (before and after; the best counts), for "% of peak".
+# usage: bench/compare_pytorch.sh [--models "bolt cortex6"] [--large] [--all] [--rounds N] [--steps N]
+#                                 [--warmup N] [--threads "1 2"]
+#   --large   also run b64 x 256 for --models
+#   --all     also every other variant at b16 x 256 with 2 threads (the issue's table)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=3 steps=4 warmup=2 threads="1 2" configs="16x256"
+rounds=3 steps=4 warmup=2 threads="1 2" configs="16x256" models="bolt cortex6" all=0
 while (($#)); do
   case "$1" in
+    --models) models=$2; shift 2 ;;
     --large) configs="16x256 64x256"; shift ;;
+    --all) all=1; shift ;;
     --rounds) rounds=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
     --warmup) warmup=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
-    *) echo "usage: $0 [--large] [--rounds N] [--steps N] [--warmup N] [--threads \"1 2\"]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--models \"A B\"] [--large] [--all] [--rounds N] [--steps N] [--warmup N] [--threads \"1 2\"]" >&2
+       exit 2 ;;
   esac
 done
 # The arena is sized by the first step and folded into one block at the second, whose fresh pages then
@@ -34,40 +41,65 @@ torch=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE LD_LIBRARY_PATH=/usr/lib/x86
 core=$(OPENBLAS_VERBOSE=2 "${torch[@]}" --blas-probe 2>&1 | grep -m1 -o 'Core: .*' || true)
 echo "PyTorch BLAS: OpenBLAS ${core:-kernel not reported (OpenBLAS not loaded?)}"
 
-out=$(mktemp --suffix=.jsonl)
-trap 'rm -f "$out"' EXIT
-echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)  (2 cores, shared)"
-for cfg in $configs; do
-  b=${cfg%x*} s=${cfg#*x}
-  for r in $(seq 1 "$rounds"); do
-    for t in $threads; do
-      args=(--batch "$b" --seq "$s" --threads "$t" --steps "$steps" --warmup "$warmup")
-      run_flashlm() { "$build/bin/bench_train_step_cli" "${args[@]}"; }
-      run_torch() { "${torch[@]}" "${args[@]}"; }
-      if ((r % 2)); then order="run_flashlm run_torch"; else order="run_torch run_flashlm"; fi
-      for f in $order; do
-        line=$($f)
+work=$(mktemp -d)
+out="$work/rows.jsonl"
+trap 'rm -rf "$work"' EXIT
+cli="$build/bin/bench_train_step_cli"
+all_threads=$(echo "$threads 2" | tr ' ' '\n' | sort -un | tr '\n' ' ')
+peak() { for t in $all_threads; do "$cli" --peak --threads "$t" >>"$out"; done; }
+# jobs: MODEL CONFIG THREADS
+jobs=()
+for m in $models; do for cfg in $configs; do for t in $threads; do jobs+=("$m $cfg $t"); done; done; done
+if ((all)); then
+  for m in $("$cli" --model '?' 2>&1 | sed -nE 's/.*known: (.*)\)$/\1/p' | tr -d ','); do
+    [[ " $models " == *" $m "* ]] || jobs+=("$m 16x256 2")
+  done
+fi
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)  ($(nproc) cores, shared)"
+peak
+for r in $(seq 1 "$rounds"); do
+  for job in "${jobs[@]}"; do
+    read -r m cfg t <<<"$job"
+    b=${cfg%x*} s=${cfg#*x}
+    spec="$work/spec_${m}_$s.json"
+    [[ -f "$spec" ]] || "$cli" --model "$m" --seq "$s" --print-config >"$spec"
+    args=(--batch "$b" --seq "$s" --threads "$t" --steps "$steps" --warmup "$warmup")
+    run_flashlm() { "$cli" --model "$m" "${args[@]}"; }
+    run_torch() { "${torch[@]}" --spec "$spec" "${args[@]}"; }
+    if ((r % 2)); then order="run_flashlm run_torch"; else order="run_torch run_flashlm"; fi
+    for f in $order; do
+      if line=$($f); then
         echo "  round $r: $line" >&2
         echo "$line" >>"$out"
-      done
+      else
+        echo "  round $r: $f failed for $m $cfg t=$t" >&2
+      fi
     done
   done
 done
+peak
 echo "load after:  $(cut -d' ' -f1-3 /proc/loadavg)"
 
 /usr/bin/python3 - "$out" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+peak = {}
+for r in rows:
+    if r["impl"] == "peak":
+        peak[r["threads"]] = max(peak.get(r["threads"], 0), r["gflop_s"])
+rows = [r for r in rows if r["impl"] != "peak"]
+print("measured FP32 FMA peak (best of the runs before and after): "
+      + ", ".join(f"{t} thread{'s' if t > 1 else ''} {g:,.0f} GFLOP/s" for t, g in sorted(peak.items())))
 # A run whose process got under 90% of `threads` CPUs shared its cores with other work; with OpenMP
 # barriers that can cost several x, so the table uses uncontended rounds when there are any.
 clean = lambda r: r["cpu_util"] >= 0.9 * r["threads"]
 groups = {}
 for r in rows:
-    groups.setdefault((r["batch"], r["seq"], r["threads"]), {}).setdefault(r["impl"], []).append(r)
+    groups.setdefault((r["model"], r["batch"], r["seq"], r["threads"]), {}).setdefault(r["impl"], []).append(r)
 print()
-print(f"{'config':>8} {'thr':>3} | {'flashlm tok/s':>13} {'pytorch tok/s':>13} {'ratio':>6} {'(min-max)':>11} | "
-      f"{'RSS MB fl/pt':>13} | {'minflt/step fl/pt':>17}")
-for (b, s, t), g in sorted(groups.items()):
+print(f"{'model':>19} {'config':>8} {'thr':>3} | {'flashlm tok/s':>13} {'pytorch tok/s':>13} {'ratio':>6} "
+      f"{'(min-max)':>11} | {'GFLOP/s fl/pt':>13} {'% peak fl/pt':>12} | {'RSS MB fl/pt':>13} | {'minflt/step fl/pt':>17}")
+for (m, b, s, t), g in sorted(groups.items()):
     fl, pt = g.get("flashlm", []), g.get("pytorch", [])
     pairs = [(a, p) for a, p in zip(fl, pt) if clean(a) and clean(p)]
     note = f"{len(pairs)}/{len(fl)} clean rounds"
@@ -79,19 +111,26 @@ for (b, s, t), g in sorted(groups.items()):
     # Rounds pair up in run order, so the per-round ratios show how much the machine moved.
     ratios = [a["tok_s"] / p["tok_s"] for a, p in zip(fl, pt)]
     spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
-    print(f"{b:>4}x{s:<3} {t:>3} | {med(fl, 'tok_s'):>13,.0f} {med(pt, 'tok_s'):>13,.0f} "
-          f"{med(fl, 'tok_s') / med(pt, 'tok_s'):>6.2f} {spread:>11} | "
+    # Same model, same FLOPs per token: PyTorch's GFLOP/s follows from flashlm's count.
+    fpt = med(fl, "gflop_s") / med(fl, "tok_s") if fl else float("nan")
+    gfl, gpt = med(fl, "gflop_s"), fpt * med(pt, "tok_s")
+    pk = peak.get(t, float("nan"))
+    print(f"{m:>19} {b:>4}x{s:<3} {t:>3} | {med(fl, 'tok_s'):>13,.0f} {med(pt, 'tok_s'):>13,.0f} "
+          f"{med(fl, 'tok_s') / med(pt, 'tok_s'):>6.2f} {spread:>11} | {gfl:>6,.0f}/{gpt:<6,.0f} "
+          f"{f'{100 * gfl / pk:.0f}%':>6}/{f'{100 * gpt / pk:.0f}%':<5} | "
           f"{max((r['peak_rss_mb'] for r in fl), default=0):>6,.0f}/{max((r['peak_rss_mb'] for r in pt), default=0):<6,.0f} | "
           f"{med(fl, 'minflt_per_step'):>8,.0f}/{med(pt, 'minflt_per_step'):<8,.0f} | {note}")
 print("tok/s: median over rounds (clean ones where there are any); ratio = flashlm / pytorch of the medians and,\n"
-      "in brackets, its range over the same round pairs; RSS: max. Every round is echoed above the table.")
-for (b, s, t), g in sorted(groups.items()):
+      "in brackets, its range over the same round pairs; GFLOP/s = tok/s x 6 x the weights in matrix products\n"
+      "(a floor for attention and recurrences); % peak of the FMA peak measured with that many threads;\n"
+      "RSS: max. Every round is echoed above the table.")
+for (m, b, s, t), g in sorted(groups.items()):
     util = {k: " ".join(f"{r['cpu_util']:.2f}" for r in v) for k, v in g.items()}
-    print(f"cpu_util {b}x{s} t={t} per round (CPU s per wall s; {t} = cores to itself): "
+    print(f"cpu_util {m} {b}x{s} t={t} per round (CPU s per wall s; {t} = cores to itself): "
           + "; ".join(f"{k} {v}" for k, v in sorted(util.items())))
-for (b, s, t), g in sorted(groups.items()):
+for (m, b, s, t), g in sorted(groups.items()):
     fl = [r for r in g.get("flashlm", []) if clean(r)] or g.get("flashlm", [])
     if fl:
         ph = {k: statistics.median(r["phase_ms"][k] for r in fl) for k in fl[0]["phase_ms"]}
-        print(f"flashlm {b}x{s} t={t} step split (ms, median): " + ", ".join(f"{k} {v:.1f}" for k, v in ph.items()))
+        print(f"flashlm {m} {b}x{s} t={t} step split (ms, median): " + ", ".join(f"{k} {v:.1f}" for k, v in ph.items()))
 PY

@@ -1,8 +1,12 @@
-"""PyTorch side of bench/compare_pytorch.sh: times Bolt training steps (forward, cross-entropy, backward,
-clip_grad_norm 1.0, AdamW lr 4e-3 betas (0.9, 0.95) wd 0.01) on random tokens and prints one JSON line
-in the format of bench_train_step_cli: tok_s, peak_rss_mb and minflt_per_step of this process alone.
+"""PyTorch side of bench/compare_pytorch.sh: times training steps (forward, the variant's loss, backward,
+clip_grad_norm, AdamW with the variant's recipe) of a variant's PyTorch definition in tests/parity/ on
+random tokens and prints one JSON line in the format of bench_train_step_cli: tok_s, peak_rss_mb and
+minflt_per_step of this process alone.
 
-usage: torch_train_step.py [--batch 16] [--seq 256] [--threads 1] [--steps 5] [--warmup 2] [--blas-probe]
+usage: torch_train_step.py [--spec FILE] [--batch 16] [--seq 256] [--threads 1] [--steps 5] [--warmup 2]
+                           [--blas-probe]
+  --spec: the JSON `bench_train_step_cli --model NAME --print-config` prints (model, config, recipe), so
+          both sides build the same model; without it, Bolt small with its recipe.
 
 Run it with OpenBLAS selected (Debian's torch otherwise uses the reference BLAS); see compare_pytorch.sh.
 """
@@ -17,11 +21,16 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "parity"))
-from bolt import FlashLMv4  # noqa: E402
+from run_parity import MODELS  # noqa: E402
+
+BOLT_SPEC = {"model": "bolt",
+             "config": {"vocab_size": 10000, "dim": 192, "n_blocks": 6, "kernel_size": 8, "glu_hidden": 512},
+             "recipe": {"lr": 4e-3, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.01, "clip": 1.0}}
 
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--spec", help="model, config and recipe as printed by bench_train_step_cli --print-config")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--threads", type=int, default=1)
@@ -37,19 +46,31 @@ def main():
         print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, sum {float((x @ x).sum()):.3f}")
         return
 
+    spec = BOLT_SPEC
+    if a.spec:
+        with open(a.spec) as f:
+            spec = json.load(f)
+    config = dict(spec["config"])
+    config["seq_len"] = max(config.get("seq_len", a.seq), a.seq)
+    rc = spec["recipe"]
     torch.manual_seed(42)
-    model = FlashLMv4(seq_len=max(256, a.seq)).float()
-    opt = torch.optim.AdamW(model.parameters(), lr=4e-3, betas=(0.9, 0.95), weight_decay=0.01)
+    model = MODELS[spec["model"]](config).float()
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=rc["lr"], betas=(rc["beta1"], rc["beta2"]), eps=rc["eps"],
+                            weight_decay=rc["weight_decay"])
+    vocab = config["vocab_size"]
     g = torch.Generator().manual_seed(7)
-    ids = torch.randint(0, 10000, (a.batch, a.seq), generator=g)
-    targets = torch.randint(0, 10000, (a.batch, a.seq), generator=g)
+    ids = torch.randint(0, vocab, (a.batch, a.seq), generator=g)
+    targets = torch.randint(0, vocab, (a.batch, a.seq), generator=g)
+    loss_fn = getattr(model, "loss_fn", None) or (
+        lambda logits, t: F.cross_entropy(logits.reshape(-1, logits.shape[-1]), t.reshape(-1)))
 
     def step():
         opt.zero_grad(set_to_none=True)
         logits = model(ids)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        loss = loss_fn(logits, targets)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), rc["clip"])
         opt.step()
         return float(loss)
 
@@ -62,7 +83,7 @@ def main():
     elapsed = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({
-        "impl": "pytorch", "batch": a.batch, "seq": a.seq, "threads": a.threads, "steps": a.steps,
+        "impl": "pytorch", "model": spec["model"], "batch": a.batch, "seq": a.seq, "threads": a.threads, "steps": a.steps,
         "tok_s": round(a.batch * a.seq * a.steps / elapsed, 1),
         "step_ms": round(1e3 * elapsed / a.steps, 2),
         "peak_rss_mb": round(r1.ru_maxrss / 1024.0, 1),  # Linux: KiB

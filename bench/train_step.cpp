@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "bench/fma_peak.hpp"
+
 #include "examples/bolt.hpp"
 
 using namespace flashlm;
@@ -136,53 +138,16 @@ void bm_eigen_gemm(benchmark::State& state, GemmShape s, Form form) {
     state.counters["step_flops"] = flops * double(s.per_step);
 }
 
-// ---- measured FMA peak ------------------------------------------------------------------------------
-#if defined(__AVX512F__)
-using Vec = __m512;
-constexpr int k_lanes = 16, k_acc = 12;  // 2 FMA ports x 4-cycle latency needs >= 8 chains in flight
-inline Vec vset(float v) { return _mm512_set1_ps(v); }
-inline Vec vfma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
-#elif defined(__AVX2__) && defined(__FMA__)
-using Vec = __m256;
-constexpr int k_lanes = 8, k_acc = 10;
-inline Vec vset(float v) { return _mm256_set1_ps(v); }
-inline Vec vfma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
-#else
-#error "bench_train_step needs AVX2+FMA or AVX-512 (build with -march=native)"
-#endif
-
-inline float vsum(Vec v) {
-    float t[k_lanes];
-    std::memcpy(t, &v, sizeof v);
-    float s = 0;
-    for (float e : t) s += e;
-    return s;
-}
-
-// k_acc independent dependency chains that never leave registers. a < 1 and b small keep the values
-// bounded and normal (no overflow, no denormal slow path); volatile hides them from constant folding.
-float fma_chains(int64_t iters) {
-    volatile float va = 0.999999f, vb = 1e-7f;
-    const Vec a = vset(va), b = vset(vb);
-    Vec acc[k_acc];
-    for (int j = 0; j < k_acc; ++j) acc[j] = vset(float(j));
-    for (int64_t i = 0; i < iters; ++i)
-        for (int j = 0; j < k_acc; ++j) acc[j] = vfma(acc[j], a, b);
-    float s = 0;
-    for (int j = 0; j < k_acc; ++j) s += vsum(acc[j]);
-    return s;
-}
-
 void bm_fma_peak(benchmark::State& state) {
     const int threads = int(state.range(0));
     constexpr int64_t iters = 1 << 20;
     float sink[256] = {};
     for (auto _ : state) {
 #pragma omp parallel num_threads(threads)
-        sink[omp_get_thread_num() & 255] += fma_chains(iters);
+        sink[omp_get_thread_num() & 255] += bench::fma_chains(iters);
         benchmark::DoNotOptimize(sink);
     }
-    const double flops = double(iters) * k_acc * k_lanes * 2.0 * threads;
+    const double flops = double(iters) * bench::k_acc * bench::k_lanes * 2.0 * threads;
     state.counters["GFLOP/s"] = benchmark::Counter(double(state.iterations()) * flops * 1e-9, benchmark::Counter::kIsRate);
 }
 

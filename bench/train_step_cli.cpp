@@ -1,9 +1,12 @@
-// One Bolt-small training configuration, timed in its own process so peak RSS and page faults belong to
-// it alone; bench/compare_pytorch.sh runs it next to bench/torch_train_step.py, which prints the same
-// JSON line.
-//   bench_train_step_cli --batch 16 --seq 256 --threads 2 --steps 5 --warmup 2
-// Output: {"impl":"flashlm",...,"tok_s":..,"peak_rss_mb":..,"minflt_per_step":..,"cpu_util":..,"phase_ms":{...}}
-// phase_ms splits the mean step: the tied head's backward GEMMs run inside "forward" (fused CE).
+// One training configuration of any variant, timed in its own process so peak RSS and page faults belong
+// to it alone; bench/compare_pytorch.sh runs it next to bench/torch_train_step.py, which builds the same
+// model from tests/parity/ and prints the same JSON line.
+//   bench_train_step_cli --model bolt --batch 16 --seq 256 --threads 2 --steps 5 --warmup 2
+//   bench_train_step_cli --model cortex6 --seq 256 --print-config   # config + recipe for the PyTorch side
+//   bench_train_step_cli --peak --threads 2                          # measured FP32 FMA peak, GFLOP/s
+// Output: {"impl":"flashlm","model":..,"tok_s":..,"gflop_s":..,"peak_rss_mb":..,"minflt_per_step":..,
+//          "cpu_util":..,"phase_ms":{...}}
+// phase_ms splits the mean step: a tied head's backward GEMMs run inside "forward" (fused CE).
 #include <omp.h>
 #include <sys/resource.h>
 
@@ -15,7 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "examples/bolt.hpp"
+#include "bench/fma_peak.hpp"
+#include "examples/registry.hpp"
 
 using namespace flashlm;
 using clock_type = std::chrono::steady_clock;
@@ -23,12 +27,16 @@ using clock_type = std::chrono::steady_clock;
 namespace {
 
 struct Args {
+    std::string model = "bolt";
     int64_t batch = 16, seq = 256, threads = 1, steps = 5, warmup = 2;
+    bool print_config = false, peak = false;
 };
 
-[[noreturn]] void usage(const char* why) {
-    std::fprintf(stderr, "bench_train_step_cli: %s\nusage: bench_train_step_cli [--batch N] [--seq N] [--threads N] "
-                         "[--steps N] [--warmup N]\n", why);
+[[noreturn]] void usage(const std::string& why) {
+    std::fprintf(stderr,
+                 "bench_train_step_cli: %s\nusage: bench_train_step_cli [--model NAME] [--batch N] [--seq N] "
+                 "[--threads N] [--steps N] [--warmup N] [--print-config] [--peak]\n",
+                 why.c_str());
     std::exit(2);
 }
 
@@ -36,13 +44,16 @@ Args parse(int argc, char** argv) {
     Args a;
     for (int i = 1; i < argc; ++i) {
         const std::string flag = argv[i];
+        if (flag == "--print-config") { a.print_config = true; continue; }
+        if (flag == "--peak") { a.peak = true; continue; }
+        if (i + 1 >= argc) usage("missing value for " + flag);
+        if (flag == "--model") { a.model = argv[++i]; continue; }
         int64_t* dst = flag == "--batch" ? &a.batch : flag == "--seq" ? &a.seq : flag == "--threads" ? &a.threads
                        : flag == "--steps" ? &a.steps : flag == "--warmup" ? &a.warmup : nullptr;
-        if (!dst) usage(("unknown flag " + flag).c_str());
-        if (i + 1 >= argc) usage(("missing value for " + flag).c_str());
+        if (!dst) usage("unknown flag " + flag);
         char* end = nullptr;
         *dst = std::strtoll(argv[++i], &end, 10);
-        if (*end != '\0' || *dst < 0) usage(("bad value for " + flag).c_str());
+        if (*end != '\0' || *dst < 0) usage("bad value for " + flag);
     }
     if (a.batch < 1 || a.seq < 1 || a.threads < 1 || a.steps < 1) usage("batch, seq, threads and steps must be >= 1");
     return a;
@@ -50,25 +61,73 @@ Args parse(int argc, char** argv) {
 
 double seconds(clock_type::time_point a, clock_type::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
+// Training FLOPs per token, the convention: 6 × the weights used in matrix products (forward 2,
+// backward 4), counting the head once; a lookup-only embedding is not a product. Depthwise conv and
+// per-channel weights of rank 2 count the same way (each weight meets each token once). Attention's
+// T-dependent score products and recurrences are left out, so for those variants this is a floor.
+double train_flops_per_token(const ParamStore<float>& ps) {
+    bool untied_head = false;
+    for (const auto& p : ps.infos())
+        if (p.name.find("head") != std::string::npos && p.name.find("exit") == std::string::npos) untied_head = true;
+    double weights = 0;
+    for (const auto& p : ps.infos()) {
+        if (p.shape.rank != 2) continue;
+        const bool lookup = p.name.find("emb") != std::string::npos || p.name.find("pos") == 0;
+        if (lookup && untied_head) continue;
+        weights += double(p.shape.numel());
+    }
+    return 6.0 * weights;
+}
+
+double measure_peak_gflops(int threads) {
+    constexpr int64_t iters = 1 << 22;
+    float sink[256] = {};
+    double best = 0;
+    for (int rep = 0; rep < 3; ++rep) {  // best of three: a shared core loses time slices, never gains them
+        const auto t0 = clock_type::now();
+#pragma omp parallel num_threads(threads)
+        sink[omp_get_thread_num() & 255] += bench::fma_chains(iters);
+        const double s = seconds(t0, clock_type::now());
+        best = std::max(best, double(iters) * bench::k_acc * bench::k_lanes * 2.0 * threads / s * 1e-9);
+    }
+    volatile float keep = sink[0];
+    (void)keep;
+    return best;
+}
+
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
     const Args a = parse(argc, argv);
     omp_set_num_threads(int(a.threads));
     Eigen::setNbThreads(int(a.threads));
+    if (a.peak) {
+        std::printf("{\"impl\": \"peak\", \"threads\": %lld, \"gflop_s\": %.1f}\n", (long long)a.threads,
+                    measure_peak_gflops(int(a.threads)));
+        return 0;
+    }
 
-    examples::BoltConfig cfg = examples::BoltConfig::small();
-    cfg.seq_len = std::max(cfg.seq_len, a.seq);
-    examples::Bolt<float> model("bolt", cfg);
+    const auto& entry = examples::find_model(a.model);
+    const Recipe rc = entry.recipe(int(a.threads));
+    nlohmann::json cfg = {{"vocab_size", rc.vocab}, {"seq_len", std::max(a.seq, rc.seq)}};
+    auto model = entry.make(cfg);
+    if (a.seq > model->max_seq_len()) usage("--seq exceeds the model's seq_len");
     Rng rng(42);
-    model.init(rng);
-    optim::AdamW<float> adam(model.params(), optim::AdamWConfig{0.9, 0.95, 1e-8, 0.01});
+    model->init(rng);
+    const nlohmann::json recipe = {{"lr", rc.lr}, {"beta1", rc.beta1}, {"beta2", rc.beta2}, {"eps", rc.eps},
+                                   {"weight_decay", rc.weight_decay}, {"clip", rc.clip}};
+    if (a.print_config) {
+        std::printf("%s\n", nlohmann::json{{"model", a.model}, {"config", model->config()}, {"recipe", recipe}}.dump().c_str());
+        return 0;
+    }
+    optim::AdamW<float> adam(model->params(), optim::AdamWConfig{rc.beta1, rc.beta2, rc.eps, rc.weight_decay});
     Tape<float> tape;
 
+    const int64_t V = model->vocab_size();
     const size_t n = size_t(a.batch * a.seq);
     std::vector<int32_t> ids(n), targets(n);
     std::mt19937 gen(7);
-    std::uniform_int_distribution<int32_t> tok(0, int32_t(cfg.vocab_size) - 1);
+    std::uniform_int_distribution<int32_t> tok(0, int32_t(V) - 1);
     for (auto& t : ids) t = tok(gen);
     for (auto& t : targets) t = tok(gen);
 
@@ -77,16 +136,16 @@ int main(int argc, char** argv) {
     float loss_value = 0;
     auto step = [&](bool timed) {
         const auto t0 = clock_type::now();
-        model.params().zero_grad();
+        model->params().zero_grad();
         tape.reset();
         const auto t1 = clock_type::now();
-        Tensor<float> loss = model.loss(tape, ids.data(), targets.data(), a.batch, a.seq);
+        Tensor<float> loss = model->loss(tape, ids.data(), targets.data(), a.batch, a.seq);
         const auto t2 = clock_type::now();
         tape.backward(loss);
         const auto t3 = clock_type::now();
-        optim::clip_grad_norm(model.params(), 1.0);
+        optim::clip_grad_norm(model->params(), rc.clip);
         const auto t4 = clock_type::now();
-        adam.step(4e-3);
+        adam.step(rc.lr);
         const auto t5 = clock_type::now();
         loss_value = loss.data[0];
         if (timed) {
@@ -104,19 +163,23 @@ int main(int argc, char** argv) {
     getrusage(RUSAGE_SELF, &r1);
 
     const double steps = double(a.steps), ms = 1e3 / steps;
+    const double tok_s = double(n) * steps / elapsed;
     // CPU seconds the process got per wall second: near the thread count on an idle machine, lower when
     // other work shares the cores (then tok_s understates what the code can do).
     auto cpu_s = [](const rusage& r) {
         return double(r.ru_utime.tv_sec + r.ru_stime.tv_sec) + 1e-6 * double(r.ru_utime.tv_usec + r.ru_stime.tv_usec);
     };
     const double cpu_util = (cpu_s(r1) - cpu_s(r0)) / elapsed;
-    std::printf("{\"impl\": \"flashlm\", \"batch\": %lld, \"seq\": %lld, \"threads\": %lld, \"steps\": %lld, "
-                "\"tok_s\": %.1f, \"step_ms\": %.2f, \"peak_rss_mb\": %.1f, \"minflt_per_step\": %.1f, \"cpu_util\": %.2f, "
-                "\"loss\": %.5f, "
+    std::printf("{\"impl\": \"flashlm\", \"model\": \"%s\", \"batch\": %lld, \"seq\": %lld, \"threads\": %lld, "
+                "\"steps\": %lld, \"tok_s\": %.1f, \"gflop_s\": %.1f, \"step_ms\": %.2f, \"peak_rss_mb\": %.1f, "
+                "\"minflt_per_step\": %.1f, \"cpu_util\": %.2f, \"loss\": %.5f, "
                 "\"phase_ms\": {\"zero_grad\": %.2f, \"forward\": %.2f, \"backward\": %.2f, \"clip\": %.2f, \"adamw\": %.2f}}\n",
-                (long long)a.batch, (long long)a.seq, (long long)a.threads, (long long)a.steps,
-                double(n) * steps / elapsed, elapsed * ms, double(r1.ru_maxrss) / 1024.0,
+                a.model.c_str(), (long long)a.batch, (long long)a.seq, (long long)a.threads, (long long)a.steps, tok_s,
+                tok_s * train_flops_per_token(model->params()) * 1e-9, elapsed * ms, double(r1.ru_maxrss) / 1024.0,
                 double(r1.ru_minflt - r0.ru_minflt) / steps, cpu_util, double(loss_value), phase[0] * ms, phase[1] * ms,
                 phase[2] * ms, phase[3] * ms, phase[4] * ms);
     return 0;
+} catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_train_step_cli: %s\n", e.what());
+    return 1;
 }
