@@ -9,6 +9,8 @@
 #                                 [--warmup N] [--threads "1 2"]
 #   --large   also run b64 x 256 for --models
 #   --all     also every other variant at b16 x 256 with 2 threads (the issue's table)
+#   a model named NAME+recompute runs flashlm with --recompute (blocks recomputed in backward) against
+#   the same PyTorch model, e.g. --models "bolt bolt+recompute"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=3 steps=4 warmup=2 threads="1 2" configs="16x256" models="bolt cortex6" all=0
@@ -60,12 +62,13 @@ peak
 for r in $(seq 1 "$rounds"); do
   for job in "${jobs[@]}"; do
     read -r m cfg t <<<"$job"
-    b=${cfg%x*} s=${cfg#*x}
-    spec="$work/spec_${m}_$s.json"
-    [[ -f "$spec" ]] || "$cli" --model "$m" --seq "$s" --print-config >"$spec"
+    b=${cfg%x*} s=${cfg#*x} base=${m%+recompute} extra=()
+    [[ "$m" == *+recompute ]] && extra=(--recompute)
+    spec="$work/spec_${base}_$s.json"
+    [[ -f "$spec" ]] || "$cli" --model "$base" --seq "$s" --print-config >"$spec"
     args=(--batch "$b" --seq "$s" --threads "$t" --steps "$steps" --warmup "$warmup")
-    run_flashlm() { "$cli" --model "$m" "${args[@]}"; }
-    run_torch() { "${torch[@]}" --spec "$spec" "${args[@]}"; }
+    run_flashlm() { "$cli" --model "$base" "${extra[@]}" "${args[@]}"; }
+    run_torch() { "${torch[@]}" --spec "$spec" --label "$m" "${args[@]}"; }
     if ((r % 2)); then order="run_flashlm run_torch"; else order="run_torch run_flashlm"; fi
     for f in $order; do
       if line=$($f); then

@@ -31,6 +31,7 @@ BOLT_SPEC = {"model": "bolt",
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--spec", help="model, config and recipe as printed by bench_train_step_cli --print-config")
+    ap.add_argument("--label", help="model name to print (default: the spec's)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--threads", type=int, default=1)
@@ -83,7 +84,7 @@ def main():
     elapsed = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({
-        "impl": "pytorch", "model": spec["model"], "batch": a.batch, "seq": a.seq, "threads": a.threads, "steps": a.steps,
+        "impl": "pytorch", "model": a.label or spec["model"], "batch": a.batch, "seq": a.seq, "threads": a.threads, "steps": a.steps,
         "tok_s": round(a.batch * a.seq * a.steps / elapsed, 1),
         "step_ms": round(1e3 * elapsed / a.steps, 2),
         "peak_rss_mb": round(r1.ru_maxrss / 1024.0, 1),  # Linux: KiB

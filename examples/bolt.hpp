@@ -106,7 +106,10 @@ public:
     }
     Tensor<T> hidden(Tape<T>& tape, const int32_t* ids, int64_t B, int64_t L) {
         Tensor<T> x = embedding_(tape, ids, B * L).reshape(Shape{B, L, cfg_.dim});
-        for (auto& b : blocks_) x = b(tape, x);
+        if (segments_.empty())
+            for (auto& b : blocks_) x = b(tape, x);
+        else
+            for (auto& s : segments_) x = ops::recompute(tape, s, x);
         return final_norm_(tape, x);
     }
     Tensor<T> loss(Tape<T>& tape, const int32_t* ids, const int32_t* targets, int64_t B, int64_t L) override {
@@ -116,6 +119,13 @@ public:
         return ops::linear(tape, hidden(tape, ids, B, L), embedding_.w());
     }
     std::unique_ptr<Generator> make_generator(Quant q) const override;
+    bool set_recompute(bool on) override {
+        segments_.clear();
+        if (on)
+            for (size_t i = 0; i < blocks_.size(); ++i)
+                segments_.push_back({[this, i](Tape<T>& t, const Tensor<T>& x) { return blocks_[i](t, x); }, &side_});
+        return true;
+    }
 
 private:
     std::string name_;
@@ -123,6 +133,8 @@ private:
     nn::Embedding<T> embedding_;
     std::vector<BoltBlock<T>> blocks_;
     nn::RMSNorm<T> final_norm_;
+    std::vector<ops::RecomputeSegment<T>> segments_;  // non-empty: blocks run through ops::recompute
+    Tape<T> side_;
 };
 
 // Cached Bolt: per block a ring of the last k-1 conv inputs; BitLinear weights packed once. A token's

@@ -116,7 +116,7 @@ struct TrainArgs {
             log_every = 10, eval_windows = 200, save_every = 0, skip_nonfinite = 0;
     int threads = 0;
     uint64_t seed = 42;
-    bool upstream_compat = false;
+    bool upstream_compat = false, recompute = false;
 };
 
 int cmd_train(const TrainArgs& a) {
@@ -261,6 +261,8 @@ int cmd_train(const TrainArgs& a) {
     const int64_t seq = a.seq > 0 ? a.seq : model->max_seq_len();
     if (seq > model->max_seq_len())
         throw std::invalid_argument(fmt::format("--seq {} exceeds the model's seq_len {}", seq, model->max_seq_len()));
+    if (!model->set_recompute(a.recompute))
+        throw std::invalid_argument(fmt::format("--recompute is not available for {} (bolt, bolt-large, bolt-blockwise)", e.name));
 
     train::TrainOptions o;
     o.steps = a.steps;
@@ -651,6 +653,9 @@ int main(int argc, char** argv) {
     tr->add_option("--lr-cycle-decay", ta.lr_cycle_decay, "each restart's peak relative to the previous one (default: recipe)")
         ->check(positive);
     tr->add_option("--threads", ta.threads, "OpenMP threads (default: all cores)")->check(positive);
+    tr->add_flag("--recompute", ta.recompute,
+                 "keep only block outputs and recompute each block during backward: a fraction of the activation "
+                 "memory for one more forward per block");
     tr->add_option("--seed", ta.seed, "seed for init and batch sampling")->capture_default_str();
     tr->add_option("--out", ta.out, "output folder (checkpoint, tokenizer, token cache, metrics)")->capture_default_str();
     tr->add_option("--resume", ta.resume, "continue exactly from this checkpoint")->check(CLI::ExistingFile);

@@ -11,6 +11,7 @@
 #include "flashlm/ops/embedding.hpp"
 #include "flashlm/ops/linear.hpp"
 #include "flashlm/ops/bitlinear.hpp"
+#include "flashlm/ops/recompute.hpp"
 #include "flashlm/ops/rmsnorm.hpp"
 #include "flashlm/ops/conv1d.hpp"
 #include "flashlm/ops/activation.hpp"

@@ -19,6 +19,7 @@ struct Node {
     const int32_t* ids = nullptr;
     int64_t i[4] = {0, 0, 0, 0};
     double f[2] = {0, 0};
+    const void* ctx = nullptr;  // an op's own context that outlives the step (ops/recompute.hpp)
 };
 
 template <class T>

@@ -37,6 +37,9 @@ public:
     // Cached one-token-at-a-time inference from the current weights; null when the variant has none
     // (callers then recompute the window).
     virtual std::unique_ptr<Generator> make_generator(Quant) const { return nullptr; }
+    // Training with activation recomputation per block (ops/recompute.hpp): less memory, one more forward
+    // per block. Returns false when the variant does not offer it.
+    virtual bool set_recompute(bool on) { return !on; }
 
     ParamStore<T>& params() { return params_; }
     const ParamStore<T>& params() const { return params_; }
