@@ -9,8 +9,8 @@
 //  - int8:   x is quantised per row (BitNet b1.58 absmax: s = 127 / max|x|, q = round(x·s) in ±127),
 //            the dot product is exact in int32, y = dot · scale / s. Every path agrees bit for bit.
 //
-// The ISA is chosen once, on first use: FLASHLM_ISA=scalar|sse2|avx2|avx512|neon|neon_dotprod forces one (tests,
-// benchmarks), otherwise the best available. set_isa() switches it later; it is process-wide, so do not
+// The ISA is chosen once, on first use: FLASHLM_ISA=scalar|sse2|avx2|avx512|neon|neon_dotprod forces
+// one (tests, benchmarks), otherwise the best available. set_isa() switches it later; it is process-wide, so do not
 // switch while another thread runs a kernel.
 //
 // Linking: the SIMD kernels live in kernels/arch/*.cpp, which the consumer compiles with per-file ISA
@@ -237,8 +237,8 @@ inline std::vector<std::string> available_isas() {
     return out;
 }
 
-// Forces a path ("scalar", "sse2", "avx2", "avx512", "neon", "neon_dotprod"; "auto" = best). False, and no change, when the name
-// is unknown or the CPU cannot run it.
+// Forces a path ("scalar", "sse2", "avx2", "avx512", "neon", "neon_dotprod"; "auto" = best). False, and
+// no change, when the name is unknown or the CPU cannot run it.
 inline bool set_isa(std::string_view name) {
     Isa isa = detail::best_isa();
     if (name != "auto" && !(detail::parse_isa(name, isa) && detail::cpu_has(isa))) return false;

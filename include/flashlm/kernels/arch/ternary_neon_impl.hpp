@@ -1,8 +1,9 @@
 #pragma once
 // The AArch64 int8 kernels, shared by arch/ternary_neon.cpp (Armv8.0) and arch/ternary_neon_dotprod.cpp
-// (Armv8.2 + dotprod); they are raw intrinsics because xsimd 8.1 has no widening or dot-product int8 ops. Only those two files include this; everything here has internal linkage (an
-// anonymous namespace), so each file keeps its own copy compiled with its own flags and the linker can
-// never pick the dotprod build of a helper for the Armv8.0 path.
+// (Armv8.2 + dotprod), in raw intrinsics: xsimd 8.1 has no widening or dot-product int8 operations.
+// Only those two files include this; everything here has internal linkage (an anonymous namespace), so
+// each file keeps its own copy compiled with its own flags and the linker can never pick the dotprod
+// build of a helper for the Armv8.0 path.
 //
 // Dot selects the int8 inner product: vdotq_s32 (sdot: 16 int8 products summed into 4 int32 lanes per
 // instruction) when true, else vmull_s8 / vmlal_high_s8 into int16 and vpadalq_s16 into int32. Both are
