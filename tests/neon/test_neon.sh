@@ -3,7 +3,7 @@
 # cross-compiles tests/test_kernels.cpp for aarch64 with g++-aarch64-linux-gnu and runs it under
 # qemu-user twice, on a CPU with the dot product (-cpu max: paths scalar, neon, neon_dotprod) and on
 # one without (-cpu cortex-a53: scalar, neon; qemu raises SIGILL for an sdot there, so the run also
-# shows that nothing outside ternary_neon_dotprod.cpp was built with +dotprod). Each run checks every
+# shows that no sdot executes on such a CPU, in the dispatch or anywhere else). Each run checks every
 # SIMD path against the scalar one (int8 bit-exact, exact family ≤ 1e-5 of Σ|terms|). A third, short
 # run checks that FLASHLM_ISA=neon forces the Armv8.0 path on the dotprod CPU.
 # Usage: tests/neon/test_neon.sh SOURCE_DIR BUILD_DIR [INCLUDE_DIR...]
