@@ -28,10 +28,19 @@ if(NOT FLASHLM_KERNELS_SOURCE_DIR)
 endif()
 
 function(flashlm_add_kernels target)
-  if(NOT CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64|i.86)$")
-    return()  # the dispatcher is scalar-only off x86
-  endif()
   set(_dir "${FLASHLM_KERNELS_SOURCE_DIR}")
+  if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64|ARM64)$")
+    # Armv8.0 Advanced SIMD for every AArch64 CPU, sdot for those that report it (HWCAP_ASIMDDP).
+    target_sources(${target} PRIVATE "${_dir}/ternary_neon.cpp" "${_dir}/ternary_neon_dotprod.cpp")
+    set_source_files_properties("${_dir}/ternary_neon.cpp" TARGET_DIRECTORY ${target}
+      PROPERTIES COMPILE_OPTIONS "-march=armv8-a")
+    set_source_files_properties("${_dir}/ternary_neon_dotprod.cpp" TARGET_DIRECTORY ${target}
+      PROPERTIES COMPILE_OPTIONS "-march=armv8.2-a+dotprod")
+    return()
+  endif()
+  if(NOT CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64|i.86)$")
+    return()  # the dispatcher is scalar-only off x86-64 and AArch64
+  endif()
   target_sources(${target} PRIVATE "${_dir}/ternary_sse2.cpp" "${_dir}/ternary_avx2.cpp" "${_dir}/ternary_avx512.cpp")
   # Source-file options come after the target's own (e.g. -march=native), so the -mno-* switches win.
   set_source_files_properties("${_dir}/ternary_sse2.cpp" TARGET_DIRECTORY ${target}

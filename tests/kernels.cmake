@@ -7,3 +7,10 @@ add_test(NAME kernels COMMAND test_kernels)
 # The same binary with the scalar path forced through the environment, as a user would.
 add_test(NAME kernels_isa_env COMMAND test_kernels --test-case=*FLASHLM_ISA*)
 set_tests_properties(kernels_isa_env PROPERTIES ENVIRONMENT FLASHLM_ISA=scalar)
+# The AArch64 (NEON, sdot) kernels, cross-compiled and run under qemu-user on an x86-64 host
+# (tests/neon/test_neon.sh; g++-aarch64-linux-gnu and qemu-user come with scripts/install-deps.sh --test).
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
+  add_test(NAME kernels_neon COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/neon/test_neon.sh ${PROJECT_SOURCE_DIR}
+           ${PROJECT_BINARY_DIR}/neon ${XSIMD_INCLUDE_DIR} ${EIGEN3_INCLUDE_DIRS}
+           "$<TARGET_PROPERTY:doctest::doctest,INTERFACE_INCLUDE_DIRECTORIES>")
+endif()

@@ -10,7 +10,9 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#endif
 #endif
 #include <Eigen/Core>
 #if defined(__GNUC__) && !defined(__clang__)

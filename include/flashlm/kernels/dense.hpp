@@ -98,6 +98,9 @@ void dispatch_dense(const Job& j) {
 #if defined(__x86_64__) || defined(__i386__)
         case Isa::avx2: TernaryRows{}(xsimd::avx2{}, j); break;
         case Isa::avx512: TernaryRows{}(xsimd::avx512bw{}, j); break;
+#elif defined(__aarch64__)
+        case Isa::neon: TernaryRows{}(xsimd::neon64{}, j); break;
+        case Isa::neon_dotprod: TernaryRows{}(neon64_dotprod{}, j); break;
 #endif
         default: scalar_dense(j); break;
     }

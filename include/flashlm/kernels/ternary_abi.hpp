@@ -61,6 +61,11 @@ struct DenseF32Job {
     float* y;
 };
 
+// xsimd 8.1 has one arch tag for AArch64 (neon64); the int8 kernels also come in a variant for CPUs with
+// the Armv8.2 dot product (sdot, FEAT_DotProd), tagged by this refinement of neon64. Overload resolution
+// sends a job without a dotprod overload (the exact family, dense float) to the neon64 one.
+struct neon64_dotprod : xsimd::neon64 {};
+
 struct TernaryRows {
     void operator()(xsimd::sse2, const F32Job&) const noexcept;
     void operator()(xsimd::sse2, const I8Job&) const noexcept;
@@ -73,6 +78,14 @@ struct TernaryRows {
     void operator()(xsimd::avx512bw, const I8Job&) const noexcept;
     void operator()(xsimd::avx512bw, const DenseI8Job&) const noexcept;
     void operator()(xsimd::avx512bw, const DenseF32Job&) const noexcept;
+    // AArch64 (arch/ternary_neon.cpp): Armv8.0 Advanced SIMD only, int8 through vmull_s8 + vpadalq_s16.
+    void operator()(xsimd::neon64, const F32Job&) const noexcept;
+    void operator()(xsimd::neon64, const I8Job&) const noexcept;
+    void operator()(xsimd::neon64, const DenseI8Job&) const noexcept;
+    void operator()(xsimd::neon64, const DenseF32Job&) const noexcept;
+    // arch/ternary_neon_dotprod.cpp, compiled with +dotprod: int8 through vdotq_s32.
+    void operator()(neon64_dotprod, const I8Job&) const noexcept;
+    void operator()(neon64_dotprod, const DenseI8Job&) const noexcept;
 };
 
 }  // namespace flashlm::kernels::detail

@@ -1,6 +1,7 @@
 #pragma once
 // Ternary matvec / matmul on PackedTernary weights (ternary_pack.hpp), dispatched at run time to the
-// best kernel the CPU runs: avx512 (F/BW/DQ/VL + VNNI) > avx2 (+FMA) > sse2 > scalar.
+// best kernel the CPU runs: avx512 (F/BW/DQ/VL + VNNI) > avx2 (+FMA) > sse2 > scalar on x86-64,
+// neon_dotprod (Armv8.2 sdot) > neon (Armv8.0 Advanced SIMD) > scalar on AArch64.
 //
 // Two families:
 //  - exact:  y = scale · Σ_k q[r,k] · x[k] in float. Only adds, sign flips and selects touch x, so the
@@ -8,8 +9,8 @@
 //  - int8:   x is quantised per row (BitNet b1.58 absmax: s = 127 / max|x|, q = round(x·s) in ±127),
 //            the dot product is exact in int32, y = dot · scale / s. Every path agrees bit for bit.
 //
-// The ISA is chosen once, on first use: FLASHLM_ISA=scalar|sse2|avx2|avx512 forces one (tests,
-// benchmarks), otherwise the best available. set_isa() switches it later; it is process-wide, so do not
+// The ISA is chosen once, on first use: FLASHLM_ISA=scalar|sse2|avx2|avx512|neon|neon_dotprod forces
+// one (tests, benchmarks), otherwise the best available. set_isa() switches it later; it is process-wide, so do not
 // switch while another thread runs a kernel.
 //
 // Linking: the SIMD kernels live in kernels/arch/*.cpp, which the consumer compiles with per-file ISA
@@ -25,17 +26,25 @@
 #include <type_traits>
 #include <vector>
 
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)  // glibc < 2.28
+#endif
+#endif
+
 #include "flashlm/core/parallel.hpp"
 #include "flashlm/kernels/ternary_abi.hpp"
 #include "flashlm/kernels/ternary_pack.hpp"
 
 namespace flashlm::kernels {
 
-enum class Isa : int { scalar, sse2, avx2, avx512 };
+enum class Isa : int { scalar, sse2, avx2, avx512, neon, neon_dotprod };
 
 namespace detail {
 
-inline constexpr std::string_view k_isa_names[] = {"scalar", "sse2", "avx2", "avx512"};
+inline constexpr std::string_view k_isa_names[] = {"scalar", "sse2", "avx2", "avx512", "neon", "neon_dotprod"};
+inline constexpr int k_isa_count = int(std::size(k_isa_names));
 
 // Rows per OpenMP task, and the least work (weights × input rows) worth forking threads for: a
 // kernel streams ~10-50 G weights/s per core, so below this the fork (a few µs) costs more than it saves.
@@ -54,21 +63,35 @@ inline bool cpu_has(Isa isa) {
             // xsimd 8.1 knows neither VL nor VNNI; the compiler runtime does (and checks OS support).
             __builtin_cpu_init();
             return a.avx512bw && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+        default: return false;
     }
-    return false;
+#elif defined(__aarch64__)
+    // Advanced SIMD is part of every AArch64 CPU (xsimd reports neon64 unconditionally there); the dot
+    // product is optional before Armv8.4 (Cortex-A53/A72 lack it), so ask the kernel (HWCAP_ASIMDDP).
+    switch (isa) {
+        case Isa::scalar: return true;
+        case Isa::neon: return xsimd::available_architectures().neon64;
+        case Isa::neon_dotprod:
+#if defined(__linux__)
+            return xsimd::available_architectures().neon64 && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#else
+            return false;  // no portable query off Linux: the Armv8.0 path is always correct
+#endif
+        default: return false;
+    }
 #else
     return isa == Isa::scalar;
 #endif
 }
 
 inline bool parse_isa(std::string_view name, Isa& out) {
-    for (int i = 0; i < 4; ++i)
+    for (int i = 0; i < k_isa_count; ++i)
         if (name == k_isa_names[i]) return out = Isa(i), true;
     return false;
 }
 
 inline Isa best_isa() {
-    for (Isa isa : {Isa::avx512, Isa::avx2, Isa::sse2})
+    for (Isa isa : {Isa::avx512, Isa::avx2, Isa::sse2, Isa::neon_dotprod, Isa::neon})
         if (cpu_has(isa)) return isa;
     return Isa::scalar;
 }
@@ -132,9 +155,11 @@ void run_on(Isa isa, const Job& j) {
         case Isa::sse2: TernaryRows{}(xsimd::sse2{}, j); break;
         case Isa::avx2: TernaryRows{}(xsimd::avx2{}, j); break;
         case Isa::avx512: TernaryRows{}(xsimd::avx512bw{}, j); break;
-#else
-        default: scalar_rows(j); break;
+#elif defined(__aarch64__)
+        case Isa::neon: TernaryRows{}(xsimd::neon64{}, j); break;
+        case Isa::neon_dotprod: TernaryRows{}(neon64_dotprod{}, j); break;
 #endif
+        default: scalar_rows(j); break;
     }
 }
 
@@ -207,13 +232,13 @@ inline std::string active_isa() { return std::string(detail::k_isa_names[int(det
 // Names of the paths this CPU runs, scalar first.
 inline std::vector<std::string> available_isas() {
     std::vector<std::string> out;
-    for (int i = 0; i < 4; ++i)
+    for (int i = 0; i < detail::k_isa_count; ++i)
         if (detail::cpu_has(Isa(i))) out.emplace_back(detail::k_isa_names[i]);
     return out;
 }
 
-// Forces a path ("scalar", "sse2", "avx2", "avx512"; "auto" = best). False, and no change, when the name
-// is unknown or the CPU cannot run it.
+// Forces a path ("scalar", "sse2", "avx2", "avx512", "neon", "neon_dotprod"; "auto" = best). False, and
+// no change, when the name is unknown or the CPU cannot run it.
 inline bool set_isa(std::string_view name) {
     Isa isa = detail::best_isa();
     if (name != "auto" && !(detail::parse_isa(name, isa) && detail::cpu_has(isa))) return false;

@@ -13,6 +13,7 @@
 #include <immintrin.h>
 #endif
 
+#include <algorithm>
 #include <cstring>
 
 #include "flashlm/kernels/ternary_abi.hpp"
@@ -27,14 +28,21 @@ __mmask16 lanes(uint64_t plane, int g) { return __mmask16(plane >> (16 * g)); }
 // vpdpbusd multiplies unsigned by signed bytes, so x is biased to x + 128 (an xor of the sign bit, once
 // per block for all NR rows) and 128 · Σ_k w is taken off at the end. The per-row int32 sums are
 // reduced four rows at a time by an unpack/add tree (exact: integers).
+// While it runs, the next NR rows of the job are prefetched one cache line (4 blocks) per row at a time:
+// with weights streaming from DRAM this measured +25-40 % G weights/s on 2048² and 4096² (bench_kernels,
+// dram case: ~20 -> ~27 G weights/s on one core, 37 -> 50 % of the read bandwidth), no change when hot.
 template <int NR>
 void i8_rows(const I8Job& j, int64_t r, const int8_t* x, float xscale, float* y) {
     const __m512i bias = _mm512_set1_epi8(char(0x80)), one = _mm512_set1_epi8(1), minus_one = _mm512_set1_epi8(-1);
     const uint64_t* w = j.planes + r * j.blocks * 2;
+    const int64_t ahead = std::min<int64_t>(NR, j.r1 - r - NR);  // rows of the next group that exist
     __m512i acc[NR];
     for (int i = 0; i < NR; ++i) acc[i] = _mm512_setzero_si512();
     for (int64_t b = 0; b < j.blocks; ++b) {
         const __m512i xb = _mm512_xor_si512(_mm512_loadu_si512(x + 64 * b), bias);
+        if ((b & 3) == 0)
+            for (int64_t i = 0; i < ahead; ++i)
+                _mm_prefetch(reinterpret_cast<const char*>(w + ((NR + i) * j.blocks + b) * 2), _MM_HINT_T0);
         for (int i = 0; i < NR; ++i) {
             const uint64_t* wb = w + (i * j.blocks + b) * 2;
             __mmask64 nz, neg;
