@@ -98,15 +98,19 @@ long generation_allocs(Generator& gen) {
     return g_allocs.load();
 }
 
-TEST_CASE("a steady-state Bolt training step makes no heap allocation") {
-    examples::BoltConfig c{512, 64, 2, 8, 128, 64};
-    examples::Bolt<float> model("bolt", c);
-    Rng rng(7);
-    model.init(rng);
-    const auto counts = train_step_allocs(model, rng);
-    CHECK(counts[0] > 0);  // the counter works: the first step sizes the arena
-    CHECK(counts[2] == 0);
-    CHECK(counts[3] == 0);
+TEST_CASE("a steady-state Bolt training step makes no heap allocation (blocks on the tape or recomputed)") {
+    for (bool recompute : {false, true}) {
+        CAPTURE(recompute);
+        examples::BoltConfig c{512, 64, 2, 8, 128, 64};
+        examples::Bolt<float> model("bolt", c);
+        Rng rng(7);
+        model.init(rng);
+        REQUIRE(model.set_recompute(recompute));
+        const auto counts = train_step_allocs(model, rng);
+        CHECK(counts[0] > 0);  // the counter works: the first step sizes the arena
+        CHECK(counts[2] == 0);
+        CHECK(counts[3] == 0);
+    }
 }
 
 TEST_CASE("a cached generation step makes no heap allocation (exact and int8)") {

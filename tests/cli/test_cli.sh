@@ -22,6 +22,12 @@ if [[ $(losses "$work/full/metrics.jsonl" | wc -l) -eq 20 ]] && diff <(losses "$
 else fail "resume differs: $(paste <(losses "$work/full/metrics.jsonl") <(losses "$work/half/metrics.jsonl") | tail -12 | tr '\n' ' ')"; fi
 cmp -s "$work/full/checkpoint.safetensors" "$work/half/checkpoint.safetensors" && pass "resumed checkpoint is byte-identical" || echo "note: checkpoints differ only in metadata (elapsed time)"
 
+# --recompute (blocks replayed in backward) trains the same model: the same 20 losses, to the last digit.
+"$bin" train "${common[@]}" --steps 20 --recompute --out "$work/recompute" >/dev/null 2>&1
+if diff <(losses "$work/full/metrics.jsonl") <(losses "$work/recompute/metrics.jsonl") >/dev/null; then
+  pass "--recompute reproduces the 20 losses exactly"
+else fail "--recompute differs: $(paste <(losses "$work/full/metrics.jsonl") <(losses "$work/recompute/metrics.jsonl") | tail -5 | tr '\n' ' ')"; fi
+
 # 3. eval and generate need only the checkpoint.
 ck="$work/a/checkpoint.safetensors"
 "$bin" eval --checkpoint "$ck" --data "$data" --split val --json > "$work/eval.json" 2>"$work/err" || fail "eval: $(cat "$work/err")"
@@ -44,5 +50,6 @@ for m in cortex3 cortex6; do
   [[ $(wc -c < "$work/$m.gen") -gt 20 ]] && cmp -s "$work/$m.gen" "$work/$m.gen2" && pass "$m generate (cached == recompute): $(head -c 120 "$work/$m.gen")" || fail "$m generate: $(cat "$work/$m.gen") | no-cache: $(cat "$work/$m.gen2")"
 done
 expect_error "upstream-compat on bolt" "no --upstream-compat" "$bin" train --model bolt --upstream-compat "${common[@]}" --steps 1 --out "$work/x"
+expect_error "recompute on cortex6" "recompute is not available" "$bin" train --model cortex6 --recompute "${common[@]}" --steps 1 --out "$work/x"
 
 finish

@@ -14,13 +14,13 @@ template <class T>
 class Arena {
 public:
     explicit Arena(std::size_t initial = 0) {
-        if (initial) chunks_.emplace_back(initial);
+        if (initial) add_chunk(initial);
     }
     T* alloc(std::size_t n) {
         n = round_up(n);
         if (chunks_.empty() || used_ + n > chunks_.back().size()) {
             std::size_t cap = chunks_.empty() ? 0 : chunks_.back().size();
-            chunks_.emplace_back(std::max(n, std::max<std::size_t>(cap, 1 << 16)));
+            add_chunk(std::max(n, std::max<std::size_t>(cap, 1 << 16)));
             retired_ += used_;
             used_ = 0;
         }
@@ -40,7 +40,7 @@ public:
             std::size_t total = 0;
             for (auto& c : chunks_) total += c.size();
             chunks_.clear();
-            chunks_.emplace_back(total);
+            add_chunk(total);
         }
         used_ = 0;
         retired_ = 0;
@@ -53,6 +53,12 @@ public:
     std::size_t peak() const { return peak_; }
 
 private:
+    // Not zero-filled: alloc() hands out recycled memory anyway, and alloc_zeroed() zeroes what it hands
+    // out, so untouched capacity stays out of the resident set.
+    void add_chunk(std::size_t n) {
+        chunks_.emplace_back();
+        chunks_.back().resize_uninitialized(n);
+    }
     static std::size_t round_up(std::size_t n) {
         constexpr std::size_t a = k_alignment / sizeof(T) ? k_alignment / sizeof(T) : 1;
         return (n + a - 1) / a * a;

@@ -29,11 +29,16 @@ public:
     }
     // Discards the old contents; the new buffer is zero-filled.
     void resize(std::size_t n) {
+        resize_uninitialized(n);
+        if (n) std::memset(static_cast<void*>(data_), 0, n * sizeof(T));
+    }
+    // Discards the old contents and leaves the new buffer's pages untouched, so they count towards the
+    // resident set only once something writes them (the arena: its tail past a step's peak never is).
+    void resize_uninitialized(std::size_t n) {
         release();
         if (n == 0) return;
         data_ = static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{k_alignment}));
         size_ = n;
-        std::memset(static_cast<void*>(data_), 0, n * sizeof(T));
     }
     void zero() {
         if (size_) std::memset(static_cast<void*>(data_), 0, size_ * sizeof(T));
