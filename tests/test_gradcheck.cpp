@@ -28,6 +28,8 @@
 #include <flashlm/ops/gated_delta_rule.hpp>
 #include <flashlm/ops/l2_normalize.hpp>
 #include <flashlm/ops/log_sigmoid.hpp>
+#include <flashlm/ops/softmax.hpp>
+#include <flashlm/ops/slot_attention.hpp>
 
 using namespace flashlm;
 
@@ -189,6 +191,11 @@ std::vector<OpCase<T>> op_table() {
                  {0, 1, 2, 3, 4}});
     t.push_back({"l2_normalize", {Shape{3, 8}}, [](Tape<T>& tp, V& in) { return ops::l2_normalize(tp, in[0], 4); }, {0}});
     t.push_back({"log_sigmoid", {Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::log_sigmoid(tp, in[0], 1.0 / 16); }, {0}});
+    t.push_back({"softmax", {Shape{2, 3, 5}}, [](Tape<T>& tp, V& in) { return ops::softmax(tp, in[0]); }, {0}});
+    t.push_back({"slot_attention",
+                 {Shape{2, 3, 4}, Shape{5, 4}},
+                 [](Tape<T>& tp, V& in) { return ops::slot_attention(tp, in[0], in[1], 0.5); },
+                 {0, 1}});
     return t;
 }
 
