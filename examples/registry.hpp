@@ -11,6 +11,7 @@
 #include "examples/cortex.hpp"
 #include "examples/nova.hpp"
 #include "examples/cortex7.hpp"
+#include "examples/supernova.hpp"
 #include "examples/thunderbolt.hpp"
 #include "examples/v3.hpp"
 
@@ -163,6 +164,12 @@ inline const std::vector<ModelEntry>& registry() {
              return std::make_unique<BoltDeltaNet<float>>("bolt-deltanet-large", BoltDeltaNetConfig::from_json(c, BoltDeltaNetConfig::large()));
          },
          infer_from_embedding("embedding.weight", "dim", "n_blocks")},
+        {"supernova", "v6 SUPERNOVA: shift-concat mixer + P-RCSM (shift bank, planner gate, slot memory), ternary (Q2), D=192, 6 blocks, 4.14M params",
+         [](int) { return supernova_recipe(); },
+         [](const nlohmann::json& c) {
+             return std::make_unique<Supernova<float>>("supernova", SupernovaConfig::from_json(c, SupernovaConfig{}));
+         },
+         infer_supernova_config},
     };
     return r;
 }

@@ -14,6 +14,7 @@
 #include "examples/thunderbolt.hpp"
 #include "examples/v3.hpp"
 #include "examples/bolt_deltanet.hpp"
+#include "examples/supernova.hpp"
 
 extern "C" {
 void* __libc_malloc(size_t);
@@ -238,6 +239,24 @@ TEST_CASE("bolt-deltanet: steady-state training steps (both prediction rules) an
         CHECK(counts[0] > 0);
         CHECK(counts[2] == 0);
         CHECK(counts[3] == 0);
+        for (Quant q : {Quant::exact, Quant::int8}) CHECK(generation_allocs(*model.make_generator(q)) == 0);
+    }
+}
+
+TEST_CASE("supernova: steady-state training steps (both planner means) and cached generation steps make no heap allocation") {
+    for (bool compat : {false, true}) {
+        examples::SupernovaConfig c;
+        c.vocab_size = 512, c.d_model = 64, c.n_layers = 2, c.d_reason = 32, c.d_planner = 16, c.seq_len = 64;
+        c.upstream_compat = compat;
+        examples::Supernova<float> model("supernova", c);
+        Rng rng(12);
+        model.init(rng);
+        CAPTURE(compat);
+        const auto counts = train_step_allocs(model, rng);
+        CHECK(counts[0] > 0);
+        CHECK(counts[2] == 0);
+        CHECK(counts[3] == 0);
+        if (compat) continue;
         for (Quant q : {Quant::exact, Quant::int8}) CHECK(generation_allocs(*model.make_generator(q)) == 0);
     }
 }

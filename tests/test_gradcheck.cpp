@@ -28,6 +28,13 @@
 #include <flashlm/ops/gated_delta_rule.hpp>
 #include <flashlm/ops/l2_normalize.hpp>
 #include <flashlm/ops/log_sigmoid.hpp>
+#include <flashlm/ops/softmax.hpp>
+#include <flashlm/ops/slot_attention.hpp>
+#include <flashlm/ops/time_shift.hpp>
+#include <flashlm/ops/concat.hpp>
+#include <flashlm/ops/scale.hpp>
+#include <flashlm/ops/seq_mean.hpp>
+#include <flashlm/ops/broadcast.hpp>
 
 using namespace flashlm;
 
@@ -189,6 +196,19 @@ std::vector<OpCase<T>> op_table() {
                  {0, 1, 2, 3, 4}});
     t.push_back({"l2_normalize", {Shape{3, 8}}, [](Tape<T>& tp, V& in) { return ops::l2_normalize(tp, in[0], 4); }, {0}});
     t.push_back({"log_sigmoid", {Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::log_sigmoid(tp, in[0], 1.0 / 16); }, {0}});
+    t.push_back({"softmax", {Shape{2, 3, 5}}, [](Tape<T>& tp, V& in) { return ops::softmax(tp, in[0]); }, {0}});
+    t.push_back({"slot_attention",
+                 {Shape{2, 3, 4}, Shape{5, 4}},
+                 [](Tape<T>& tp, V& in) { return ops::slot_attention(tp, in[0], in[1], 0.5); },
+                 {0, 1}});
+    t.push_back({"time_shift_2", {Shape{2, 5, 3}}, [](Tape<T>& tp, V& in) { return ops::time_shift(tp, in[0], 2); }, {0}});
+    t.push_back({"concat_cols", {Shape{2, 3, 4}, Shape{2, 3, 2}}, [](Tape<T>& tp, V& in) { return ops::concat_cols(tp, in[0], in[1]); }, {0, 1}});
+    t.push_back({"mul_col", {Shape{2, 3, 4}, Shape{2, 3, 2}}, [](Tape<T>& tp, V& in) { return ops::mul_col(tp, in[0], in[1], 1); }, {0, 1}});
+    t.push_back({"mul_scalar", {Shape{3, 4}, Shape{1}}, [](Tape<T>& tp, V& in) { return ops::mul_scalar(tp, in[0], in[1]); }, {0, 1}});
+    t.push_back({"mul_const", {Shape{3, 4}}, [](Tape<T>& tp, V& in) { return ops::mul_const(tp, in[0], 0.37); }, {0}});
+    t.push_back({"seq_mean_causal", {Shape{2, 5, 3}}, [](Tape<T>& tp, V& in) { return ops::seq_mean(tp, in[0], true); }, {0}});
+    t.push_back({"seq_mean_whole", {Shape{2, 5, 3}}, [](Tape<T>& tp, V& in) { return ops::seq_mean(tp, in[0], false); }, {0}});
+    t.push_back({"broadcast_rows", {Shape{1, 1, 4}}, [](Tape<T>& tp, V& in) { return ops::broadcast_rows(tp, in[0], Shape{2, 3, 4}); }, {0}});
     return t;
 }
 

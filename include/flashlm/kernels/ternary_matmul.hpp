@@ -251,7 +251,9 @@ inline bool set_isa(std::string_view name) {
 // Y[M, rows] = X[M, cols] · W̃ᵀ (PyTorch linear layout), row-major.
 inline void ternary_matmul(const PackedTernary& W, const float* X, int64_t M, float* Y) {
     if (W.rows == 0 || M == 0) return;
-    std::vector<float> buf;
+    // Inputs whose width is not a multiple of 64 are copied into zero-padded rows; the buffer is kept per
+    // thread so steady-state generation through narrow layers (K = 32) allocates nothing.
+    thread_local std::vector<float> buf;
     detail::F32Job job{};
     job.planes = W.planes.data();
     job.blocks = W.blocks();
@@ -296,7 +298,7 @@ inline void run_int8(const PackedTernary& W, const int8_t* x, const float* x_sca
 inline void ternary_matmul_int8(const PackedTernary& W, const int8_t* Xq, const float* x_scales, int64_t M,
                                 float* Y) {
     if (W.rows == 0 || M == 0) return;
-    std::vector<int8_t> buf;
+    thread_local std::vector<int8_t> buf;  // as in ternary_matmul
     detail::run_int8(W, detail::padded_rows(Xq, M, W.cols, W.cols_padded, buf), x_scales, M, Y);
 }
 
