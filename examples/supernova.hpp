@@ -84,12 +84,13 @@ struct SupernovaConfig {
 };
 
 // v6 recipe (VARIANTS.md §8.2): AdamW 4e-3, betas (0.9, 0.95), wd 0.05 on every parameter, 100 warm-up
-// steps, floor 1e-4, clip 1.0, batch 4 × accum 2, seq 128, vocab 4096. Upstream's cosine with warm
-// restarts (cycle 500, peak ×0.85 per cycle) is the trainer's schedule, not the model's.
+// steps, cosine with warm restarts (cycle 500, peak ×0.85 per cycle, floor 1e-4), clip 1.0, batch 4 × accum 2,
+// seq 128, vocab 4096.
 inline Recipe supernova_recipe() {
     Recipe rc;
     rc.lr = 4e-3, rc.min_lr = 1e-4, rc.weight_decay = 0.05, rc.beta1 = 0.9, rc.beta2 = 0.95, rc.clip = 1.0;
     rc.warmup = 100, rc.batch = 4, rc.accum = 2, rc.seq = 128, rc.vocab = 4096;
+    rc.lr_cycle = 500, rc.lr_cycle_decay = 0.85;  // upstream's cosine with warm restarts
     return rc;
 }
 
