@@ -7,3 +7,5 @@ add_test(NAME kernels COMMAND test_kernels)
 # The same binary with the scalar path forced through the environment, as a user would.
 add_test(NAME kernels_isa_env COMMAND test_kernels --test-case=*FLASHLM_ISA*)
 set_tests_properties(kernels_isa_env PROPERTIES ENVIRONMENT FLASHLM_ISA=scalar)
+# v6.1 C-engine kernels: bit planes, popcount GEMM paths, transpose scatter-add (FLASHLM_ISA case included).
+target_sources(test_kernels PRIVATE test_popcount.cpp)

@@ -1,0 +1,102 @@
+#pragma once
+// The v6.1 C engine's packed ternary format (VARIANTS.md §14.1) and its two quantizers (§2 Q4).
+//
+// A row of K ternary values is two bit-planes of KB = ceil(K/8) bytes: val (1 = non-zero) and sign
+// (1 = negative). Element k lives in byte k/8 at bit 7 − k%8 (MSB first, numpy packbits order); bits
+// past K are zero in both planes, which the popcount GEMM relies on. Weights are stored as output rows
+// (N × K, PyTorch linear layout), activations as their M rows: both operands of the GEMM share the layout.
+//
+// This is a different layout from ternary_pack.hpp's PackedTernary (64-element blocks, LSB first,
+// interleaved planes), which serves the float × ternary kernels; this one exists so that ternary ×
+// ternary products are a pair of ANDs and popcounts.
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+
+#include "flashlm/core/parallel.hpp"
+
+namespace flashlm::kernels {
+
+inline constexpr int64_t bitplane_bytes(int64_t K) { return (K + 7) / 8; }
+
+// q[rows, K] in {−1, 0, 1} → planes val/sign [rows, KB].
+inline void pack_bitplanes(const int8_t* q, int64_t rows, int64_t K, uint8_t* val, uint8_t* sign) {
+    const int64_t KB = bitplane_bytes(K);
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t b = 0; b < KB; ++b) {
+            uint8_t v = 0, s = 0;
+            for (int64_t t = 0; t < 8 && b * 8 + t < K; ++t) {
+                const int8_t x = q[r * K + b * 8 + t];
+                if (x != 0) v |= uint8_t(0x80u >> t);
+                if (x < 0) s |= uint8_t(0x80u >> t);
+            }
+            val[r * KB + b] = v;
+            sign[r * KB + b] = s;
+        }
+}
+
+// Planes → out[rows, K] in {−1, 0, 1} (upstream's unpack_ternary_f32).
+template <class T>
+void unpack_bitplanes(const uint8_t* val, const uint8_t* sign, int64_t rows, int64_t K, T* out) {
+    const int64_t KB = bitplane_bytes(K);
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t k = 0; k < K; ++k) {
+            const uint8_t bit = uint8_t(0x80u >> (k & 7));
+            const int64_t b = r * KB + k / 8;
+            out[r * K + k] = (val[b] & bit) ? ((sign[b] & bit) ? T(-1) : T(1)) : T(0);
+        }
+}
+
+// Activation requantize (upstream requantize_f32): per row, τ = 0.6745 · mean_k |x| (0.6745·E|x| ≈ the
+// median |x| of a Gaussian row, so about half the entries survive), ternary = sign(x)·[|x| > τ]. Writes
+// mean_k |x| per row to row_mean_abs (if not null): the per-row dequantisation scale's base.
+template <class T>
+void requantize_rows(const T* x, int64_t M, int64_t K, uint8_t* val, uint8_t* sign, T* row_mean_abs) {
+    const int64_t KB = bitplane_bytes(K);
+    parallel_for(M, M * K, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+            const T* xi = x + i * K;
+            double sum = 0;  // double: the threshold should not depend on the summation order
+            for (int64_t k = 0; k < K; ++k) sum += std::abs(double(xi[k]));
+            const T mean = T(sum / double(K));
+            const T tau = T(0.6745) * mean;
+            if (row_mean_abs) row_mean_abs[i] = mean;
+            for (int64_t b = 0; b < KB; ++b) {
+                uint8_t v = 0, s = 0;
+                for (int64_t t = 0; t < 8 && b * 8 + t < K; ++t) {
+                    const T e = xi[b * 8 + t];
+                    if (std::abs(e) > tau) {
+                        v |= uint8_t(0x80u >> t);
+                        if (e < 0) s |= uint8_t(0x80u >> t);
+                    }
+                }
+                val[i * KB + b] = v;
+                sign[i * KB + b] = s;
+            }
+        }
+    });
+}
+
+// Weight quantize (upstream quantize_weights): s = mean|W| + 1e-8 over the whole tensor; ternary = +1
+// where W/s > 0.5, −1 where W/s < −0.5. Returns s (the dequantisation scale: W̃ = s · ternary).
+template <class T>
+T quantize_weight_planes(const T* W, int64_t rows, int64_t K, uint8_t* val, uint8_t* sign) {
+    const int64_t n = rows * K, KB = bitplane_bytes(K);
+    double sum = 0;
+    for (int64_t i = 0; i < n; ++i) sum += std::abs(double(W[i]));
+    const T s = T(sum / double(n)) + T(1e-8);
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t b = 0; b < KB; ++b) {
+            uint8_t v = 0, sg = 0;
+            for (int64_t t = 0; t < 8 && b * 8 + t < K; ++t) {
+                const T q = W[r * K + b * 8 + t] / s;
+                if (q > T(0.5)) v |= uint8_t(0x80u >> t);
+                if (q < T(-0.5)) v |= uint8_t(0x80u >> t), sg |= uint8_t(0x80u >> t);
+            }
+            val[r * KB + b] = v;
+            sign[r * KB + b] = sg;
+        }
+    return s;
+}
+
+}  // namespace flashlm::kernels
