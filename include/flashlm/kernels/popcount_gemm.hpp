@@ -26,12 +26,12 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "flashlm/core/parallel.hpp"
-#include "flashlm/core/tensor.hpp"
 #include "flashlm/kernels/ternary_bitplane.hpp"
 #include "flashlm/kernels/ternary_matmul.hpp"
 
@@ -261,8 +261,9 @@ inline PopcountPanel make_popcount_panel(const uint8_t* Wv, const uint8_t* Ws, i
                                          uint64_t* sign) {
     PopcountPanel p;
     p.n = N, p.kb = KB, p.kw = popcount_words(KB), p.np = (N + k_panel_cols - 1) / k_panel_cols * k_panel_cols;
-    FLASHLM_CHECK(p.kw <= k_popcount_max_words, "popcount GEMM: rows longer than " +
-                                                    std::to_string(64 * k_popcount_max_words) + " elements are not supported");
+    if (p.kw > k_popcount_max_words)
+        throw std::invalid_argument("popcount GEMM: rows longer than " + std::to_string(64 * k_popcount_max_words) +
+                                    " elements are not supported");
     for (int64_t b = 0; b < p.kw; ++b)
         for (int64_t j = 0; j < p.np; ++j) {
             val[b * p.np + j] = j < N ? detail::plane_word(Wv + j * KB, KB, b) : 0;
@@ -272,7 +273,8 @@ inline PopcountPanel make_popcount_panel(const uint8_t* Wv, const uint8_t* Ws, i
     return p;
 }
 
-// A panel with its own storage (tests, benchmarks, frozen weights for generation).
+// A panel with its own storage (tests, benchmarks, frozen weights for generation). Movable (a moved
+// vector keeps its buffer, so the view stays valid), not copyable.
 struct OwnedPopcountPanel {
     std::vector<uint64_t> val, sign;
     PopcountPanel view;
@@ -281,6 +283,10 @@ struct OwnedPopcountPanel {
         : val(size_t(popcount_panel_words(N, KB))), sign(val.size()) {
         view = make_popcount_panel(Wv, Ws, N, KB, val.data(), sign.data());
     }
+    OwnedPopcountPanel(const OwnedPopcountPanel&) = delete;
+    OwnedPopcountPanel& operator=(const OwnedPopcountPanel&) = delete;
+    OwnedPopcountPanel(OwnedPopcountPanel&&) = default;
+    OwnedPopcountPanel& operator=(OwnedPopcountPanel&&) = default;
 };
 
 // ---- GEMM -------------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ namespace flashlm {
 struct Recipe {
     double lr = 4e-3, min_lr = 1e-5, weight_decay = 0.01, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, clip = 1.0;
     int64_t warmup = 500, batch = 8, accum = 1, seq = 256, vocab = 10000;
+    std::string optimizer = "adamw";  // or "sgd" (momentum below; beta1/beta2/eps unused)
+    double momentum = 0.9;
 };
 
 template <class T>
