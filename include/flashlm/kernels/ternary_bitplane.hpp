@@ -9,6 +9,7 @@
 // This is a different layout from ternary_pack.hpp's PackedTernary (64-element blocks, LSB first,
 // interleaved planes), which serves the float × ternary kernels; this one exists so that ternary ×
 // ternary products are a pair of ANDs and popcounts.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -56,22 +57,26 @@ void requantize_rows(const T* x, int64_t M, int64_t K, uint8_t* val, uint8_t* si
     parallel_for(M, M * K, [&](int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i) {
             const T* xi = x + i * K;
-            double sum = 0;  // double: the threshold should not depend on the summation order
-            for (int64_t k = 0; k < K; ++k) sum += std::abs(double(xi[k]));
-            const T mean = T(sum / double(K));
+            // double (4 partial sums for speed): the threshold should not depend on the summation order
+            double part[4] = {0, 0, 0, 0};
+            int64_t k = 0;
+            for (; k + 4 <= K; k += 4)
+                for (int j = 0; j < 4; ++j) part[j] += std::abs(double(xi[k + j]));
+            for (; k < K; ++k) part[0] += std::abs(double(xi[k]));
+            const T mean = T((part[0] + part[1] + part[2] + part[3]) / double(K));
             const T tau = T(0.6745) * mean;
             if (row_mean_abs) row_mean_abs[i] = mean;
             for (int64_t b = 0; b < KB; ++b) {
-                uint8_t v = 0, s = 0;
-                for (int64_t t = 0; t < 8 && b * 8 + t < K; ++t) {
+                unsigned v = 0, s = 0;
+                const int64_t n = std::min<int64_t>(8, K - b * 8);
+                for (int64_t t = 0; t < n; ++t) {  // branch-free: about half the entries pass
                     const T e = xi[b * 8 + t];
-                    if (std::abs(e) > tau) {
-                        v |= uint8_t(0x80u >> t);
-                        if (e < 0) s |= uint8_t(0x80u >> t);
-                    }
+                    const unsigned nz = std::abs(e) > tau, neg = e < 0;
+                    v |= nz << (7 - t);
+                    s |= (nz & neg) << (7 - t);
                 }
-                val[i * KB + b] = v;
-                sign[i * KB + b] = s;
+                val[i * KB + b] = uint8_t(v);
+                sign[i * KB + b] = uint8_t(s);
             }
         }
     });

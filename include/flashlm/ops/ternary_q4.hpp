@@ -7,7 +7,7 @@
 //
 // Backward: the identity straight-through estimator on both operands, i.e. the gradient of x̃ W̃ᵀ with
 // x̃ = s_x t(x), W̃ = s_W t(W) (no gradient through the scales):
-//   dx += dy · W̃,   dW += dyᵀ · x̃ = Σ_i s_x,i · dy_iᵀ t(x_i)   (transpose scatter-add over packed t(x)).
+//   dx += dy · W̃,   dW += dyᵀ · x̃ = Σ_i s_x,i · dy_iᵀ t(x_i)   (both float GEMMs on unpacked operands).
 // Upstream drops s_x from dW (Q4Options::omit_act_scale_in_grad, --upstream-compat): its weight gradient
 // is that of a model whose activations are t(x) unscaled, which is not the model it runs forward.
 #include <algorithm>
@@ -44,20 +44,19 @@ void q4_linear_backward(Node<T>& n) {
     const T* dy = n.out.grad;
     if (x.grad) kernels::gemm_nn(M, K, N, dy, n.saved[0], x.grad, true);
     if (W.grad) {
+        // dW += dyᵀ x̃ with x̃ = f_i · t(x_i) unpacked: flashlm's Eigen GEMM runs this 3-4x faster than
+        // the engine's scatter-add (kernels::ternary_transpose_matmul, bench_popcount), same sums up to order.
         const auto* xv = reinterpret_cast<const uint8_t*>(n.saved[2]);
         const auto* xs = reinterpret_cast<const uint8_t*>(n.saved[3]);
         const T* f = n.saved[1];
-        // Gradient rows scaled by s_x,i, scattered into dWᵀ [K, N], then added transposed.
-        std::vector<T> g(size_t(M * N)), dwt(size_t(K * N), T(0));
-        parallel_for(M, M * N, [&](int64_t i0, int64_t i1) {
+        std::vector<T> xt(size_t(M * K));
+        const int64_t KB = kernels::bitplane_bytes(K);
+        parallel_for(M, M * K, [&](int64_t i0, int64_t i1) {
+            kernels::unpack_bitplanes(xv + i0 * KB, xs + i0 * KB, i1 - i0, K, xt.data() + i0 * K);
             for (int64_t i = i0; i < i1; ++i)
-                for (int64_t j = 0; j < N; ++j) g[size_t(i * N + j)] = dy[i * N + j] * f[i];
+                for (int64_t k = 0; k < K; ++k) xt[size_t(i * K + k)] *= f[i];
         });
-        kernels::ternary_transpose_matmul(xv, xs, g.data(), M, K, N, dwt.data());
-        parallel_for(N, N * K, [&](int64_t j0, int64_t j1) {
-            for (int64_t j = j0; j < j1; ++j)
-                for (int64_t k = 0; k < K; ++k) W.grad[j * K + k] += dwt[size_t(k * N + j)];
-        });
+        kernels::gemm_tn(N, K, M, dy, xt.data(), W.grad, true);
     }
 }
 
