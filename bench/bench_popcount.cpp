@@ -52,13 +52,18 @@ struct Problem {
     }
 };
 
-std::map<std::string, double> g_times;  // benchmark name -> real time per iteration (ns)
+// benchmark name (without the "/real_time" suffix) -> {real, CPU} time per iteration (ns)
+std::map<std::string, std::pair<double, double>> g_times;
 
 class Recorder : public benchmark::ConsoleReporter {
 public:
     void ReportRuns(const std::vector<Run>& runs) override {
         for (const auto& r : runs)
-            if (!r.error_occurred) g_times[r.benchmark_name()] = r.GetAdjustedRealTime();
+            if (!r.error_occurred) {
+                std::string name = r.benchmark_name();
+                if (auto p = name.rfind("/real_time"); p != std::string::npos) name.erase(p);
+                g_times[name] = {r.GetAdjustedRealTime(), r.GetAdjustedCPUTime()};
+            }
         ConsoleReporter::ReportRuns(runs);
     }
 };
@@ -112,20 +117,23 @@ int main(int argc, char** argv) {
     }
     Recorder rec;
     benchmark::RunSpecifiedBenchmarks(&rec);
-    std::printf("\nsame-run ratios (time of the named run / time of the best popcount path; > 1 = popcount faster):\n");
+    // On a loaded machine the main thread's CPU time is the steadier number for the 1-thread runs.
+    std::printf("\nsame-run ratios (named run's time / best popcount path's time; > 1 = popcount faster), real | cpu:\n");
     for (const auto& sfx : suffixes) {
-        auto at = [&](const std::string& n) {
-            auto it = g_times.find(n + sfx);
-            return it == g_times.end() ? 0.0 : it->second;
-        };
         const std::string best = "popcount_" + popcount_path_name(available_popcount_paths().back());
-        const double b = at(best);
-        if (b <= 0) continue;
-        std::printf("%s: best = %s %.1f us | scalar %.2fx | eigen_f32_gemm %.2fx | with requant %.2fx | "
-                    "dW: eigen_gemm_tn / scatter_add %.2fx\n",
-                    sfx.c_str(), best.c_str(), b / 1e3, at("popcount_scalar") / b, at("eigen_f32_gemm") / b,
-                    at("popcount_auto_with_requant") / b,
-                    at("scatter_add_dW") > 0 ? at("eigen_f32_gemm_tn_dW") / at("scatter_add_dW") : 0.0);
+        for (int cpu = 0; cpu < 2; ++cpu) {
+            auto at = [&](const std::string& n) {
+                auto it = g_times.find(n + sfx);
+                return it == g_times.end() ? 0.0 : (cpu ? it->second.second : it->second.first);
+            };
+            const double b = at(best);
+            if (b <= 0) continue;
+            std::printf("%s %s: %s %.0f us | scalar %.2fx | avx2 %.2fx | eigen_f32_gemm %.2fx | with requant %.2fx | "
+                        "dW: scatter_add / eigen_gemm_tn %.2fx\n",
+                        sfx.c_str(), cpu ? "cpu " : "real", best.c_str(), b / 1e3, at("popcount_scalar") / b,
+                        at("popcount_avx2") / b, at("eigen_f32_gemm") / b, at("popcount_auto_with_requant") / b,
+                        at("eigen_f32_gemm_tn_dW") > 0 ? at("scatter_add_dW") / at("eigen_f32_gemm_tn_dW") : 0.0);
+        }
     }
     benchmark::Shutdown();
     return 0;

@@ -87,20 +87,27 @@ void requantize_rows(const T* x, int64_t M, int64_t K, uint8_t* val, uint8_t* si
 template <class T>
 T quantize_weight_planes(const T* W, int64_t rows, int64_t K, uint8_t* val, uint8_t* sign) {
     const int64_t n = rows * K, KB = bitplane_bytes(K);
-    double sum = 0;
-    for (int64_t i = 0; i < n; ++i) sum += std::abs(double(W[i]));
-    const T s = T(sum / double(n)) + T(1e-8);
-    for (int64_t r = 0; r < rows; ++r)
-        for (int64_t b = 0; b < KB; ++b) {
-            uint8_t v = 0, sg = 0;
-            for (int64_t t = 0; t < 8 && b * 8 + t < K; ++t) {
-                const T q = W[r * K + b * 8 + t] / s;
-                if (q > T(0.5)) v |= uint8_t(0x80u >> t);
-                if (q < T(-0.5)) v |= uint8_t(0x80u >> t), sg |= uint8_t(0x80u >> t);
+    double part[4] = {0, 0, 0, 0};  // double, 4 partial sums: as requantize_rows
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int j = 0; j < 4; ++j) part[j] += std::abs(double(W[i + j]));
+    for (; i < n; ++i) part[0] += std::abs(double(W[i]));
+    const T s = T((part[0] + part[1] + part[2] + part[3]) / double(n)) + T(1e-8);
+    parallel_for(rows, n, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r)
+            for (int64_t b = 0; b < KB; ++b) {
+                unsigned v = 0, sg = 0;
+                const int64_t m = std::min<int64_t>(8, K - b * 8);
+                for (int64_t t = 0; t < m; ++t) {  // branch-free
+                    const T q = W[r * K + b * 8 + t] / s;
+                    const unsigned pos = q > T(0.5), neg = q < T(-0.5);
+                    v |= (pos | neg) << (7 - t);
+                    sg |= neg << (7 - t);
+                }
+                val[r * KB + b] = uint8_t(v);
+                sign[r * KB + b] = uint8_t(sg);
             }
-            val[r * KB + b] = v;
-            sign[r * KB + b] = sg;
-        }
+    });
     return s;
 }
 
