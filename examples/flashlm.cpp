@@ -280,6 +280,7 @@ int cmd_train(const TrainArgs& a) {
     o.min_lr = rc.min_lr;
     o.weight_decay = rc.weight_decay;
     o.beta1 = rc.beta1, o.beta2 = rc.beta2, o.clip = rc.clip;
+    o.optimizer = rc.optimizer, o.momentum = rc.momentum;
     o.warmup = a.warmup >= 0 ? a.warmup : rc.warmup;
     o.lr_cycle = a.lr_cycle >= 0 ? a.lr_cycle : rc.lr_cycle;
     o.lr_cycle_decay = a.lr_cycle_decay > 0 ? a.lr_cycle_decay : rc.lr_cycle_decay;
@@ -672,7 +673,8 @@ int main(int argc, char** argv) {
     tr->add_flag("--upstream-compat", ta.upstream_compat,
                  "reproduce the upstream script's arithmetic where flashlm fixes it (cortex3/cortex6: double-shifted "
                  "targets, memory scale 1/sqrt(window); cortex: double-shifted targets, clamped decayed sum, "
-                 "validation loss = whole objective; thunderbolt: GroupNorm over the whole window)");
+                 "validation loss = whole objective; thunderbolt: GroupNorm over the whole window; "
+                 "supernova2-engine: activation scale over the whole batch, weight gradients without it)");
 
     TokArgs ka;
     auto* tt = app.add_subcommand("train-tokenizer", "train a tokenizer on a text for train --tokenizer");

@@ -14,6 +14,7 @@
 #include "examples/supernova.hpp"
 #include "examples/thunderbolt.hpp"
 #include "examples/v3.hpp"
+#include "examples/supernova2_engine.hpp"
 
 namespace flashlm::examples {
 
@@ -170,6 +171,12 @@ inline const std::vector<ModelEntry>& registry() {
              return std::make_unique<Supernova<float>>("supernova", SupernovaConfig::from_json(c, SupernovaConfig{}));
          },
          infer_supernova_config},
+        {"supernova2-engine", "v6.1 SUPERNOVA II (C engine): per-token FFN stack, ternary weights AND activations (Q4, popcount GEMM), no token mixing, D=192, 6 layers, 1.08M params",
+         [](int) { return supernova2_engine_recipe(); },
+         [](const nlohmann::json& c) {
+             return std::make_unique<Supernova2Engine<float>>("supernova2-engine", Supernova2EngineConfig::from_json(c, {}));
+         },
+         infer_from_embedding("embed", "d_model", "")},
     };
     return r;
 }

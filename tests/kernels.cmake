@@ -14,3 +14,5 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
            ${PROJECT_BINARY_DIR}/neon ${XSIMD_INCLUDE_DIR} ${EIGEN3_INCLUDE_DIRS}
            "$<TARGET_PROPERTY:doctest::doctest,INTERFACE_INCLUDE_DIRECTORIES>")
 endif()
+# v6.1 C-engine kernels: bit planes, popcount GEMM paths, transpose scatter-add (FLASHLM_ISA case included).
+target_sources(test_kernels PRIVATE test_popcount.cpp)

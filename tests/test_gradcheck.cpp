@@ -35,6 +35,7 @@
 #include <flashlm/ops/scale.hpp>
 #include <flashlm/ops/seq_mean.hpp>
 #include <flashlm/ops/broadcast.hpp>
+#include <flashlm/ops/ternary_q4.hpp>
 
 using namespace flashlm;
 
@@ -55,6 +56,9 @@ struct OpCase {
     bool ste_weight = false;
     // The quantizer behind ste_weight when it is not Q1 (W̃ = ste_quant(W)).
     void (*ste_quant)(const double*, double*, int64_t) = nullptr;
+    // STE on several inputs: replaces every input but k by its quantised value (in place), and input k is
+    // then checked against finite differences of linear(in[0], in[1]) (q4_linear: x̃ W̃ᵀ).
+    void (*ste_point)(std::vector<std::vector<double>>&, const std::vector<Shape>&, int k) = nullptr;
 };
 
 const std::vector<int32_t> k_ids = {3, 0, 7, 3, 5, 1, 6, 2, 0, 4, 7, 7};  // 12 ids in [0, 8)
@@ -209,6 +213,26 @@ std::vector<OpCase<T>> op_table() {
     t.push_back({"seq_mean_causal", {Shape{2, 5, 3}}, [](Tape<T>& tp, V& in) { return ops::seq_mean(tp, in[0], true); }, {0}});
     t.push_back({"seq_mean_whole", {Shape{2, 5, 3}}, [](Tape<T>& tp, V& in) { return ops::seq_mean(tp, in[0], false); }, {0}});
     t.push_back({"broadcast_rows", {Shape{1, 1, 4}}, [](Tape<T>& tp, V& in) { return ops::broadcast_rows(tp, in[0], Shape{2, 3, 4}); }, {0}});
+    // v6.1 C engine: ternary weights and activations (popcount GEMM), identity STE on both; K = 13 is ragged.
+    t.push_back({"q4_linear",
+                 {Shape{6, 13}, Shape{5, 13}},
+                 [](Tape<T>& tp, V& in) { return ops::q4_linear(tp, in[0], in[1]); },
+                 {0, 1},
+                 false,
+                 nullptr,
+                 [](std::vector<std::vector<double>>& v, const std::vector<Shape>& s, int k) {
+                     std::vector<double> q;
+                     if (k != 0) {
+                         q.resize(v[0].size());
+                         ops::q4_dequantize_activations(v[0].data(), s[0].dims[0], s[0].dims[1], q.data());
+                         v[0] = q;
+                     }
+                     if (k != 1) {
+                         q.resize(v[1].size());
+                         ops::q4_dequantize_weights(v[1].data(), s[1].dims[0], s[1].dims[1], q.data());
+                         v[1] = q;
+                     }
+                 }});
     return t;
 }
 
@@ -288,7 +312,10 @@ TEST_CASE("every op's backward matches central finite differences (double) and t
             CAPTURE(k);
             std::vector<std::vector<double>> vals = in.vals;
             Fwd<double> f = c.fwd;
-            if (c.ste_weight && k == 1) {
+            if (c.ste_point) {
+                c.ste_point(vals, c.shapes, k);
+                f = [](Tape<double>& tp, std::vector<Tensor<double>>& x) { return ops::linear(tp, x[0], x[1]); };
+            } else if (c.ste_weight && k == 1) {
                 if (c.ste_quant) c.ste_quant(in.vals[1].data(), vals[1].data(), int64_t(vals[1].size()));
                 else ops::quantize_absmean(in.vals[1].data(), vals[1].data(), int64_t(vals[1].size()));
                 f = [](Tape<double>& tp, std::vector<Tensor<double>>& x) { return ops::linear(tp, x[0], x[1]); };

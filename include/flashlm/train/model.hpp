@@ -18,6 +18,8 @@ struct Recipe {
     int64_t warmup = 500, batch = 8, accum = 1, seq = 256, vocab = 10000;
     int64_t lr_cycle = 0;        // steps per cosine restart (0: one cosine over the run)
     double lr_cycle_decay = 1.0;  // each restart's peak relative to the previous one
+    std::string optimizer = "adamw";  // or "sgd" (momentum below; beta1/beta2/eps unused)
+    double momentum = 0.9;
 };
 
 template <class T>

@@ -21,6 +21,7 @@
 #include "flashlm/optim/adamw.hpp"
 #include "flashlm/optim/clip.hpp"
 #include "flashlm/optim/schedule.hpp"
+#include "flashlm/optim/sgd.hpp"
 #include "flashlm/train/evaluate.hpp"
 #include "flashlm/train/model.hpp"
 
@@ -66,6 +67,9 @@ struct TrainOptions {
     int64_t warmup = 500;
     int64_t lr_cycle = 0;          // steps per cosine restart (0: one cosine over the run)
     double lr_cycle_decay = 1.0;
+    // "adamw" (default) or "sgd" (momentum, v6.1 C engine); SGD keeps its velocity in AdamW's exp_avg.
+    std::string optimizer = "adamw";
+    double momentum = 0.9;
     int64_t eval_every = 0;        // steps between evaluations (0: off)
     double eval_every_s = 0;       // seconds between evaluations (0: off)
     int64_t eval_windows = 200;    // validation windows per in-training evaluation
@@ -144,8 +148,11 @@ public:
           corpus_(corpus),
           opt_(std::move(opt)),
           adam_(model.params(), optim::AdamWConfig{opt_.beta1, opt_.beta2, 1e-8, opt_.weight_decay}),
+          sgd_(model.params(), adam_.exp_avg(), optim::SgdConfig{opt_.momentum, opt_.weight_decay}),
           rng_(opt_.seed) {
         if (opt_.steps <= 0 && opt_.budget_s <= 0) throw std::invalid_argument("set --steps, --minutes or --hours");
+        if (opt_.optimizer != "adamw" && opt_.optimizer != "sgd")
+            throw std::invalid_argument("unknown optimizer '" + opt_.optimizer + "' (adamw or sgd)");
         sched_.peak = opt_.lr;
         sched_.floor = opt_.min_lr;
         sched_.warmup_steps = opt_.warmup;
@@ -274,7 +281,12 @@ public:
                                 skipped_, opt_.skip_nonfinite));
                 continue;  // the batch is consumed (RNG advanced); the step is retried on the next batch
             }
-            adam_.step(lr);
+            if (opt_.optimizer == "sgd") {
+                sgd_.step(lr);
+                adam_.set_steps(adam_.steps() + 1);  // the checkpoint's adam_step keeps counting updates
+            } else {
+                adam_.step(lr);
+            }
             state_.step += 1;
             state_.tokens_seen += opt_.batch * opt_.seq * opt_.accum;
             state_.elapsed_s = elapsed();
@@ -362,6 +374,7 @@ private:
     Corpus corpus_;
     TrainOptions opt_;
     optim::AdamW<T> adam_;
+    optim::SgdMomentum<T> sgd_;
     optim::WarmupCosine sched_;
     Rng rng_;
     TrainState state_;
