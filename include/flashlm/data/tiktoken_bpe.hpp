@@ -182,7 +182,8 @@ private:
         if (j.contains("special_tokens")) {
             if (!j["special_tokens"].is_object()) throw std::runtime_error("special_tokens must be an object");
             for (auto& [k, v] : j["special_tokens"].items()) {
-                if (!v.is_number_integer()) throw std::runtime_error("special token '" + k + "' has no integer id");
+                if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= 65535)
+                    throw std::runtime_error("special token '" + k + "' has no integer id in [0, 65535)");
                 specials_[k] = v.get<int64_t>();
             }
         }
