@@ -266,8 +266,8 @@ TEST_CASE("every upstream buffer a model exports is one its import skips") {
         for (const auto& b : bufs) {
             const bool skipped = std::any_of(e.upstream_buffers.begin(), e.upstream_buffers.end(),
                                              [&](const std::string& p) { return io::matches_indexed(p, b.name); });
-            CHECK_MESSAGE(skipped, e.name + ": " + b.name);
-            CHECK_MESSAGE(!m->params().contains(b.name), e.name + ": " + b.name);
+            CHECK_MESSAGE(skipped, (e.name + ": " + b.name));
+            CHECK_MESSAGE(!m->params().contains(b.name), (e.name + ": " + b.name));
         }
     }
 }
