@@ -88,6 +88,7 @@ for i in $(seq 200); do printf 'a \xff\xfe\xc3 broken \xe2\x82 text %d\n' "$i"; 
 # 3. Limits of the other loaders (tokenizer.json, tiktoken ranks, remap JSON, shard sidecar and index):
 #    sizes and ids are validated before anything is allocated from them, and a sidecar names only files
 #    beside its shard.
+src_dir=$(cd "$(dirname "$0")/../.." && pwd)
 tk=(train --data "$data" --seq 16 --batch 2 --threads 2 --steps 1 --out "$work/x" --tokenizer)
 echo '{"model": {"type": "BPE", "vocab": {"a": 4000000000}, "merges": []}}' > "$work/hf-id.json"
 expect_error "tokenizer.json with a vocab id beyond 2^31" "vocab id of 'a' is not a non-negative integer" "$bin" "${tk[@]}" "$work/hf-id.json"
@@ -95,6 +96,8 @@ echo '{"model": {"type": "BPE", "vocab": {"a": 70000}, "merges": []}}' > "$work/
 expect_error "tokenizer.json with an id beyond uint16" "ids up to 70000 do not fit uint16 token files" "$bin" "${tk[@]}" "$work/hf-big.json"
 printf 'export default {"bpe_ranks": "! 0 AA== AQ==", "special_tokens": {"<|endoftext|>": 9223372036854775807}};\n' > "$work/ranks.js"
 expect_error "tiktoken special id beyond uint16" "special token '<\|endoftext\|>' has no integer id in \[0, 65535\)" "$bin" "${tk[@]}" "$work/ranks.js"
+# found by tests/fuzz/fuzz_tokenizer: two tokens of one rank loaded, but a checkpoint could not load them back
+expect_error "tiktoken ranks with a rank given twice" "rank 234 is given to two tokens" "$bin" "${tk[@]}" "$src_dir/tests/fuzz/regressions/tokenizer-tiktoken-duplicate-rank"
 echo '{"flashlm_tokenizer": "remap/1", "specials": ["<unk>"], "unk_id": 0, "eos_id": 0, "vocab_size": 1e300, "base_ids": [], "base": {}}' > "$work/remap-big.json"
 expect_error "remap with a vocab_size of 1e300" "remap vocab_size must be an integer in \[0, 65535\], got 1e\+300" "$bin" "${tk[@]}" "$work/remap-big.json"
 "$bin" tokenize --tokenizer "$work/a/tokenizer.model" --data "$data" --out "$work/sh" > /dev/null 2>&1 || fail "tokenize for the sidecar cases"

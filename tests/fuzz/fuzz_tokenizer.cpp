@@ -9,6 +9,7 @@
 // ASan sees its memory errors only through intercepted libc calls (crashes are still caught).
 #include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -31,8 +32,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             if (id < 0 || id >= V) std::abort();
         for (int32_t i = 0; i < V && i < 512; ++i) ids.push_back(i);
         (void)t->decode(ids);
-        (void)tokenizer_from_blob(t->serialized(), "re-serialized tokenizer")->vocab_size();
-        (void)t->kind();
+        // What a checkpoint embeds must load again as the same tokenizer.
+        std::unique_ptr<Tokenizer> again;
+        try {
+            again = tokenizer_from_blob(t->serialized(), "re-serialized tokenizer");
+        } catch (const std::exception&) {
+            std::abort();
+        }
+        if (again->kind() != t->kind() || again->vocab_size() != V || again->eos_id() != t->eos_id()) std::abort();
     } catch (const std::runtime_error&) {
     }
     return 0;
