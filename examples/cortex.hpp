@@ -7,7 +7,8 @@
 //                    u = ln_mem(x); x += mem_out( decayed_memory(key_proj u, val_proj u, query_proj u) )
 // Parameter names are the upstream state-dict keys (embed, ln_in, blocks.{i}.ln1, mixer_up, conv.conv,
 // mixer_down, ln_mem, key_proj, val_proj, query_proj, mem_out, ln2, Wg, Wu, Wo, ln_out; head.weight is
-// an alias of embed.weight). Upstream's buffer blocks.{i}.decay_mask is not a parameter and is not stored.
+// an alias of embed.weight). Upstream's buffer blocks.{i}.decay_mask is not a parameter: flashlm computes it,
+// and `flashlm export` writes it (examples/upstream_buffers.hpp).
 //
 // Two upstream defects are fixed by default (VARIANTS.md §16 Q1, Q11) and reproduced with
 // "upstream_compat": true:
@@ -301,7 +302,8 @@ std::unique_ptr<Generator> Cortex<T>::make_generator(Quant) const {
 }
 
 // `flashlm import`: the config keys a CORTEX state dict's tensor shapes determine (d_mem from the memory
-// projections; seq_len, decay and upstream_compat are not among them).
+// projections, seq_len from upstream's decay_mask buffer when the file has it; decay and upstream_compat
+// are not among them).
 inline nlohmann::json infer_cortex_config(const io::TensorShapes& s) {
     nlohmann::json j = nlohmann::json::object();
     if (auto v = io::dim_of(s, "embed.weight", 0)) j["vocab_size"] = *v;
@@ -310,6 +312,7 @@ inline nlohmann::json infer_cortex_config(const io::TensorShapes& s) {
     if (auto k = io::dim_of(s, "blocks.0.conv.conv.weight", 2)) j["kernel_size"] = *k;
     if (auto f = io::dim_of(s, "blocks.0.Wg.weight", 0)) j["d_ff"] = *f;
     if (auto m = io::dim_of(s, "blocks.0.key_proj.weight", 0)) j["d_mem"] = *m;
+    if (auto t = io::dim_of(s, "blocks.0.decay_mask", 0)) j["seq_len"] = *t;
     return j;
 }
 

@@ -745,8 +745,9 @@ int main(int argc, char** argv) {
     im->add_option("--from", ia.from, ".safetensors file of the state dict under upstream tensor names (F32, F16, BF16 "
                                       "or F64); the config comes from its metadata and the tensor shapes")
         ->required()->check(CLI::ExistingFile);
-    im->add_option("--tokenizer", ia.tokenizer, "SentencePiece .model the weights were trained with (required: a "
-                                                "checkpoint embeds its tokenizer; flashlm train writes OUT/tokenizer.model)")
+    im->add_option("--tokenizer", ia.tokenizer, "tokenizer the weights were trained with: SentencePiece .model, HF "
+                                                "tokenizer.json, tiktoken ranks or flashlm's remap JSON (required: a "
+                                                "checkpoint embeds its tokenizer; flashlm train writes one into OUT)")
         ->required()->check(CLI::ExistingFile);
     im->add_option("--out", ia.out, "checkpoint to write (.safetensors)")->required();
     im->add_option("--config", ia.config, "JSON object of config keys the shapes do not determine, e.g. "
@@ -759,7 +760,8 @@ int main(int argc, char** argv) {
                                             "upstream tensor names, tied weights under both names)");
     ex->add_option("--checkpoint", xa.checkpoint, "checkpoint (.safetensors)")->required()->check(CLI::ExistingFile);
     ex->add_option("--out", xa.out, "state-dict file to write (.safetensors, F32)")->required();
-    ex->add_option("--tokenizer-out", xa.tokenizer_out, "also write the checkpoint's SentencePiece tokenizer (.model)");
+    ex->add_option("--tokenizer-out", xa.tokenizer_out, "also write the checkpoint's tokenizer (as the checkpoint embeds it: "
+                                                      "SentencePiece .model, tokenizer.json, …)");
 
     const int rank = world_rank(), nranks = world_size();
     // In a multi-rank job an error on any rank ends every rank (no one waits in a collective forever).

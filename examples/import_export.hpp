@@ -100,6 +100,16 @@ inline std::unique_ptr<LanguageModel<float>> import_state_dict(const ModelEntry&
                             : fits;
         throw io::FormatError(msg);
     }
+    if (entry.buffer_values) {
+        const auto bad = check_upstream_buffers(st, entry.buffer_values(model->config()));
+        if (!bad.empty()) {
+            std::string msg = path + ": upstream buffers that are not what --model " + entry.name + " with config " +
+                              cfg.dump() + " computes (" + std::to_string(bad.size()) + "):";
+            for (std::size_t i = 0; i < bad.size() && i < 12; ++i) msg += "\n  " + bad[i];
+            if (bad.size() > 12) msg += "\n  … and " + std::to_string(bad.size() - 12) + " more";
+            throw io::FormatError(msg + "\n  (a different seq_len, decay or head size? pass it with --config)");
+        }
+    }
     io::load_state_dict(st, path, model->params(), entry.upstream_buffers);
     if (skipped) *skipped = pr.buffers;
     return model;
@@ -124,11 +134,12 @@ inline int cmd_import(const ImportArgs& a) {
     std::vector<std::string> skipped;
     auto model = import_state_dict(entry, st, a.from, overrides, &skipped);
 
-    data::SpTokenizer tok = data::SpTokenizer::load(a.tokenizer);
-    if (tok.vocab_size() != model->vocab_size())
+    // Any kind load_tokenizer reads: SentencePiece .model, HF tokenizer.json, GPT-2/tiktoken ranks, remap JSON.
+    const std::unique_ptr<data::Tokenizer> tok = data::load_tokenizer(a.tokenizer);
+    if (tok->vocab_size() != model->vocab_size())
         throw std::invalid_argument(fmt::format("--tokenizer {} has {} pieces but the weights' vocabulary is {}; pass the "
                                                 "tokenizer the weights were trained with",
-                                                a.tokenizer, tok.vocab_size(), model->vocab_size()));
+                                                a.tokenizer, tok->vocab_size(), model->vocab_size()));
 
     // A fresh training state and zero AdamW moments: `train --resume` fine-tunes from step 0.
     train::TrainState ts;
@@ -136,14 +147,14 @@ inline int cmd_import(const ImportArgs& a) {
     nlohmann::json train_state = ts.to_json();
     train_state["imported_from"] = a.from;
     optim::AdamW<float> opt(model->params(), {});
-    io::save_checkpoint(a.out, model->params(), &opt, io::CheckpointInfo{entry.name, model->config(), tok.serialized(), train_state});
+    io::save_checkpoint(a.out, model->params(), &opt, io::CheckpointInfo{entry.name, model->config(), tok->serialized(), train_state});
 
     std::map<std::string, int> dtypes;
     for (const auto& n : st.names()) ++dtypes[io::dtype_name(st.at(n).dtype)];
     std::string dt;
     for (const auto& [d, n] : dtypes) dt += fmt::format("{}{} {}", dt.empty() ? "" : ", ", n, d);
-    fmt::print("imported {} tensors ({}) from {} as {} | {} parameters | config {}\nwrote {}\n", st.names().size(), dt,
-               a.from, entry.name, model->params().count(), model->config().dump(), a.out);
+    fmt::print("imported {} tensors ({}) from {} as {} | {} parameters | config {} | {} tokenizer\nwrote {}\n",
+               st.names().size(), dt, a.from, entry.name, model->params().count(), model->config().dump(), tok->kind(), a.out);
     if (!skipped.empty())
         fmt::print("skipped {} upstream buffer(s) that {} computes itself: {}{}\n", skipped.size(), entry.name, skipped[0],
                    skipped.size() > 1 ? ", …" : "");
@@ -162,9 +173,12 @@ inline int cmd_export(const ExportArgs& a) {
     const auto& entry = find_model(info.model);
     auto model = make_bounded(entry, a.checkpoint, info.config, values_held(st));
     io::load_params(st, a.checkpoint, model->params());
+    // Upstream's persistent buffers too, so that load_state_dict(strict=True) accepts the file.
+    const std::vector<UpstreamBuffer> bufs = entry.buffer_values ? entry.buffer_values(model->config()) : std::vector<UpstreamBuffer>{};
     io::save_state_dict(a.out, model->params(),
                         {{"format", "pytorch-state-dict"}, {"model", entry.name}, {"config", model->config().dump()},
-                         {"producer", "flashlm export"}});
+                         {"producer", "flashlm export"}},
+                        buffer_refs(bufs));
     if (!a.tokenizer_out.empty()) {
         std::ofstream f(a.tokenizer_out, std::ios::binary);
         f << info.tokenizer;
@@ -172,9 +186,10 @@ inline int cmd_export(const ExportArgs& a) {
     }
     std::string tied;
     for (const auto& [alias, target] : model->params().aliases()) tied += fmt::format(", {} = {}", alias, target);
-    fmt::print("exported {} ({} parameters, {} tensors{}) from {} to {}{}\n", entry.name, model->params().count(),
-               model->params().infos().size() + model->params().aliases().size(), tied, a.checkpoint, a.out,
-               a.tokenizer_out.empty() ? "" : " and its tokenizer to " + a.tokenizer_out);
+    fmt::print("exported {} ({} parameters, {} tensors{}{}) from {} to {}{}\n", entry.name, model->params().count(),
+               model->params().infos().size() + model->params().aliases().size() + bufs.size(), tied,
+               bufs.empty() ? std::string() : fmt::format(", {} upstream buffers such as {}", bufs.size(), bufs[0].name),
+               a.checkpoint, a.out, a.tokenizer_out.empty() ? "" : " and its tokenizer to " + a.tokenizer_out);
     return 0;
 }
 

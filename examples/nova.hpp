@@ -8,7 +8,8 @@
 //   ffn:   down(gelu(h₁) ⊙ h₂), [h₁, h₂] = up(x)
 // Parameter names are the upstream state-dict keys (embed, blocks.{i}.norm1, attn.qkv, attn.out, norm2,
 // ffn.up, ffn.down, ln_out; head.weight is an alias of embed.weight). Upstream's RoPE buffer
-// blocks.{i}.attn.rotary.inv_freq is not a parameter and is not stored.
+// blocks.{i}.attn.rotary.inv_freq is not a parameter: flashlm computes it, and `flashlm export` writes
+// it (examples/upstream_buffers.hpp).
 //
 // Dropout (p = config "dropout", upstream 0.1) is applied only in training (loss() with gradients
 // recorded), never in evaluation, logits() or generation, like torch's train()/eval() split. Its masks

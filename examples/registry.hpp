@@ -15,6 +15,7 @@
 #include "examples/thunderbolt.hpp"
 #include "examples/v3.hpp"
 #include "examples/supernova2_engine.hpp"
+#include "examples/upstream_buffers.hpp"
 
 namespace flashlm::examples {
 
@@ -28,6 +29,9 @@ struct ModelEntry {
     // Tensors upstream state dicts carry as module buffers that flashlm recomputes ('*' = a block index):
     // `flashlm import` skips them.
     std::vector<std::string> upstream_buffers = {};
+    // Those buffers' values for a model config (examples/upstream_buffers.hpp): `flashlm export` writes them
+    // so that upstream's load_state_dict(strict=True) finds them; `flashlm import` checks a file's copies.
+    std::function<std::vector<UpstreamBuffer>(const nlohmann::json& model_config)> buffer_values = {};
 };
 
 // v7.1/v7.2 recipe (VARIANTS.md §10): AdamW 3e-3, betas (0.9, 0.95), wd 0.01, batch 16 × accum 1,
@@ -135,12 +139,14 @@ inline const std::vector<ModelEntry>& registry() {
              return std::make_unique<Cortex<float>>("cortex6", CortexConfig::from_json(c, CortexConfig::cortex6()));
          },
          infer_cortex_config,
-         {"blocks.*.decay_mask"}},
+         {"blocks.*.decay_mask"},
+         cortex_upstream_buffers},
         {"nova", "v5.2 Nova-Ignition as shipped: causal MHA + RoPE, GeGLU FFN, float, D=256, 6 layers, 4.99M params",
          [](int) { return nova_recipe(); },
          [](const nlohmann::json& c) { return std::make_unique<Nova<float>>("nova", NovaConfig::from_json(c, NovaConfig{})); },
          infer_from_embedding("embed.weight", "d_model", "n_layers"),
-         {"blocks.*.attn.rotary.inv_freq"}},
+         {"blocks.*.attn.rotary.inv_freq"},
+         nova_upstream_buffers},
         {"cortex", "v7 CORTEX: ternary (Q2) simplified RWKV time mix (decayed cumsum) + early-exit heads, D=256, 6 layers, 7.12M params",
          [](int) { return cortex7_recipe(); },
          [](const nlohmann::json& c) {

@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <bit>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -212,9 +214,14 @@ TEST_CASE("upstream buffers (CORTEX-VI's decay masks) are skipped on import, not
     for (const auto& p : ps.infos())
         refs.push_back({p.name, io::DType::F32, std::vector<int64_t>(p.shape.dims.begin(), p.shape.dims.begin() + p.shape.rank),
                         ps.values() + p.offset});
-    const std::vector<float> mask(16 * 16, 0.5f);
-    refs.push_back({"blocks.0.decay_mask", io::DType::F32, {16, 16}, mask.data()});
-    refs.push_back({"blocks.1.decay_mask", io::DType::F32, {16, 16}, mask.data()});
+    // Upstream's masks as `flashlm export` writes them: mask[i][j] = 0.99^(j−i) for i <= j, else 0.
+    const auto bufs = c6.buffer_values(model->config());
+    REQUIRE(bufs.size() == 2);
+    const std::vector<float>& mask = *bufs[0].values;
+    CHECK(mask[0 * 16 + 3] == doctest::Approx(0.99 * 0.99 * 0.99));
+    CHECK(mask[3 * 16 + 0] == 0.0f);
+    CHECK(mask[5 * 16 + 5] == 1.0f);
+    for (const auto& r : examples::buffer_refs(bufs)) refs.push_back(r);
     const std::string path = tmp / "c6.safetensors";
     io::save_safetensors(path, refs, {{"config", model->config().dump()}});
     auto st = io::SafeTensors::load(path);
@@ -227,4 +234,40 @@ TEST_CASE("upstream buffers (CORTEX-VI's decay masks) are skipped on import, not
     // cortex3 has no memory: to it the masks (and the memory weights) are unexpected.
     CHECK_THROWS_WITH_AS(examples::import_state_dict(examples::find_model("cortex3"), st, path),
                          doctest::Contains("blocks.0.decay_mask [16, 16]"), io::FormatError);
+    // The seq_len comes from the mask when the config does not say it.
+    nlohmann::json cfg = model->config();
+    cfg.erase("seq_len");
+    const std::string bare = tmp / "c6-bare.safetensors";
+    io::save_safetensors(bare, refs, {{"config", cfg.dump()}});
+    CHECK(examples::import_state_dict(c6, io::SafeTensors::load(bare), bare)->config().value("seq_len", 0) == 16);
+    // BF16 copies (rounded) pass; masks of another decay or length are another model.
+    std::vector<uint16_t> half(mask.size());
+    for (std::size_t i = 0; i < mask.size(); ++i) half[i] = uint16_t((std::bit_cast<uint32_t>(mask[i]) + 0x8000u) >> 16);
+    refs.back() = {"blocks.1.decay_mask", io::DType::BF16, {16, 16}, half.data()};
+    io::save_safetensors(path, refs, {{"config", model->config().dump()}});
+    CHECK_NOTHROW(examples::import_state_dict(c6, io::SafeTensors::load(path), path));
+    const std::vector<float> wrong(16 * 16, 0.5f);
+    refs.back() = {"blocks.1.decay_mask", io::DType::F32, {16, 16}, wrong.data()};
+    io::save_safetensors(path, refs, {{"config", model->config().dump()}});
+    CHECK_THROWS_WITH_AS(examples::import_state_dict(c6, io::SafeTensors::load(path), path),
+                         doctest::Contains("blocks.1.decay_mask: element 0 is 0.5, computed 1"), io::FormatError);
+    refs.back() = {"blocks.1.decay_mask", io::DType::F32, {8, 8}, mask.data()};
+    io::save_safetensors(path, refs, {{"config", model->config().dump()}});
+    CHECK_THROWS_WITH_AS(examples::import_state_dict(c6, io::SafeTensors::load(path), path),
+                         doctest::Contains("blocks.1.decay_mask: file [8, 8], computed [16, 16]"), io::FormatError);
+}
+
+TEST_CASE("every upstream buffer a model exports is one its import skips") {
+    for (const auto& e : examples::registry()) {
+        if (!e.buffer_values) continue;
+        auto m = e.make(nlohmann::json::object());
+        const auto bufs = e.buffer_values(m->config());
+        CHECK_MESSAGE(!bufs.empty(), e.name);
+        for (const auto& b : bufs) {
+            const bool skipped = std::any_of(e.upstream_buffers.begin(), e.upstream_buffers.end(),
+                                             [&](const std::string& p) { return io::matches_indexed(p, b.name); });
+            CHECK_MESSAGE(skipped, (e.name + ": " + b.name));
+            CHECK_MESSAGE(!m->params().contains(b.name), (e.name + ": " + b.name));
+        }
+    }
 }

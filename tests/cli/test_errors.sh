@@ -85,4 +85,29 @@ for i in $(seq 200); do printf 'a \xff\xfe\xc3 broken \xe2\x82 text %d\n' "$i"; 
 "$bin" train --data "$work/bad-utf8.txt" --seq 16 --batch 2 --threads 2 --vocab 300 --steps 2 --out "$work/u" > "$work/out" 2>"$work/err" &&
   pass "invalid UTF-8 text trains (byte fallback)" || fail "invalid UTF-8 text: $(cat "$work/err")"
 
+# 3. Limits of the other loaders (tokenizer.json, tiktoken ranks, remap JSON, shard sidecar and index):
+#    sizes and ids are validated before anything is allocated from them, and a sidecar names only files
+#    beside its shard.
+src_dir=$(cd "$(dirname "$0")/../.." && pwd)
+tk=(train --data "$data" --seq 16 --batch 2 --threads 2 --steps 1 --out "$work/x" --tokenizer)
+echo '{"model": {"type": "BPE", "vocab": {"a": 4000000000}, "merges": []}}' > "$work/hf-id.json"
+expect_error "tokenizer.json with a vocab id beyond 2^31" "vocab id of 'a' is not a non-negative integer" "$bin" "${tk[@]}" "$work/hf-id.json"
+echo '{"model": {"type": "BPE", "vocab": {"a": 70000}, "merges": []}}' > "$work/hf-big.json"
+expect_error "tokenizer.json with an id beyond uint16" "ids up to 70000 do not fit uint16 token files" "$bin" "${tk[@]}" "$work/hf-big.json"
+printf 'export default {"bpe_ranks": "! 0 AA== AQ==", "special_tokens": {"<|endoftext|>": 9223372036854775807}};\n' > "$work/ranks.js"
+expect_error "tiktoken special id beyond uint16" "special token '<\|endoftext\|>' has no integer id in \[0, 65535\)" "$bin" "${tk[@]}" "$work/ranks.js"
+# found by tests/fuzz/fuzz_tokenizer: two tokens of one rank loaded, but a checkpoint could not load them back
+expect_error "tiktoken ranks with a rank given twice" "rank 234 is given to two tokens" "$bin" "${tk[@]}" "$src_dir/tests/fuzz/regressions/tokenizer-tiktoken-duplicate-rank"
+echo '{"flashlm_tokenizer": "remap/1", "specials": ["<unk>"], "unk_id": 0, "eos_id": 0, "vocab_size": 1e300, "base_ids": [], "base": {}}' > "$work/remap-big.json"
+expect_error "remap with a vocab_size of 1e300" "remap vocab_size must be an integer in \[0, 65535\], got 1e\+300" "$bin" "${tk[@]}" "$work/remap-big.json"
+"$bin" tokenize --tokenizer "$work/a/tokenizer.model" --data "$data" --out "$work/sh" > /dev/null 2>&1 || fail "tokenize for the sidecar cases"
+side="$work/sh/shard-00000.bin.json"
+cp "$side" "$work/side.orig"
+python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); j["sources"] = ["x" * 100] * 12000; json.dump(j, open(sys.argv[1], "w"))' "$side"
+expect_error "sidecar over 1 MB" "has [0-9]+ bytes; a token file's sidecar has at most 1048576" "$bin" eval --checkpoint "$ck" --data "$work/sh"
+python3 -c 'import json, sys; j = json.load(open(sys.argv[2])); j["tokens"] = 1e300; json.dump(j, open(sys.argv[1], "w"))' "$side" "$work/side.orig"
+expect_error "sidecar token count that is not an integer" "sidecar '.*': tokens must be an integer, got 1e\+300" "$bin" eval --checkpoint "$ck" --data "$work/sh"
+python3 -c 'import json, sys; j = json.load(open(sys.argv[2])); j["doc_index"] = "../a/train.bin"; json.dump(j, open(sys.argv[1], "w"))' "$side" "$work/side.orig"
+expect_error "sidecar naming a file outside the shard's directory" "doc_index '../a/train.bin' is not a file name in the shard's directory" "$bin" eval --checkpoint "$ck" --data "$work/sh"
+
 finish

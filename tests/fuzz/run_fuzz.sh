@@ -16,9 +16,9 @@ CXX="${FUZZ_CXX:-clang++}"
 command -v "$CXX" >/dev/null || { echo "FAIL: $CXX not found (apt-get install clang libclang-rt-14-dev)"; exit 1; }
 
 # pkg-config flags of the library's dependencies (header-only flashlm needs no build of its own).
-deps=(eigen3 nlohmann_json fmt sentencepiece)
+deps=(eigen3 nlohmann_json fmt sentencepiece icu-uc)
 cflags=$(pkg-config --cflags "${deps[@]}" 2>/dev/null || true)
-libs="$(pkg-config --libs fmt sentencepiece) -lsentencepiece_train"
+libs="$(pkg-config --libs fmt sentencepiece icu-uc) -lsentencepiece_train"
 common=(-std=c++20 -g -O1 -I"$root/include" -I"$root" $cflags)
 san=(-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
 
@@ -41,7 +41,7 @@ echo "built in $((SECONDS - t0)) s"
 
 echo "== seeds from a 2-step training run on $(basename "$data")"
 "$bin" train --data "$data" --seq 64 --batch 4 --threads 2 --steps 2 --out "$work/run" >/dev/null
-ASAN_OPTIONS=detect_leaks=1 "$work/make_seeds" "$work/run" "$data" "$work/seeds"
+ASAN_OPTIONS=detect_leaks=1 "$work/make_seeds" "$work/run" "$data" "$root/tests/tokenizers/bytelevel_bpe.json" "$work/seeds"
 # inputs that once crashed a target (regressions/TARGET-*) run first, as seeds
 for t in checkpoint tokenizer token_file; do
   for f in "$here"/regressions/"$t"-*; do [[ -e "$f" ]] && cp "$f" "$work/seeds/$t/"; done

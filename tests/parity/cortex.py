@@ -1,7 +1,9 @@
 """FlashLM v7.1 CORTEX-III and v7.2 CORTEX-VI in PyTorch, written from VARIANTS.md §10.1/§10.2 (upstream
 v7/train_v71.py@e9e3053, v7/train_v72.py@ba6731e with the causal mask of a3105d5), as the reference for
-flashlm's parity test. Parameter names follow the upstream state dict; the decay mask is built on the fly
-rather than stored as a buffer, so the state dict holds parameters only.
+flashlm's parity test. Parameter names follow the upstream state dict, buffers included: CORTEX-VI
+registers blocks.{i}.decay_mask [seq_len, seq_len] (persistent, as upstream), so a state dict without it
+fails load_state_dict(strict=True) as it would upstream. The arithmetic builds the mask on the fly in the
+model's dtype (the same values), so a float64 parity run is not limited by the buffer's float32 rounding.
 
 config["upstream_compat"] selects upstream's arithmetic: the memory read divided by sqrt(T) of the current
 window (instead of sqrt(seq_len)), and the double-shifted loss (loss_fn)."""
@@ -50,6 +52,10 @@ class Block(nn.Module):
             self.val_proj = linear(d_model, d_mem)
             self.query_proj = linear(d_model, d_mem)
             self.mem_out = linear(d_mem, d_model)
+            i = torch.arange(seq_len, dtype=torch.float64)
+            diff = i.unsqueeze(0) - i.unsqueeze(1)                       # [i, j] = j - i
+            self.register_buffer("decay_mask", (torch.triu(torch.ones(seq_len, seq_len, dtype=torch.float64))
+                                                * decay ** diff.clamp(min=0)).float())
         self.ln2 = RMSNorm(d_model)
         self.Wg = linear(d_model, d_ff)
         self.Wu = linear(d_model, d_ff)

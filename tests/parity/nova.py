@@ -1,7 +1,8 @@
 """FlashLM v5.2 "Nova-Ignition" as shipped in PyTorch, written from VARIANTS.md §7.3 (upstream
 train_v52.py@03ccd85), as the reference for flashlm's parity test. Parameter names follow the upstream
-state dict; the RoPE inverse frequencies are a non-persistent buffer here (upstream stores them as
-blocks.{i}.attn.rotary.inv_freq), so the state dict holds parameters only.
+state dict, buffers included: the RoPE inverse frequencies are the persistent float32 buffer
+blocks.{i}.attn.rotary.inv_freq as upstream, so a state dict without them fails load_state_dict(strict=True)
+as it would upstream. The angles come from a float64 copy (not a buffer, so .float() leaves it alone).
 
 Dropout is nn.Dropout as upstream; the parity test sets config["dropout"] = 0, because flashlm's masks
 come from its own hash and cannot match torch's generator."""
@@ -18,12 +19,13 @@ class RotaryEmbedding(nn.Module):
     def __init__(self, dim, base=10000):
         super().__init__()
         inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2).double() / dim))
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.register_buffer("inv_freq", inv_freq.float())
+        self.inv_freq64 = inv_freq
 
     def forward(self, seq_len, dtype):
         # Angles in double, then rounded (flashlm does the same); upstream forms them in float32.
         t = torch.arange(seq_len, dtype=torch.float64)
-        freqs = torch.einsum("i,j->ij", t, self.inv_freq)
+        freqs = torch.einsum("i,j->ij", t, self.inv_freq64)
         emb = torch.cat((freqs, freqs), dim=-1)
         return emb.cos().to(dtype), emb.sin().to(dtype)
 

@@ -40,8 +40,11 @@ def cmd_save(a):
     sd = model.state_dict()
     torch.save(sd, os.path.join(a.out_dir, "bare.pt"))
     torch.save({"model_state_dict": sd, "config": config, "step": 0}, os.path.join(a.out_dir, "wrapped.pt"))
-    torch.save({"model_state": {k: v.half() for k, v in sd.items()}}, os.path.join(a.out_dir, "f16.pt"))
-    torch.save({k: v.bfloat16() for k, v in sd.items()}, os.path.join(a.out_dir, "bf16.pt"))
+    # Weights cast, upstream's buffers (constants flashlm computes and exports as F32) kept F32, so that
+    # the re-export of an F16/BF16 import equals these files tensor for tensor.
+    bufs = {n for n, _ in model.named_buffers()}
+    torch.save({"model_state": {k: v if k in bufs else v.half() for k, v in sd.items()}}, os.path.join(a.out_dir, "f16.pt"))
+    torch.save({k: v if k in bufs else v.bfloat16() for k, v in sd.items()}, os.path.join(a.out_dir, "bf16.pt"))
     if a.ids:
         ids = torch.from_numpy(safetensors_np.read(a.ids)[0]["ids"].astype(np.int64))
         out = {}
@@ -49,7 +52,7 @@ def cmd_save(a):
             out["f32"] = model(ids).numpy()
             for tag, dt in CASTS.items():
                 m, _ = load_exported(a.model, a.inp)
-                m.load_state_dict({k: v.to(dt).float() for k, v in sd.items()}, strict=True)
+                m.load_state_dict({k: v if k in bufs else v.to(dt).float() for k, v in sd.items()}, strict=True)
                 out[tag] = m(ids).numpy()
         safetensors_np.write(os.path.join(a.out_dir, "logits.safetensors"), out)
 

@@ -75,6 +75,8 @@ def main():
         if alias in expected and alias not in tensors and target in tensors:
             tensors[alias] = tensors[target]
     state = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in tensors.items()}
+    buffers = dict(model.named_buffers())  # upstream's persistent constants: the harness sends parameters only
+    state.update({k: v for k, v in buffers.items() if k in expected and k not in state})
     model.load_state_dict(state, strict=True)
 
     logits = model(ids)
@@ -85,7 +87,7 @@ def main():
     loss.backward()
 
     out = {"logits": logits.detach().numpy(), "loss": loss.detach().reshape(1).numpy()}
-    for name in expected:  # tied names resolve to the shared Parameter, so they carry the summed gradient
+    for name in (n for n in expected if n not in buffers):  # tied names resolve to the shared Parameter, so they carry the summed gradient
         out["grad." + name] = model.get_parameter(name).grad.numpy()
     safetensors_np.write(args.out, out, {"model": args.model, "torch": torch.__version__})
 

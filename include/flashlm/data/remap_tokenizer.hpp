@@ -54,11 +54,19 @@ public:
             if (!j.contains(k)) throw std::runtime_error(std::string("remap has no \"") + k + "\"");
             return j[k];
         };
+        // Integers checked before conversion: a float or an out-of-range number must not wrap (or be UB).
+        auto id = [](const nlohmann::json& v, const char* what) {
+            if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 65535)
+                throw std::runtime_error(std::string("remap ") + what + " must be an integer in [0, 65535], got " + v.dump().substr(0, 40));
+            return int32_t(v.get<int64_t>());
+        };
         t.specials_ = need("specials").get<std::vector<std::string>>();
-        t.unk_ = need("unk_id").get<int32_t>();
-        t.eos_ = need("eos_id").get<int32_t>();
-        t.vocab_ = need("vocab_size").get<int32_t>();
-        t.base_ids_ = need("base_ids").get<std::vector<int32_t>>();
+        t.unk_ = id(need("unk_id"), "unk_id");
+        t.eos_ = id(need("eos_id"), "eos_id");
+        t.vocab_ = id(need("vocab_size"), "vocab_size");
+        const auto& bi = need("base_ids");
+        if (!bi.is_array() || bi.size() > 65535) throw std::runtime_error("remap base_ids must be an array of at most 65535 ids");
+        for (const auto& v : bi) t.base_ids_.push_back(id(v, "base id"));
         const auto& b = need("base");
         t.base_ = load_base(b.is_string() ? io::base64_decode(b.get<std::string>()) : b.dump());
         const int32_t k = int32_t(t.specials_.size());

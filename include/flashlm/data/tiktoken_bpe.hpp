@@ -182,7 +182,8 @@ private:
         if (j.contains("special_tokens")) {
             if (!j["special_tokens"].is_object()) throw std::runtime_error("special_tokens must be an object");
             for (auto& [k, v] : j["special_tokens"].items()) {
-                if (!v.is_number_integer()) throw std::runtime_error("special token '" + k + "' has no integer id");
+                if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= 65535)
+                    throw std::runtime_error("special token '" + k + "' has no integer id in [0, 65535)");
                 specials_[k] = v.get<int64_t>();
             }
         }
@@ -195,6 +196,14 @@ private:
             if (id < 0) id = n;
         for (auto& [s, id] : specials_) n = std::max<int64_t>(n, id + 1);
         if (n > 65535) throw std::runtime_error(std::to_string(n) + " tokens do not fit uint16 token files");
+        // Two tokens of one rank would share an id, and the serialized form (one token per rank) would
+        // drop one of them, so a checkpoint could not load its own tokenizer; tiktoken refuses them too.
+        std::vector<const std::string*> by_rank(size_t(n), nullptr);
+        for (auto& [b, r] : ranks_) {
+            if (by_rank[size_t(r)])
+                throw std::runtime_error("rank " + std::to_string(r) + " is given to two tokens");
+            by_rank[size_t(r)] = &b;
+        }
         tokens_.assign(size_t(n), {});
         is_special_.assign(size_t(n), false);
         for (auto& [b, r] : ranks_) tokens_[size_t(r)] = b;
@@ -210,8 +219,6 @@ private:
         piece_bytes_.assign(size_t(n), 0);
         for (size_t i = 0; i < size_t(n); ++i) piece_bytes_[i] = is_special_[i] ? (int32_t(i) == eos_ ? 1 : 0) : int(tokens_[i].size());
         // The compact serialized form: js-tiktoken's layout, one line per run of consecutive ranks.
-        std::vector<const std::string*> by_rank(size_t(n), nullptr);
-        for (auto& [b, r] : ranks_) by_rank[size_t(r)] = &b;
         std::string lines;
         for (size_t r = 0; r < by_rank.size();) {
             if (!by_rank[r]) {

@@ -107,12 +107,20 @@ struct TokenCheck {
 // One token file, mapped, validated, with its document starts (from NAME.docs or found by scanning).
 class TokenShard {
 public:
+    static constexpr std::uintmax_t k_max_sidecar_bytes = 1u << 20;
     static std::shared_ptr<TokenShard> open(const std::string& path, const TokenCheck& chk) {
         auto s = std::shared_ptr<TokenShard>(new TokenShard());
         s->path_ = path;
         nlohmann::json side = nlohmann::json::object();
         const std::string side_path = path + ".json";
         if (std::filesystem::exists(side_path)) {
+            // A sidecar is a few hundred bytes (its "sources" list grows with the inputs); a large one is
+            // not ours, and parsing it would cost many times its size.
+            std::error_code ec;
+            const auto side_bytes = std::filesystem::file_size(side_path, ec);
+            if (!ec && side_bytes > k_max_sidecar_bytes)
+                throw std::runtime_error("sidecar '" + side_path + "' has " + std::to_string(side_bytes) + " bytes; a token file's sidecar has at most " +
+                                         std::to_string(k_max_sidecar_bytes));
             try {
                 std::ifstream f(side_path);
                 side = nlohmann::json::parse(f);
@@ -132,6 +140,9 @@ public:
             } else {
                 s->width_ = token_width_for_vocab(chk.vocab);
             }
+            for (const char* k : {"vocab_size", "tokenizer_fnv1a", "tokens", "documents"})
+                if (auto v = field(k); !v.is_null() && !v.is_number_integer())
+                    throw std::runtime_error("sidecar '" + side_path + "': " + k + " must be an integer, got " + v.dump().substr(0, 40));
             if (auto v = field("vocab_size"); !v.is_null() && chk.vocab > 0 && v.get<int64_t>() != chk.vocab)
                 throw std::runtime_error("token file '" + path + "' was made with a tokenizer of " +
                                          std::to_string(v.get<int64_t>()) + " pieces (its sidecar says), but this one has " +
@@ -263,6 +274,10 @@ private:
     }
 
     void open_doc_index(const std::string& name, const nlohmann::json& count) {
+        // Only a file beside the shard: a sidecar from elsewhere must not make us map an arbitrary path.
+        if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos || name.find('\0') != std::string::npos)
+            throw std::runtime_error("sidecar '" + path_ + ".json': doc_index '" + name +
+                                     "' is not a file name in the shard's directory");
         const std::string p = (std::filesystem::path(path_).parent_path() / name).string();
         MappedFile f(p);
         const size_t n = f.size() / 8;

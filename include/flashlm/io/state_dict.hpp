@@ -171,10 +171,10 @@ void load_state_dict(const SafeTensors& st, const std::string& path, ParamStore<
 }
 
 // Writes every parameter under its name and every tied alias under its own name (same values), in
-// declaration order, as F32 (T = float) or F64 (T = double).
+// declaration order, as F32 (T = float) or F64 (T = double), then `extra` (upstream's buffers).
 template <class T>
 void save_state_dict(const std::string& path, const ParamStore<T>& params,
-                     const std::map<std::string, std::string>& metadata = {}) {
+                     const std::map<std::string, std::string>& metadata = {}, const std::vector<TensorRef>& extra = {}) {
     static_assert(sizeof(T) == 4 || sizeof(T) == 8);
     const DType dt = sizeof(T) == 4 ? DType::F32 : DType::F64;
     std::vector<TensorRef> refs;
@@ -183,6 +183,7 @@ void save_state_dict(const std::string& path, const ParamStore<T>& params,
         for (const auto& [alias, target] : detail::sorted_aliases(params.aliases()))
             if (target == p.name) refs.push_back(TensorRef{alias, dt, detail::dims(p), params.values() + p.offset});
     }
+    refs.insert(refs.end(), extra.begin(), extra.end());
     save_safetensors(path, refs, metadata);
 }
 
