@@ -318,9 +318,11 @@ public:
             layers_.push_back(std::move(l));
         }
         const size_t D = size_t(c_.d_model), F = size_t(c_.expert_dim), W = size_t(W_);
-        x_.resize(D), h_.resize(D), t_.resize(D), y_.resize(D), q_buf_.resize(2 * W), k_buf_.resize(2 * W);
-        att_.resize(W), att2_.resize(W), a_.resize(F), z_.resize(size_t(c_.n_experts));
-        xq_.resize(std::max({D, F, W}));
+        // The ternary inputs (h_, att_, a_) stay zero past their width: the padded kernels read whole blocks.
+        const auto pad = [](size_t n) { return (n + size_t(kernels::k_block) - 1) / size_t(kernels::k_block) * size_t(kernels::k_block); };
+        x_.resize(D), h_.resize(pad(D)), t_.resize(D), y_.resize(D), q_buf_.resize(2 * W), k_buf_.resize(2 * W);
+        att_.resize(pad(W)), att2_.resize(W), a_.resize(pad(F)), z_.resize(size_t(c_.n_experts));
+        xq_.resize(pad(std::max({D, F, W})));
         s_.resize(size_t(c_.seq_len)), hist_.resize(size_t(c_.seq_len)), logits_.resize(size_t(c_.vocab_size));
     }
     void reset() override {
@@ -361,10 +363,10 @@ private:
 
     // B2(SiLU(B1 h)) into out.
     void expert(const nn::FrozenBitLinearRows& b1, const nn::FrozenBitLinearRows& b2, const float* h, float* out) {
-        b1(h, a_.data(), q_, xq_.data());
-        Eigen::Map<Eigen::ArrayXf> a(a_.data(), Eigen::Index(a_.size()));
+        b1.apply_padded(h, a_.data(), q_, xq_.data());
+        Eigen::Map<Eigen::ArrayXf> a(a_.data(), Eigen::Index(c_.expert_dim));
         a = a / (1.0f + (-a).exp());
-        b2(a_.data(), out, q_, xq_.data());
+        b2.apply_padded(a_.data(), out, q_, xq_.data());
     }
 
     void forward(int32_t token, bool head) {
@@ -373,18 +375,18 @@ private:
         for (int64_t c = 0; c < D; ++c) x_[size_t(c)] = emb_[int64_t(token) * D + c] * es;
         for (auto& l : layers_) {
             ops::layernorm_vec(x_.data(), l.anw, l.anb, h_.data(), D, 1e-5f);
-            l.Wq(h_.data(), q_buf_.data(), q_, xq_.data());
+            l.Wq.apply_padded(h_.data(), q_buf_.data(), q_, xq_.data());
             ops::layernorm_vec(q_buf_.data(), l.qnw, l.qnb, q_buf_.data(), 2 * W, 1e-5f);
-            l.Wk(h_.data(), k_buf_.data(), q_, xq_.data());
+            l.Wk.apply_padded(h_.data(), k_buf_.data(), q_, xq_.data());
             ops::layernorm_vec(k_buf_.data(), l.knw, l.knb, k_buf_.data(), 2 * W, 1e-5f);
             std::copy(k_buf_.begin(), k_buf_.begin() + W, l.c1.next_k());
             std::copy(k_buf_.begin() + W, k_buf_.end(), l.c2.next_k());
-            l.Wv(h_.data(), l.c1.next_v(), q_, xq_.data());
+            l.Wv.apply_padded(h_.data(), l.c1.next_v(), q_, xq_.data());
             l.c1.commit(), l.c2.commit();
             ops::attend_cached_differential(q_buf_.data(), l.c1.k.data(), l.c2.k.data(), l.c1.v.data(), l.c1.len,
                                             c_.n_heads, c_.d_head, c_.d_head, scale_, l.lambda, s_.data(), att2_.data(),
                                             att_.data());
-            l.Wo(att_.data(), t_.data(), q_, xq_.data());
+            l.Wo.apply_padded(att_.data(), t_.data(), q_, xq_.data());
             float m = 1;
             if (l.mod) {
                 float z = 0;
@@ -409,7 +411,7 @@ private:
         ++len_;
         if (!head) return;
         ops::layernorm_vec(x_.data(), lnw_, lnb_, h_.data(), D, 1e-5f);
-        head_(h_.data(), logits_.data(), q_, xq_.data());
+        head_.apply_padded(h_.data(), logits_.data(), q_, xq_.data());
     }
 
     NovaDiffConfig c_;
