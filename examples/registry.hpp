@@ -10,6 +10,7 @@
 #include "examples/bolt_deltanet.hpp"
 #include "examples/cortex.hpp"
 #include "examples/nova.hpp"
+#include "examples/nova_diff.hpp"
 #include "examples/cortex7.hpp"
 #include "examples/supernova.hpp"
 #include "examples/thunderbolt.hpp"
@@ -60,6 +61,17 @@ inline Recipe nova_recipe() {
     Recipe rc;
     rc.lr = 5e-4, rc.min_lr = 1e-5, rc.weight_decay = 0.01, rc.beta1 = 0.9, rc.beta2 = 0.95, rc.clip = 1.0;
     rc.warmup = 100, rc.batch = 4, rc.accum = 8, rc.seq = 128, rc.vocab = 4096;
+    return rc;
+}
+
+// v5.2 Nova-Ignition as announced (VARIANTS.md §7.1): AdamW 3e-3, betas (0.9, 0.95), wd 0.05, 100 warm-up
+// steps, clip 1.0, batch 4 × accum 32, seq 256, vocab 5120, and upstream's cosine with warm restarts after
+// warm-up (400-step cycles, peak 3e-3·0.85^cycle, floor 3e-5).
+inline Recipe nova_diff_recipe() {
+    Recipe rc;
+    rc.lr = 3e-3, rc.min_lr = 3e-5, rc.weight_decay = 0.05, rc.beta1 = 0.9, rc.beta2 = 0.95, rc.clip = 1.0;
+    rc.warmup = 100, rc.batch = 4, rc.accum = 32, rc.seq = 256, rc.vocab = 5120;
+    rc.lr_cycle = 400, rc.lr_cycle_decay = 0.85;
     return rc;
 }
 
@@ -147,6 +159,12 @@ inline const std::vector<ModelEntry>& registry() {
          infer_from_embedding("embed.weight", "d_model", "n_layers"),
          {"blocks.*.attn.rotary.inv_freq"},
          nova_upstream_buffers},
+        {"nova-diff", "v5.2 Nova-Ignition as announced: ternary (Q2) differential attention + soft MoD + shared/top-1 MoE (6 experts), D=288, 12 layers, 36.87M params",
+         [](int) { return nova_diff_recipe(); },
+         [](const nlohmann::json& c) {
+             return std::make_unique<NovaDiff<float>>("nova-diff", NovaDiffConfig::from_json(c, NovaDiffConfig{}));
+         },
+         infer_from_embedding("embed.weight", "d_model", "n_layers")},
         {"cortex", "v7 CORTEX: ternary (Q2) simplified RWKV time mix (decayed cumsum) + early-exit heads, D=256, 6 layers, 7.12M params",
          [](int) { return cortex7_recipe(); },
          [](const nlohmann::json& c) {

@@ -10,6 +10,7 @@
 #include "examples/bolt.hpp"
 #include "examples/cortex.hpp"
 #include "examples/nova.hpp"
+#include "examples/nova_diff.hpp"
 #include "examples/cortex7.hpp"
 #include "examples/thunderbolt.hpp"
 #include "examples/v3.hpp"
@@ -153,6 +154,20 @@ TEST_CASE("nova: steady-state training steps (dropout on) and KV-cache generatio
     CHECK(counts[2] == 0);
     CHECK(counts[3] == 0);
     CHECK(generation_allocs(*model.make_generator(Quant::exact)) == 0);  // 101 tokens > seq_len 64: one refill
+}
+
+TEST_CASE("nova-diff: steady-state training steps (MoE routing buffers reused) and KV-cache generation steps (with refills) make no heap allocation") {
+    examples::NovaDiffConfig c;
+    c.vocab_size = 512, c.d_model = 64, c.n_layers = 3, c.n_heads = 2, c.d_head = 16, c.expert_dim = 96, c.n_experts = 4;
+    c.seq_len = 64;
+    examples::NovaDiff<float> model("nova-diff", c);
+    Rng rng(12);
+    model.init(rng);
+    const auto counts = train_step_allocs(model, rng);
+    CHECK(counts[0] > 0);
+    CHECK(counts[2] == 0);
+    CHECK(counts[3] == 0);
+    for (Quant q : {Quant::exact, Quant::int8}) CHECK(generation_allocs(*model.make_generator(q)) == 0);
 }
 
 TEST_CASE("cortex (v7): steady-state training steps (both modes) and cached generation steps make no heap allocation") {

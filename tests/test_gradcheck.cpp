@@ -36,6 +36,8 @@
 #include <flashlm/ops/seq_mean.hpp>
 #include <flashlm/ops/broadcast.hpp>
 #include <flashlm/ops/ternary_q4.hpp>
+#include <flashlm/ops/differential_attention.hpp>
+#include <flashlm/ops/moe_routing.hpp>
 
 using namespace flashlm;
 
@@ -233,6 +235,50 @@ std::vector<OpCase<T>> op_table() {
                          v[1] = q;
                      }
                  }});
+    // nova-diff (v5.2 announced): λ = clamp(exp(mean λ_q − mean λ_k)) inside the clamp (the means of 24 N(0,1)
+    // values differ by ~0.3; the clamped side is covered by the parity test's layer at lambda_max); a − λ·b; the whole differential attention (2 heads of 3, T 5, λ from its op); top-1 softmax gate;
+    // row gather / scatter-add (repeated rows) / per-row scale; the μP scale.
+    t.push_back({"diff_lambda", {Shape{4, 6}, Shape{4, 6}}, [](Tape<T>& tp, V& in) { return ops::diff_lambda(tp, in[0], in[1]); }, {0, 1}});
+    t.push_back({"sub_scaled", {Shape{2, 3, 4}, Shape{2, 3, 4}, Shape{1}},
+                 [](Tape<T>& tp, V& in) { return ops::sub_scaled(tp, in[0], in[1], in[2]); }, {0, 1, 2}});
+    t.push_back({"differential_attention",
+                 {Shape{2, 5, 12}, Shape{2, 5, 12}, Shape{2, 5, 6}, Shape{4, 6}, Shape{4, 6}},
+                 [](Tape<T>& tp, V& in) {
+                     return ops::differential_attention(tp, in[0], in[1], in[2], ops::diff_lambda(tp, in[3], in[4]), 2, 0.6);
+                 },
+                 {0, 1, 2, 3, 4}});
+    t.push_back({"top1_softmax_gate", {Shape{7, 4}}, [](Tape<T>& tp, V& in) {
+                     static thread_local std::vector<int32_t> choice(7);
+                     return ops::top1_softmax_gate(tp, in[0], choice.data());
+                 }, {0}});
+    t.push_back({"gather_rows", {Shape{5, 3}}, [](Tape<T>& tp, V& in) {
+                     static const int32_t rows[] = {4, 0, 4, 2};
+                     return ops::gather_rows(tp, in[0], rows, 4);
+                 }, {0}});
+    t.push_back({"scatter_add_rows", {Shape{5, 3}, Shape{4, 3}}, [](Tape<T>& tp, V& in) {
+                     static const int32_t rows[] = {1, 3, 1, 0};
+                     return ops::scatter_add_rows(tp, in[0], in[1], rows);
+                 }, {0, 1}});
+    t.push_back({"scale_rows", {Shape{2, 3, 4}, Shape{2, 3, 1}}, [](Tape<T>& tp, V& in) { return ops::scale_rows(tp, in[0], in[1]); }, {0, 1}});
+    // A top-1 MoE layer end to end: 3 experts (one linear each) on 6 tokens; router logits from h.
+    t.push_back({"moe_top1_gather_scatter",
+                 {Shape{6, 4}, Shape{3, 4}, Shape{4, 4}, Shape{4, 4}, Shape{4, 4}},
+                 [](Tape<T>& tp, V& in) {
+                     std::vector<int32_t> choice(6), order(6);
+                     std::vector<int64_t> off(4);
+                     Tensor<T> g = ops::top1_softmax_gate(tp, ops::linear(tp, in[0], in[1]), choice.data());
+                     ops::group_by_choice(choice.data(), 6, 3, order.data(), off.data());
+                     Tensor<T> out = ops::linear(tp, in[0], in[2]);
+                     for (int64_t e = 0; e < 3; ++e) {
+                         const int64_t M = off[size_t(e + 1)] - off[size_t(e)];
+                         if (M == 0) continue;
+                         const int32_t* rows = order.data() + off[size_t(e)];
+                         Tensor<T> y = ops::linear(tp, ops::gather_rows(tp, in[0], rows, M), e == 1 ? in[4] : in[3]);
+                         out = ops::scatter_add_rows(tp, out, ops::scale_rows(tp, y, ops::gather_rows(tp, g, rows, M)), rows);
+                     }
+                     return out;
+                 },
+                 {0, 1, 2, 3, 4}});
     return t;
 }
 

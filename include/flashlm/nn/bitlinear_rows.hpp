@@ -1,5 +1,6 @@
 #pragma once
 // BitLinear with the Q2 per-row quantizer (ops/bitlinear_rows.hpp) and its frozen inference form.
+#include <algorithm>
 #include <vector>
 
 #include "flashlm/kernels/ternary_matmul.hpp"
@@ -54,6 +55,30 @@ public:
             float xs = 0;
             kernels::quantize_activations_int8(x, 1, w_.cols, xq, &xs);
             kernels::ternary_matvec_int8(w_, xq, xs, y);
+        }
+        for (int64_t r = 0; r < w_.rows; ++r) y[r] *= alpha_[size_t(r)];
+    }
+    // Inputs not a whole number of 64-weight blocks make the entry points above copy x into a fresh
+    // padded buffer per call. in_padded() floats of x (zeros past in()) and an xq of in_padded() bytes
+    // avoid that: no copy, no allocation (cached generation).
+    int64_t in_padded() const { return w_.cols_padded; }
+    void apply_padded(const float* x_padded, float* y, Quant q, int8_t* xq) const {
+        if (q == Quant::exact) {
+            kernels::detail::F32Job job{};
+            job.planes = w_.planes.data();
+            job.blocks = w_.blocks();
+            job.M = 1;
+            job.ldx = w_.cols_padded;
+            job.ldy = w_.rows;
+            job.x = x_padded;
+            job.scale = w_.scale;
+            job.y = y;
+            kernels::detail::run(job, w_.rows, w_.cols);
+        } else {
+            float xs = 0;
+            kernels::quantize_activations_int8(x_padded, 1, w_.cols, xq, &xs);
+            std::fill(xq + w_.cols, xq + w_.cols_padded, int8_t(0));
+            kernels::detail::run_int8(w_, xq, &xs, 1, y);
         }
         for (int64_t r = 0; r < w_.rows; ++r) y[r] *= alpha_[size_t(r)];
     }

@@ -1,0 +1,206 @@
+#pragma once
+// Top-1 mixture-of-experts routing and soft token gates (v5.2 Nova-Ignition as announced, VARIANTS.md §7.1):
+//  - top1_softmax_gate: p = softmax(logits) per row; the chosen expert e = argmax p (first maximum, like
+//    torch.topk(1) on distinct values) and the gate g = p_e, returned as [N, 1]; the choice goes to the
+//    caller. Backward (through the softmax, the choice held fixed): ∂g/∂z_j = p_e (δ_je − p_j).
+//  - gather_rows / scatter_add_rows: the tokens routed to one expert are gathered into a dense
+//    [M, D] block, the expert runs on that block only, and its rows are added back at their positions.
+//  - scale_rows: x ⊙ s with one scalar per row (the gate on an expert's output, the soft MoD weight
+//    σ(router(x)) on the attention output).
+// Row indices are copied into the tape (as T values, exact below 2²⁴ rows), so the caller's index
+// buffer need not outlive the forward.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "flashlm/autograd/tape.hpp"
+#include "flashlm/core/parallel.hpp"
+
+namespace flashlm::ops {
+
+namespace detail {
+template <class T>
+T* save_rows(Tape<T>& tape, const int32_t* rows, int64_t M) {
+    T* r = tape.scratch(std::max<int64_t>(M, 1));
+    for (int64_t m = 0; m < M; ++m) r[m] = T(rows[m]);
+    return r;
+}
+}  // namespace detail
+
+template <class T>
+void top1_softmax_gate_backward(Node<T>& n) {
+    const Tensor<T>& z = n.in[0];
+    const int64_t N = z.rows(), E = z.cols();
+    parallel_for(N, N * E, [&](int64_t b_, int64_t e_) {
+        for (int64_t r = b_; r < e_; ++r) {
+            const T* zr = z.data + r * E;
+            int64_t best = 0;
+            for (int64_t j = 1; j < E; ++j)
+                if (zr[j] > zr[best]) best = j;
+            T sum = 0;
+            for (int64_t j = 0; j < E; ++j) sum += std::exp(zr[j] - zr[best]);
+            const T pe = T(1) / sum, g = n.out.grad[r];
+            T* dz = z.grad + r * E;
+            for (int64_t j = 0; j < E; ++j) {
+                const T pj = std::exp(zr[j] - zr[best]) / sum;
+                dz[j] += g * pe * ((j == best ? T(1) : T(0)) - pj);
+            }
+        }
+    });
+}
+
+// logits [..., E] -> gate [rows, 1]; choice[r] ∈ [0, E) for each of the rows (caller's buffer).
+template <class T>
+Tensor<T> top1_softmax_gate(Tape<T>& tape, const Tensor<T>& logits, int32_t* choice) {
+    const int64_t N = logits.rows(), E = logits.cols();
+    FLASHLM_CHECK(E >= 1, "top1_softmax_gate: no experts in " + logits.shape.str());
+    Tensor<T> g = tape.make(Shape{N, 1}, tape.recording({logits}));
+    parallel_for(N, N * E, [&](int64_t b_, int64_t e_) {
+        for (int64_t r = b_; r < e_; ++r) {
+            const T* zr = logits.data + r * E;
+            int64_t best = 0;
+            for (int64_t j = 1; j < E; ++j)
+                if (zr[j] > zr[best]) best = j;
+            T sum = 0;
+            for (int64_t j = 0; j < E; ++j) sum += std::exp(zr[j] - zr[best]);
+            g.data[r] = T(1) / sum;  // p_best = exp(0) / Σ
+            choice[r] = int32_t(best);
+        }
+    });
+    if (g.grad) {
+        auto& n = tape.record(&top1_softmax_gate_backward<T>);
+        n.in[0] = logits;
+        n.out = g;
+    }
+    return g;
+}
+
+// Groups rows by their choice: order[offset[e] … offset[e+1]) are the rows (ascending) that chose e.
+// order needs N entries, offset E + 1. No allocation (training steps stay heap-free).
+inline void group_by_choice(const int32_t* choice, int64_t N, int64_t E, int32_t* order, int64_t* offset) {
+    std::fill(offset, offset + E + 1, int64_t(0));
+    for (int64_t r = 0; r < N; ++r) ++offset[choice[r] + 1];
+    for (int64_t e = 0; e < E; ++e) offset[e + 1] += offset[e];
+    // offset[e] serves as expert e's write cursor; afterwards it points at expert e + 1's start.
+    for (int64_t r = 0; r < N; ++r) order[offset[choice[r]]++] = int32_t(r);
+    for (int64_t e = E; e > 0; --e) offset[e] = offset[e - 1];
+    offset[0] = 0;
+}
+
+template <class T>
+void gather_rows_backward(Node<T>& n) {
+    const int64_t M = n.out.rows(), D = n.out.cols();
+    // Serial: the rows may repeat, and the scatter-add must not race.
+    for (int64_t m = 0; m < M; ++m) {
+        T* dst = n.in[0].grad + int64_t(n.saved[0][m]) * D;
+        const T* src = n.out.grad + m * D;
+        for (int64_t c = 0; c < D; ++c) dst[c] += src[c];
+    }
+}
+
+// x [N, D] (any leading shape, flattened to rows), rows[0 … M) in [0, N) -> [M, D].
+template <class T>
+Tensor<T> gather_rows(Tape<T>& tape, const Tensor<T>& x, const int32_t* rows, int64_t M) {
+    const int64_t N = x.rows(), D = x.cols();
+    FLASHLM_CHECK(N < (int64_t(1) << 24), "gather_rows: more than 2^24 rows");
+    for (int64_t m = 0; m < M; ++m)
+        FLASHLM_CHECK(rows[m] >= 0 && rows[m] < N, "gather_rows: row index outside " + x.shape.str());
+    Tensor<T> y = tape.make(Shape{M, D}, tape.recording({x}));
+    parallel_for(M, M * D, [&](int64_t b_, int64_t e_) {
+        for (int64_t m = b_; m < e_; ++m) std::memcpy(y.data + m * D, x.data + int64_t(rows[m]) * D, size_t(D) * sizeof(T));
+    });
+    if (y.grad) {
+        auto& n = tape.record(&gather_rows_backward<T>);
+        n.in[0] = x;
+        n.out = y;
+        n.saved[0] = detail::save_rows(tape, rows, M);
+    }
+    return y;
+}
+
+template <class T>
+void scatter_add_rows_backward(Node<T>& n) {
+    const int64_t N = n.out.numel(), M = n.in[1].rows(), D = n.in[1].cols();
+    if (n.in[0].grad) {
+        T* d = n.in[0].grad;
+        parallel_for(N, N, [&](int64_t b_, int64_t e_) {
+            for (int64_t i = b_; i < e_; ++i) d[i] += n.out.grad[i];
+        });
+    }
+    if (n.in[1].grad) {
+        parallel_for(M, M * D, [&](int64_t b_, int64_t e_) {
+            for (int64_t m = b_; m < e_; ++m) {
+                const T* src = n.out.grad + int64_t(n.saved[0][m]) * D;
+                T* dst = n.in[1].grad + m * D;
+                for (int64_t c = 0; c < D; ++c) dst[c] += src[c];
+            }
+        });
+    }
+}
+
+// base [N, D] (any leading shape) plus y [M, D] added at rows[0 … M) (repeats accumulate) -> base's shape.
+template <class T>
+Tensor<T> scatter_add_rows(Tape<T>& tape, const Tensor<T>& base, const Tensor<T>& y, const int32_t* rows) {
+    const int64_t N = base.rows(), D = base.cols(), M = y.rows();
+    FLASHLM_CHECK(y.cols() == D, "scatter_add_rows: rows " + y.shape.str() + " do not match " + base.shape.str());
+    FLASHLM_CHECK(N < (int64_t(1) << 24), "scatter_add_rows: more than 2^24 rows");
+    for (int64_t m = 0; m < M; ++m)
+        FLASHLM_CHECK(rows[m] >= 0 && rows[m] < N, "scatter_add_rows: row index outside " + base.shape.str());
+    Tensor<T> out = tape.make(base.shape, tape.recording({base, y}));
+    std::memcpy(out.data, base.data, size_t(base.numel()) * sizeof(T));
+    for (int64_t m = 0; m < M; ++m) {
+        T* dst = out.data + int64_t(rows[m]) * D;
+        const T* src = y.data + m * D;
+        for (int64_t c = 0; c < D; ++c) dst[c] += src[c];
+    }
+    if (out.grad) {
+        auto& n = tape.record(&scatter_add_rows_backward<T>);
+        n.in[0] = base;
+        n.in[1] = y;
+        n.out = out;
+        n.saved[0] = detail::save_rows(tape, rows, M);
+    }
+    return out;
+}
+
+template <class T>
+void scale_rows_backward(Node<T>& n) {
+    const Tensor<T>&x = n.in[0], &s = n.in[1];
+    const int64_t R = x.rows(), D = x.cols();
+    parallel_for(R, R * D, [&](int64_t b_, int64_t e_) {
+        for (int64_t r = b_; r < e_; ++r) {
+            const T* g = n.out.grad + r * D;
+            const T* xr = x.data + r * D;
+            if (x.grad) {
+                T* dx = x.grad + r * D;
+                for (int64_t c = 0; c < D; ++c) dx[c] += g[c] * s.data[r];
+            }
+            if (s.grad) {
+                T acc = 0;
+                for (int64_t c = 0; c < D; ++c) acc += g[c] * xr[c];
+                s.grad[r] += acc;
+            }
+        }
+    });
+}
+
+// x [..., D] times one scalar per row: s holds x.rows() values (e.g. [N, 1] or [B, L, 1]).
+template <class T>
+Tensor<T> scale_rows(Tape<T>& tape, const Tensor<T>& x, const Tensor<T>& s) {
+    FLASHLM_CHECK(s.numel() == x.rows(), "scale_rows: " + s.shape.str() + " is not one scalar per row of " + x.shape.str());
+    const int64_t R = x.rows(), D = x.cols();
+    Tensor<T> y = tape.make(x.shape, tape.recording({x, s}));
+    parallel_for(R, R * D, [&](int64_t b_, int64_t e_) {
+        for (int64_t r = b_; r < e_; ++r)
+            for (int64_t c = 0; c < D; ++c) y.data[r * D + c] = x.data[r * D + c] * s.data[r];
+    });
+    if (y.grad) {
+        auto& n = tape.record(&scale_rows_backward<T>);
+        n.in[0] = x;
+        n.in[1] = s;
+        n.out = y;
+    }
+    return y;
+}
+
+}  // namespace flashlm::ops
