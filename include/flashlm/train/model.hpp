@@ -35,6 +35,9 @@ public:
     // Cached one-token-at-a-time inference from the current weights; null when the variant has none
     // (callers then recompute the window).
     virtual std::unique_ptr<Generator> make_generator(Quant) const { return nullptr; }
+    // Extra statistics for the training progress line since the last call (e.g. a mixture-of-experts
+    // load, "experts 26/24/25/25%"); empty for none.
+    virtual std::string train_stats() { return ""; }
 
     ParamStore<T>& params() { return params_; }
     const ParamStore<T>& params() const { return params_; }
