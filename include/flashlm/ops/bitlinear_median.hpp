@@ -8,6 +8,9 @@
 // optimizer step, so the mask is recomputed from it.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
 
 #include "flashlm/autograd/tape.hpp"
 #include "flashlm/core/parallel.hpp"
@@ -22,6 +25,36 @@ T median_abs(const T* w, int64_t n, T* work) {
     T* mid = work + (n - 1) / 2;
     std::nth_element(work, mid, work + n);
     return *mid;
+}
+
+// The same for float by a two-pass radix select on the bit patterns of |w| (monotone in the value for
+// non-negative floats): a histogram of the top 16 bits finds the bucket holding rank (n−1)/2, a second
+// of the low 15 bits inside that bucket the exact value. Every training step quantises every ternary
+// matrix, and this is ~10× faster than nth_element on a copy (VARIANTS.md's v6.1 has 39.7M such weights).
+inline float median_abs(const float* w, int64_t n, float*) {
+    static thread_local std::vector<uint32_t> hist;  // 256 KB, allocated on the first call only
+    hist.assign(size_t(1) << 16, 0);
+    auto key = [w](int64_t i) {
+        uint32_t b;
+        std::memcpy(&b, w + i, sizeof b);
+        return b & 0x7fffffffu;
+    };
+    const int64_t k = (n - 1) / 2;
+    for (int64_t i = 0; i < n; ++i) ++hist[key(i) >> 15];
+    uint32_t hi = 0;
+    int64_t below = 0;
+    while (below + int64_t(hist[hi]) <= k) below += hist[hi++];
+    std::fill(hist.begin(), hist.begin() + (size_t(1) << 15), 0u);
+    for (int64_t i = 0; i < n; ++i) {
+        const uint32_t b = key(i);
+        if ((b >> 15) == hi) ++hist[b & 0x7fffu];
+    }
+    uint32_t lo = 0;
+    while (below + int64_t(hist[lo]) <= k) below += hist[lo++];
+    const uint32_t bits = (hi << 15) | lo;
+    float r;
+    std::memcpy(&r, &bits, sizeof r);
+    return r;
 }
 
 // Q3 of n weights into out (values in {-1, 0, 1}); work: n scratch (may be out). Returns α.
