@@ -17,6 +17,7 @@
 #include "examples/v3.hpp"
 #include "examples/supernova2_engine.hpp"
 #include "examples/upstream_buffers.hpp"
+#include "examples/supernova2.hpp"
 
 namespace flashlm::examples {
 
@@ -201,6 +202,22 @@ inline const std::vector<ModelEntry>& registry() {
              return std::make_unique<Supernova2Engine<float>>("supernova2-engine", Supernova2EngineConfig::from_json(c, {}));
          },
          infer_from_embedding("embed", "d_model", "")},
+        {"supernova2", "v6.1 SUPERNOVA II (torch): gated shift mix + reasoning bank + state gate + slot memory + top-2 of 4 ternary GLU experts, Q3 ternary, D=384, 8 layers, 43.04M params (28.89M active)",
+         [](int) { return supernova2_recipe(); },
+         [](const nlohmann::json& c) {
+             return std::make_unique<Supernova2<float>>("supernova2", Supernova2Config::from_json(c, Supernova2Config{}));
+         },
+         [](const io::TensorShapes& s) {
+             nlohmann::json j = infer_from_embedding("token_emb.weight", "d_model", "")(s);
+             if (int64_t n = io::count_indexed(s, "layers.")) j["n_layers"] = n;
+             if (auto v = io::dim_of(s, "pos_emb.weight", 0)) j["max_seq_len"] = *v;
+             if (auto f = io::dim_of(s, "layers.0.ffn.experts.0.w_gate.weight", 0)) j["d_ffn"] = *f;
+             if (auto r = io::dim_of(s, "layers.0.reasoning.out_proj.weight", 1)) j["d_reason"] = *r;
+             if (auto n = io::dim_of(s, "layers.0.reasoning.router.weight", 0)) j["n_scales"] = *n;
+             if (auto n = io::dim_of(s, "layers.0.slot_mem.slots", 0)) j["n_slots"] = *n;
+             if (auto n = io::dim_of(s, "layers.0.ffn.router.weight", 0)) j["n_experts"] = *n;
+             return j;
+         }},
     };
     return r;
 }

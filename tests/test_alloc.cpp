@@ -16,6 +16,7 @@
 #include "examples/v3.hpp"
 #include "examples/bolt_deltanet.hpp"
 #include "examples/supernova.hpp"
+#include "examples/supernova2.hpp"
 
 extern "C" {
 void* __libc_malloc(size_t);
@@ -274,4 +275,17 @@ TEST_CASE("supernova: steady-state training steps (both planner means) and cache
         if (compat) continue;
         for (Quant q : {Quant::exact, Quant::int8}) CHECK(generation_allocs(*model.make_generator(q)) == 0);
     }
+}
+
+TEST_CASE("supernova2: steady-state training steps (sparse experts) and cached generation steps (with replays past max_seq_len) make no heap allocation") {
+    examples::Supernova2Config c;
+    c.vocab_size = 512, c.d_model = 32, c.n_layers = 2, c.d_ffn = 64, c.d_reason = 16, c.n_scales = 2, c.n_slots = 4;
+    c.max_seq_len = 64;
+    examples::Supernova2<float> model("supernova2", c);
+    Rng rng(12);
+    model.init(rng);
+    const auto counts = train_step_allocs(model, rng);
+    CHECK(counts[2] == 0);
+    CHECK(counts[3] == 0);
+    for (Quant q : {Quant::exact, Quant::int8}) CHECK(generation_allocs(*model.make_generator(q)) == 0);
 }

@@ -28,6 +28,13 @@
 #include <flashlm/ops/gated_delta_rule.hpp>
 #include <flashlm/ops/l2_normalize.hpp>
 #include <flashlm/ops/log_sigmoid.hpp>
+#include <flashlm/ops/bitlinear_median.hpp>
+#include <flashlm/ops/concat.hpp>
+#include <flashlm/ops/lerp.hpp>
+#include <flashlm/ops/moe.hpp>
+#include <flashlm/ops/mul_column.hpp>
+#include <flashlm/ops/tanh.hpp>
+#include <flashlm/ops/time_shift.hpp>
 #include <flashlm/ops/softmax.hpp>
 #include <flashlm/ops/slot_attention.hpp>
 #include <flashlm/ops/time_shift.hpp>
@@ -279,6 +286,40 @@ std::vector<OpCase<T>> op_table() {
                      return out;
                  },
                  {0, 1, 2, 3, 4}});
+    // v6.1 SUPERNOVA II. bitlinear_median: x only (the weight's clipped STE is checked in
+    // tests/variants/supernova2.cpp).
+    t.push_back({"bitlinear_median", {Shape{6, 5}, Shape{4, 5}}, [](Tape<T>& tp, V& in) { return ops::bitlinear_median(tp, in[0], in[1]); }, {0}});
+    t.push_back({"lerp", {Shape{3, 5}, Shape{3, 5}, Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::lerp(tp, in[0], in[1], in[2]); }, {0, 1, 2}});
+    t.push_back({"tanh", {Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::tanh(tp, in[0]); }, {0}});
+    t.push_back({"mul_column", {Shape{4, 5}, Shape{4, 3}}, [](Tape<T>& tp, V& in) { return ops::mul_column(tp, in[0], in[1], 1); }, {0, 1}});
+    t.push_back({"moe_route_top2", {Shape{6, 4}}, [](Tape<T>& tp, V& in) {
+                     static ops::Routing r;
+                     r.k = 2;
+                     return ops::route_topk(tp, in[0], r);
+                 }, {0}});
+    t.push_back({"moe_balance_loss", {Shape{6, 4}}, [](Tape<T>& tp, V& in) { return ops::balance_loss(tp, in[0], 0.01); }, {0}});
+    // Rows 0, 1, 3, 4 of src go to tokens 0, 1, 3, 2 (gate slots 0, 3, 6, 5); row 2 is not routed.
+    t.push_back({"moe_scatter_rows_weighted", {Shape{5, 3}, Shape{4, 2}}, [](Tape<T>& tp, V& in) {
+                     static const int32_t assign[5] = {0, 3, -1, 6, 5};
+                     Tensor<T> acc = ops::moe_accumulator(tp, 4, 3, tp.recording({in[0], in[1]}));
+                     return ops::scatter_rows_weighted(tp, acc, in[0], in[1], assign);
+                 }, {0, 1}});
+    // A whole top-2-of-3 layer: router, per-expert gather of the routed rows, two different experts
+    // (linear, tanh∘linear, linear again), weighted scatter back.
+    t.push_back({"moe_top2_gather_scatter", {Shape{7, 4}, Shape{3, 4}, Shape{4, 4}}, [](Tape<T>& tp, V& in) {
+                     static ops::Routing r;
+                     r.k = 2;
+                     Tensor<T> gates = ops::route_topk(tp, ops::linear(tp, in[0], in[1]), r);
+                     ops::build_expert_lists(r);
+                     Tensor<T> acc = ops::moe_accumulator(tp, 7, 4, true);
+                     for (int64_t e = 0; e < 3; ++e) {
+                         if (r.served(e) == 0) continue;
+                         Tensor<T> ye = ops::linear(tp, ops::embedding(tp, in[0], r.tokens_of(e), r.served(e)), in[2]);
+                         if (e == 1) ye = ops::tanh(tp, ye);
+                         acc = ops::scatter_rows_weighted(tp, acc, ye, gates, r.assign_of(e));
+                     }
+                     return acc;
+                 }, {0, 1, 2}});
     return t;
 }
 

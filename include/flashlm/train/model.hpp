@@ -42,6 +42,9 @@ public:
     // Training with activation recomputation per block (ops/recompute.hpp): less memory, one more forward
     // per block. Returns false when the variant does not offer it.
     virtual bool set_recompute(bool on) { return !on; }
+    // Extra statistics for the training progress line since the last call (e.g. a mixture-of-experts
+    // load, "experts 26/24/25/25%"); empty for none.
+    virtual std::string train_stats() { return ""; }
 
     ParamStore<T>& params() { return params_; }
     const ParamStore<T>& params() const { return params_; }

@@ -302,9 +302,10 @@ public:
                 const double tps = double(state_.tokens_seen - last_log_tokens) / std::max(now - last_log_t, 1e-9);
                 const double eta = opt_.steps > 0 ? (now - elapsed0) / double(state_.step - start_step) * double(opt_.steps - state_.step)
                                                   : opt_.budget_s - now;
-                log(fmt::format("step {:>6}{} | loss {:.4f} | lr {:.2e} | {:>7.0f} tok/s | elapsed {} | ETA {}", state_.step,
+                const std::string extra = model_.train_stats();
+                log(fmt::format("step {:>6}{} | loss {:.4f} | lr {:.2e} | {:>7.0f} tok/s | elapsed {} | ETA {}{}", state_.step,
                                 opt_.steps > 0 ? fmt::format("/{}", opt_.steps) : "", loss, lr, tps, format_duration(now),
-                                format_duration(eta)));
+                                format_duration(eta), extra.empty() ? "" : " | " + extra));
                 last_log_t = now;
                 last_log_tokens = state_.tokens_seen;
             }

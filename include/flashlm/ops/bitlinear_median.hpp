@@ -1,0 +1,111 @@
+#pragma once
+// BitLinear with the Q3 median-threshold quantizer (FlashLM v6.1 "SUPERNOVA II", VARIANTS.md §2):
+//   α = median|W| over the whole tensor (torch's lower median); W̃ = sign(W)·[|W| > α] — no rescale, the
+//   layer multiplies by raw ±1 (about half the weights are 0 by construction);  y = x W̃ᵀ.
+// Backward: dx = dy W̃ and the clipped straight-through estimator of upstream's TernaryQuantize,
+//   dW = (dyᵀ x) ⊙ [|W| < 1.5α]
+// (weights far outside the threshold get no gradient). α is kept in the node; W is unchanged until the
+// optimizer step, so the mask is recomputed from it.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "flashlm/autograd/tape.hpp"
+#include "flashlm/core/parallel.hpp"
+#include "flashlm/ops/linear.hpp"
+
+namespace flashlm::ops {
+
+// Lower median of |w| (torch.median of an even count returns the smaller middle value). work: n scratch.
+template <class T>
+T median_abs(const T* w, int64_t n, T* work) {
+    for (int64_t i = 0; i < n; ++i) work[i] = std::abs(w[i]);
+    T* mid = work + (n - 1) / 2;
+    std::nth_element(work, mid, work + n);
+    return *mid;
+}
+
+// The same for float by a two-pass radix select on the bit patterns of |w| (monotone in the value for
+// non-negative floats): a histogram of the top 16 bits finds the bucket holding rank (n−1)/2, a second
+// of the low 15 bits inside that bucket the exact value. Every training step quantises every ternary
+// matrix, and this is ~10× faster than nth_element on a copy (VARIANTS.md's v6.1 has 39.7M such weights).
+inline float median_abs(const float* w, int64_t n, float*) {
+    static thread_local std::vector<uint32_t> hist;  // 256 KB, allocated on the first call only
+    hist.assign(size_t(1) << 16, 0);
+    auto key = [w](int64_t i) {
+        uint32_t b;
+        std::memcpy(&b, w + i, sizeof b);
+        return b & 0x7fffffffu;
+    };
+    const int64_t k = (n - 1) / 2;
+    for (int64_t i = 0; i < n; ++i) ++hist[key(i) >> 15];
+    uint32_t hi = 0;
+    int64_t below = 0;
+    while (below + int64_t(hist[hi]) <= k) below += hist[hi++];
+    std::fill(hist.begin(), hist.begin() + (size_t(1) << 15), 0u);
+    for (int64_t i = 0; i < n; ++i) {
+        const uint32_t b = key(i);
+        if ((b >> 15) == hi) ++hist[b & 0x7fffu];
+    }
+    uint32_t lo = 0;
+    while (below + int64_t(hist[lo]) <= k) below += hist[lo++];
+    const uint32_t bits = (hi << 15) | lo;
+    float r;
+    std::memcpy(&r, &bits, sizeof r);
+    return r;
+}
+
+// Q3 of n weights into out (values in {-1, 0, 1}); work: n scratch (may be out). Returns α.
+template <class T>
+T quantize_median(const T* w, T* out, int64_t n, T* work) {
+    const T a = median_abs(w, n, work);
+    parallel_for(n, 2 * n, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) out[i] = w[i] > a ? T(1) : (w[i] < -a ? T(-1) : T(0));
+    });
+    return a;
+}
+template <class T>
+T quantize_median(const T* w, T* out, int64_t n) {
+    return quantize_median(w, out, n, out);
+}
+
+template <class T>
+void bitlinear_median_backward(Node<T>& n) {
+    const Tensor<T>& x = n.in[0];
+    const Tensor<T>& W = n.in[1];
+    const int64_t M = x.rows(), N = W.dim(0), K = W.dim(1);
+    T* wq = n.saved[0];
+    if (x.grad) kernels::gemm_nn(M, K, N, n.out.grad, wq, x.grad, true);
+    if (!W.grad) return;
+    // W̃ is no longer needed: its buffer receives the unclipped dyᵀx.
+    kernels::gemm_tn(N, K, M, n.out.grad, x.data, wq, false);
+    const T lim = T(1.5) * T(n.f[0]);
+    parallel_for(N * K, 2 * N * K, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i)
+            if (std::abs(W.data[i]) < lim) W.grad[i] += wq[i];
+    });
+}
+
+template <class T>
+Tensor<T> bitlinear_median(Tape<T>& tape, const Tensor<T>& x, const Tensor<T>& W) {
+    FLASHLM_CHECK(W.shape.rank == 2 && W.dim(1) == x.cols(),
+                  "bitlinear_median: input " + x.shape.str() + " does not match weight " + W.shape.str());
+    const int64_t N = W.dim(0), K = W.dim(1);
+    T* wq = tape.scratch(N * K);
+    const T alpha = quantize_median(W.data, wq, N * K);
+    Tensor<T> y = tape.make(with_last_dim(x.shape, N), tape.recording({x, W}));
+    kernels::gemm_nt(x.rows(), N, K, x.data, wq, y.data, false);
+    if (y.grad) {
+        auto& n = tape.record(&bitlinear_median_backward<T>);
+        n.in[0] = x;
+        n.in[1] = W;
+        n.out = y;
+        n.saved[0] = wq;
+        n.f[0] = double(alpha);
+    }
+    return y;
+}
+
+}  // namespace flashlm::ops
