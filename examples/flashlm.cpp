@@ -674,6 +674,7 @@ int main(int argc, char** argv) {
                  "reproduce the upstream script's arithmetic where flashlm fixes it (cortex3/cortex6: double-shifted "
                  "targets, memory scale 1/sqrt(window); cortex: double-shifted targets, clamped decayed sum, "
                  "validation loss = whole objective; thunderbolt: GroupNorm over the whole window; "
+                 "supernova: whole-sequence planner mean; nova-diff: Mixture-of-Depths scaling in training only; "
                  "supernova2-engine: activation scale over the whole batch, weight gradients without it)");
 
     TokArgs ka;
