@@ -155,16 +155,18 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) inline void popcount_rows_avx
             for (int q = 0; q < 4; ++q) {
                 const __m512i both = _mm512_and_si512(xv, _mm512_loadu_si512(wv + 8 * q));
                 const __m512i ng = _mm512_and_si512(both, _mm512_xor_si512(xs, _mm512_loadu_si512(ws + 8 * q)));
-                acc[q] = _mm512_add_epi64(acc[q], _mm512_sub_epi64(_mm512_popcnt_epi64(both),
-                                                                   _mm512_slli_epi64(_mm512_popcnt_epi64(ng), 1)));
+                // 2·popcnt(ng) as an add: gcc 12's _mm512_slli_epi64 trips -Wmaybe-uninitialized in its header
+                const __m512i n1 = _mm512_popcnt_epi64(ng);
+                acc[q] = _mm512_add_epi64(acc[q], _mm512_sub_epi64(_mm512_popcnt_epi64(both), _mm512_add_epi64(n1, n1)));
             }
         }
         if (j0 + 32 <= W.n) {
             for (int q = 0; q < 4; ++q)
-                _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + j0 + 8 * q), _mm512_cvtepi64_epi32(acc[q]));
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + j0 + 8 * q), _mm512_maskz_cvtepi64_epi32(0xFF, acc[q]));
         } else {
             alignas(64) int32_t r[32];
-            for (int q = 0; q < 4; ++q) _mm256_store_si256(reinterpret_cast<__m256i*>(r + 8 * q), _mm512_cvtepi64_epi32(acc[q]));
+            for (int q = 0; q < 4; ++q)
+                _mm256_store_si256(reinterpret_cast<__m256i*>(r + 8 * q), _mm512_maskz_cvtepi64_epi32(0xFF, acc[q]));
             for (int64_t t = 0; t < W.n - j0; ++t) c[j0 + t] = r[t];
         }
     }
