@@ -37,7 +37,7 @@
 #include <flashlm/ops/lerp.hpp>
 #include <flashlm/ops/linear_bias.hpp>
 #include <flashlm/ops/moe.hpp>
-#include <flashlm/ops/mul_column.hpp>
+#include <flashlm/ops/scale.hpp>
 #include <flashlm/ops/softmax.hpp>
 #include <flashlm/ops/tanh.hpp>
 #include <flashlm/ops/time_shift.hpp>
@@ -179,8 +179,8 @@ struct Supernova2Block {
         // reasoning + state gate + slot memory, one residual
         Tensor<T> h = norm2(tape, x);
         Tensor<T> w = ops::softmax(tape, ops::linear_bias(tape, h, ps->get(r_router_w), ps->get(r_router_b)));
-        Tensor<T> mixed = ops::mul_column(tape, proj[0](tape, h), w, 0);
-        for (size_t i = 1; i < proj.size(); ++i) mixed = ops::add(tape, mixed, ops::mul_column(tape, proj[i](tape, h), w, int64_t(i)));
+        Tensor<T> mixed = ops::mul_col(tape, proj[0](tape, h), w, 0);
+        for (size_t i = 1; i < proj.size(); ++i) mixed = ops::add(tape, mixed, ops::mul_col(tape, proj[i](tape, h), w, int64_t(i)));
         Tensor<T> br = r_out(tape, mixed);
         Tensor<T> sg = sg_gate(tape, sg_norm(tape, ops::mul(tape, ops::sigmoid(tape, planner(tape, h)),
                                                                  ops::tanh(tape, executor(tape, h)))));

@@ -32,7 +32,6 @@
 #include <flashlm/ops/concat.hpp>
 #include <flashlm/ops/lerp.hpp>
 #include <flashlm/ops/moe.hpp>
-#include <flashlm/ops/mul_column.hpp>
 #include <flashlm/ops/tanh.hpp>
 #include <flashlm/ops/time_shift.hpp>
 #include <flashlm/ops/softmax.hpp>
@@ -291,7 +290,7 @@ std::vector<OpCase<T>> op_table() {
     t.push_back({"bitlinear_median", {Shape{6, 5}, Shape{4, 5}}, [](Tape<T>& tp, V& in) { return ops::bitlinear_median(tp, in[0], in[1]); }, {0}});
     t.push_back({"lerp", {Shape{3, 5}, Shape{3, 5}, Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::lerp(tp, in[0], in[1], in[2]); }, {0, 1, 2}});
     t.push_back({"tanh", {Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::tanh(tp, in[0]); }, {0}});
-    t.push_back({"mul_column", {Shape{4, 5}, Shape{4, 3}}, [](Tape<T>& tp, V& in) { return ops::mul_column(tp, in[0], in[1], 1); }, {0, 1}});
+    t.push_back({"mul_col_2d", {Shape{4, 5}, Shape{4, 3}}, [](Tape<T>& tp, V& in) { return ops::mul_col(tp, in[0], in[1], 1); }, {0, 1}});
     t.push_back({"moe_route_top2", {Shape{6, 4}}, [](Tape<T>& tp, V& in) {
                      static ops::Routing r;
                      r.k = 2;
