@@ -5,11 +5,8 @@
 source "$(dirname "$0")/../common.sh"
 common=(--model bolt-deltanet --data "$data" --seq 64 --batch 4 --accum 1 --threads 1 --log-every 10)
 
-"$bin" train "${common[@]}" --steps 30 --out "$work/d" > "$work/d.log" 2>&1 || fail "bolt-deltanet train 30 steps: $(tail -5 "$work/d.log")"
-first=$(losses "$work/d/metrics.jsonl" | head -5 | awk '{s+=$1} END {print s/NR}')
-last=$(losses "$work/d/metrics.jsonl" | tail -5 | awk '{s+=$1} END {print s/NR}')
-awk -v f="$first" -v l="$last" 'BEGIN {exit !(l <= f - 2.0)}' && pass "bolt-deltanet loss falls by >= 2.0: first5 $first -> last5 $last" ||
-  fail "bolt-deltanet loss did not fall by 2.0: $first -> $last"
+"$bin" train "${common[@]}" --steps $steps30 --out "$work/d" > "$work/d.log" 2>&1 || fail "bolt-deltanet train 30 steps: $(tail -5 "$work/d.log")"
+loss_falls "bolt-deltanet" "$work/d/metrics.jsonl" 2.0
 
 for run in d u; do
   if [[ $run == u ]]; then

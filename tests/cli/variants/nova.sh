@@ -5,12 +5,9 @@
 # loop (--no-cache) while the context fits in seq_len, and generation past seq_len (cache refills) runs.
 source "$(dirname "$0")/../common.sh"
 m=nova
-"$bin" train --model $m --data "$data" --seq 64 --batch 4 --accum 1 --threads 2 --log-every 10 --steps 30 --out "$work/$m" \
+"$bin" train --model $m --data "$data" --seq 64 --batch 4 --accum 1 --threads 2 --log-every 10 --steps $steps30 --out "$work/$m" \
   > "$work/$m.log" 2>&1 || fail "$m train 30 steps: $(tail -5 "$work/$m.log")"
-first=$(losses "$work/$m/metrics.jsonl" | head -5 | awk '{s+=$1} END {print s/NR}')
-last=$(losses "$work/$m/metrics.jsonl" | tail -5 | awk '{s+=$1} END {print s/NR}')
-awk -v f="$first" -v l="$last" 'BEGIN {exit !(l <= f - 1.0)}' && pass "$m loss falls: first5 $first -> last5 $last" \
-  || fail "$m loss did not fall by 1.0: $first -> $last"
+loss_falls "$m" "$work/$m/metrics.jsonl" 1.0
 ck="$work/$m/checkpoint.safetensors"
 "$bin" eval --checkpoint "$ck" --data "$data" --split val --json > "$work/eval.json" 2>"$work/err" \
   && grep -qE '"loss":[0-9.]+' "$work/eval.json" && pass "$m eval: $(cat "$work/eval.json")" || fail "$m eval: $(cat "$work/err")"

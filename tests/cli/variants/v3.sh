@@ -3,11 +3,9 @@
 # by at least 0.5 nat below the first 5; generate works from the checkpoint and cached == --no-cache.
 source "$(dirname "$0")/../common.sh"
 m=v3
-"$bin" train --model $m --data "$data" --seq 64 --batch 4 --accum 1 --threads 2 --log-every 10 --steps 30 --out "$work/$m" > "$work/$m.log" 2>&1 \
+"$bin" train --model $m --data "$data" --seq 64 --batch 4 --accum 1 --threads 2 --log-every 10 --steps $steps30 --out "$work/$m" > "$work/$m.log" 2>&1 \
   || fail "$m train 30 steps: $(tail -5 "$work/$m.log")"
-first=$(losses "$work/$m/metrics.jsonl" | head -5 | awk '{s+=$1} END {print s/NR}')
-last=$(losses "$work/$m/metrics.jsonl" | tail -5 | awk '{s+=$1} END {print s/NR}')
-awk -v f="$first" -v l="$last" 'BEGIN {exit !(l <= f - 0.5)}' && pass "$m loss falls: first5 $first -> last5 $last" || fail "$m loss did not fall by 0.5: $first -> $last"
+loss_falls "$m" "$work/$m/metrics.jsonl" 0.5
 ck="$work/$m/checkpoint.safetensors"
 "$bin" generate --checkpoint "$ck" --tokens 20 --seed 1 > "$work/gen" 2>"$work/err" || fail "$m generate: $(cat "$work/err")"
 "$bin" generate --checkpoint "$ck" --tokens 20 --seed 1 --no-cache > "$work/gen2" 2>&1
