@@ -115,6 +115,7 @@ struct TrainArgs {
     int64_t steps = 0, vocab = 0, batch = 0, seq = 0, accum = 0, warmup = -1, eval_every = 0, stop_after = 0,
             log_every = 10, eval_windows = 200, save_every = 0, skip_nonfinite = 0;
     int threads = 0;
+    std::string quant = "none";  // BitLinear forward: none (float GEMM) | int8
     uint64_t seed = 42;
     bool upstream_compat = false, recompute = false;
 };
@@ -263,6 +264,7 @@ int cmd_train(const TrainArgs& a) {
         throw std::invalid_argument(fmt::format("--seq {} exceeds the model's seq_len {}", seq, model->max_seq_len()));
     if (!model->set_recompute(a.recompute))
         throw std::invalid_argument(fmt::format("--recompute is not available for {} (bolt, bolt-large, bolt-blockwise)", e.name));
+    ops::set_int8_forward(a.quant == "int8");
 
     train::TrainOptions o;
     o.steps = a.steps;
@@ -326,6 +328,7 @@ int cmd_train(const TrainArgs& a) {
                    nranks > 1 ? fmt::format("{} ranks x {} threads, {} sequences per rank", nranks, max_threads(), o.batch / nranks)
                               : fmt::format("{} threads", max_threads()));
         if (!a.resume.empty()) fmt::print("resumed from {} at step {}\n", a.resume, trainer.state().step);
+        if (a.quant == "int8") fmt::print("BitLinear forward in int8 (--quant int8): activations per token x ternary codes\n");
         std::fflush(stdout);
     }
     std::signal(SIGINT, on_signal);
@@ -657,6 +660,10 @@ int main(int argc, char** argv) {
     tr->add_flag("--recompute", ta.recompute,
                  "keep only block outputs and recompute each block during backward: a fraction of the activation "
                  "memory for one more forward per block");
+    tr->add_option("--quant", ta.quant,
+                   "BitLinear forward: none (float GEMM) | int8 (activations quantised per token to int8, absmax, times "
+                   "the ternary codes in int32; backward unchanged, float straight-through)")
+        ->check(CLI::IsMember({"none", "int8"}))->capture_default_str();
     tr->add_option("--seed", ta.seed, "seed for init and batch sampling")->capture_default_str();
     tr->add_option("--out", ta.out, "output folder (checkpoint, tokenizer, token cache, metrics)")->capture_default_str();
     tr->add_option("--resume", ta.resume, "continue exactly from this checkpoint")->check(CLI::ExistingFile);

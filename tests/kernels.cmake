@@ -16,3 +16,4 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
 endif()
 # v6.1 C-engine kernels: bit planes, popcount GEMM paths, transpose scatter-add (FLASHLM_ISA case included).
 target_sources(test_kernels PRIVATE test_popcount.cpp)
+target_sources(test_kernels PRIVATE test_ternary_gemm_i8.cpp)  # int8 training forward (train --quant int8)

@@ -61,6 +61,22 @@ struct DenseF32Job {
     float* y;
 };
 
+// Ternary × int8 GEMM for training (ternary_gemm_i8.hpp): codes in {-1, 0, +1} in the VNNI tile layout
+// of DenseI8Job (w[(t · groups + g) · 64 + 4i + j] = q[16t + i, 4g + j]), tokens [m0, m1) of x as
+// unsigned bytes biased by 128 (xq + 128) at stride ldx ≥ groups · 4. dot = Σ_k q · xq exactly in int32,
+// then y[m · ldy + r] = float(dot) * wscale[r] * xinv[m] in that order on every path, for r < rows.
+struct TernaryGemmI8Job {
+    const int8_t* w;
+    int64_t groups, tiles, rows;
+    const uint8_t* x;
+    int64_t m0, m1, ldx;
+    const float* xinv;
+    const float* wscale;      // per row, padded to whole tiles
+    const int32_t* row_sums;  // Σ_k q[r, k], padded to whole tiles
+    float* y;
+    int64_t ldy;
+};
+
 // xsimd 8.1 has one arch tag for AArch64 (neon64); the int8 kernels also come in a variant for CPUs with
 // the Armv8.2 dot product (sdot, FEAT_DotProd), tagged by this refinement of neon64. Overload resolution
 // sends a job without a dotprod overload (the exact family, dense float) to the neon64 one.
@@ -73,11 +89,13 @@ struct TernaryRows {
     void operator()(xsimd::avx2, const I8Job&) const noexcept;
     void operator()(xsimd::avx2, const DenseI8Job&) const noexcept;
     void operator()(xsimd::avx2, const DenseF32Job&) const noexcept;
+    void operator()(xsimd::avx2, const TernaryGemmI8Job&) const noexcept;
     // Needs AVX-512 F/BW/DQ/VL and VNNI (vpdpbusd).
     void operator()(xsimd::avx512bw, const F32Job&) const noexcept;
     void operator()(xsimd::avx512bw, const I8Job&) const noexcept;
     void operator()(xsimd::avx512bw, const DenseI8Job&) const noexcept;
     void operator()(xsimd::avx512bw, const DenseF32Job&) const noexcept;
+    void operator()(xsimd::avx512bw, const TernaryGemmI8Job&) const noexcept;
     // AArch64 (arch/ternary_neon.cpp): Armv8.0 Advanced SIMD only, int8 through vmull_s8 + vpadalq_s16.
     void operator()(xsimd::neon64, const F32Job&) const noexcept;
     void operator()(xsimd::neon64, const I8Job&) const noexcept;

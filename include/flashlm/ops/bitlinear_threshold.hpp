@@ -32,7 +32,7 @@ Tensor<T> bitlinear_threshold(Tape<T>& tape, const Tensor<T>& x, const Tensor<T>
     T* wq = tape.scratch(N * K);
     quantize_threshold(W.data, wq, N * K);
     Tensor<T> y = tape.make(with_last_dim(x.shape, N), tape.recording({x, W}));
-    kernels::gemm_nt(x.rows(), N, K, x.data, wq, y.data, false);
+    ternary_linear_forward(x.rows(), N, K, x.data, wq, y.data);  // int8 under --quant int8
     if (y.grad) {
         auto& n = tape.record(&bitlinear_backward<T>);
         n.in[0] = x;

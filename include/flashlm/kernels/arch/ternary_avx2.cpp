@@ -2,6 +2,7 @@
 // -march=native) by flashlm_add_kernels(); the dispatcher only calls them on CPUs with AVX2 and FMA.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "flashlm/kernels/ternary_abi.hpp"
@@ -150,6 +151,66 @@ void TernaryRows::operator()(xsimd::avx2, const DenseF32Job& j) const noexcept {
     int64_t r = j.r0;
     for (; r + 4 <= j.r1; r += 4) dense_f32_rows<4>(j, r);
     for (; r < j.r1; ++r) dense_f32_rows<1>(j, r);
+}
+
+}  // namespace flashlm::kernels::detail
+
+namespace flashlm::kernels::detail {
+namespace {
+
+// MR tokens × one 16-row tile of a TernaryGemmI8Job, as two halves of 8 rows. vpmaddubsw multiplies the
+// unsigned x + 128 by the signed codes; with codes in {-1, 0, +1} a pair sums to at most 510, so the
+// int16 stage never saturates. vpmaddwd widens to int32.
+template <int MR>
+void gemm_i8_tile(const TernaryGemmI8Job& j, int64_t m, int64_t t) {
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    const int64_t G = j.groups;
+    const int8_t* w = j.w + t * G * 64;
+    const uint8_t* x = j.x + m * j.ldx;
+    __m256i acc[MR][2];
+    for (int a = 0; a < MR; ++a) acc[a][0] = acc[a][1] = _mm256_setzero_si256();
+    for (int64_t g = 0; g < G; ++g) {
+        const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + g * 64));
+        const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + g * 64 + 32));
+        for (int a = 0; a < MR; ++a) {
+            int32_t v;
+            std::memcpy(&v, x + a * j.ldx + 4 * g, 4);
+            const __m256i xb = _mm256_set1_epi32(v);
+            acc[a][0] = _mm256_add_epi32(acc[a][0], _mm256_madd_epi16(_mm256_maddubs_epi16(xb, w0), ones16));
+            acc[a][1] = _mm256_add_epi32(acc[a][1], _mm256_madd_epi16(_mm256_maddubs_epi16(xb, w1), ones16));
+        }
+    }
+    for (int h = 0; h < 2; ++h) {
+        const int64_t r0 = t * 16 + 8 * h;
+        if (r0 >= j.rows) break;
+        const __m256i corr = _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(j.row_sums + r0)), 7);
+        const __m256 ws = _mm256_loadu_ps(j.wscale + r0);
+        for (int a = 0; a < MR; ++a) {
+            const __m256 d = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[a][h], corr));
+            const __m256 y = _mm256_mul_ps(_mm256_mul_ps(d, ws), _mm256_set1_ps(j.xinv[m + a]));
+            float* dst = j.y + (m + a) * j.ldy + r0;
+            if (r0 + 8 <= j.rows) {
+                _mm256_storeu_ps(dst, y);
+            } else {
+                alignas(32) float tmp[8];
+                _mm256_store_ps(tmp, y);
+                for (int64_t i = 0; r0 + i < j.rows; ++i) dst[i] = tmp[i];
+            }
+        }
+    }
+}
+
+}  // namespace
+
+void TernaryRows::operator()(xsimd::avx2, const TernaryGemmI8Job& j) const noexcept {
+    for (int64_t c0 = j.m0; c0 < j.m1; c0 += 96) {
+        const int64_t c1 = std::min(j.m1, c0 + 96);
+        for (int64_t t = 0; t < j.tiles; ++t) {
+            int64_t m = c0;
+            for (; m + 4 <= c1; m += 4) gemm_i8_tile<4>(j, m, t);
+            for (; m < c1; ++m) gemm_i8_tile<1>(j, m, t);
+        }
+    }
 }
 
 }  // namespace flashlm::kernels::detail

@@ -195,3 +195,76 @@ void TernaryRows::operator()(xsimd::avx512bw, const DenseF32Job& j) const noexce
 }
 
 }  // namespace flashlm::kernels::detail
+
+namespace flashlm::kernels::detail {
+namespace {
+
+// MR tokens × NT tiles (16 rows each) of a TernaryGemmI8Job: MR · NT int32 accumulators. Per group of 4
+// columns the NT weight vectors are loaded once and each token's 4 bytes are broadcast from memory, so
+// one vpdpbusd needs 1/MR of a weight load and 1/NT of a broadcast.
+template <int MR, int NT>
+void gemm_i8_block(const TernaryGemmI8Job& j, int64_t m, int64_t t) {
+    const int64_t G = j.groups, tile = G * 64;
+    const int8_t* w = j.w + t * tile;
+    const uint8_t* x = j.x + m * j.ldx;
+    __m512i acc[MR][NT];
+    for (int a = 0; a < MR; ++a)
+        for (int i = 0; i < NT; ++i) acc[a][i] = _mm512_setzero_si512();
+    for (int64_t g = 0; g < G; ++g) {
+        __m512i wv[NT];
+        for (int i = 0; i < NT; ++i) wv[i] = _mm512_loadu_si512(w + i * tile + g * 64);
+        for (int a = 0; a < MR; ++a) {
+            int32_t v;
+            std::memcpy(&v, x + a * j.ldx + 4 * g, 4);
+            const __m512i xb = _mm512_set1_epi32(v);
+            for (int i = 0; i < NT; ++i) acc[a][i] = _mm512_dpbusd_epi32(acc[a][i], xb, wv[i]);
+        }
+    }
+    for (int i = 0; i < NT; ++i) {
+        const int64_t r0 = (t + i) * 16;
+        const __m512i corr = _mm512_slli_epi32(_mm512_loadu_si512(j.row_sums + r0), 7);
+        const __m512 ws = _mm512_loadu_ps(j.wscale + r0);
+        const int64_t n = j.rows - r0;
+        const __mmask16 keep = n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1);
+        for (int a = 0; a < MR; ++a) {
+            const __m512 d = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[a][i], corr));
+            const __m512 y = _mm512_mul_ps(_mm512_mul_ps(d, ws), _mm512_set1_ps(j.xinv[m + a]));
+            _mm512_mask_storeu_ps(j.y + (m + a) * j.ldy + r0, keep, y);
+        }
+    }
+}
+
+template <int MR>
+void gemm_i8_panel(const TernaryGemmI8Job& j, int64_t m, int64_t t, int64_t nt) {
+    switch (nt) {
+        case 4: gemm_i8_block<MR, 4>(j, m, t); break;
+        case 3: gemm_i8_block<MR, 3>(j, m, t); break;
+        case 2: gemm_i8_block<MR, 2>(j, m, t); break;
+        default: gemm_i8_block<MR, 1>(j, m, t); break;
+    }
+}
+
+}  // namespace
+
+// Tokens in chunks of 96 (x stays in L2); per chunk, every 64-row panel of W passes over it in register
+// blocks of 6 tokens (the panel, 64 · K bytes, stays in L1/L2 across the chunk).
+void TernaryRows::operator()(xsimd::avx512bw, const TernaryGemmI8Job& j) const noexcept {
+    for (int64_t c0 = j.m0; c0 < j.m1; c0 += 96) {
+        const int64_t c1 = std::min(j.m1, c0 + 96);
+        for (int64_t t = 0; t < j.tiles; t += 4) {
+            const int64_t nt = std::min<int64_t>(4, j.tiles - t);
+            int64_t m = c0;
+            for (; m + 6 <= c1; m += 6) gemm_i8_panel<6>(j, m, t, nt);
+            switch (c1 - m) {
+                case 5: gemm_i8_panel<5>(j, m, t, nt); break;
+                case 4: gemm_i8_panel<4>(j, m, t, nt); break;
+                case 3: gemm_i8_panel<3>(j, m, t, nt); break;
+                case 2: gemm_i8_panel<2>(j, m, t, nt); break;
+                case 1: gemm_i8_panel<1>(j, m, t, nt); break;
+                default: break;
+            }
+        }
+    }
+}
+
+}  // namespace flashlm::kernels::detail
