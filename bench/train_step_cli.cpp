@@ -5,6 +5,7 @@
 //   bench_train_step_cli --model cortex6 --seq 256 --print-config   # config + recipe for the PyTorch side
 //   bench_train_step_cli --peak --threads 2                          # measured FP32 FMA peak, GFLOP/s
 //   bench_train_step_cli --model bolt --recompute ...                # blocks recomputed in backward
+//   bench_train_step_cli --model bolt --matmul bf16 ...              # bf16 training GEMMs (kernels/gemm_bf16.hpp)
 // Output: {"impl":"flashlm","model":..,"tok_s":..,"gflop_s":..,"peak_rss_mb":..,"minflt_per_step":..,
 //          "cpu_util":..,"phase_ms":{...}}
 // phase_ms splits the mean step: a tied head's backward GEMMs run inside "forward" (fused CE).
@@ -31,12 +32,13 @@ struct Args {
     std::string model = "bolt";
     int64_t batch = 16, seq = 256, threads = 1, steps = 5, warmup = 2;
     bool print_config = false, peak = false, recompute = false;
+    std::string matmul = "f32";
 };
 
 [[noreturn]] void usage(const std::string& why) {
     std::fprintf(stderr,
                  "bench_train_step_cli: %s\nusage: bench_train_step_cli [--model NAME] [--batch N] [--seq N] "
-                 "[--threads N] [--steps N] [--warmup N] [--print-config] [--peak] [--recompute]\n",
+                 "[--threads N] [--steps N] [--warmup N] [--print-config] [--peak] [--recompute] [--matmul f32|bf16]\n",
                  why.c_str());
     std::exit(2);
 }
@@ -50,6 +52,7 @@ Args parse(int argc, char** argv) {
         if (flag == "--recompute") { a.recompute = true; continue; }
         if (i + 1 >= argc) usage("missing value for " + flag);
         if (flag == "--model") { a.model = argv[++i]; continue; }
+        if (flag == "--matmul") { a.matmul = argv[++i]; continue; }
         int64_t* dst = flag == "--batch" ? &a.batch : flag == "--seq" ? &a.seq : flag == "--threads" ? &a.threads
                        : flag == "--steps" ? &a.steps : flag == "--warmup" ? &a.warmup : nullptr;
         if (!dst) usage("unknown flag " + flag);
@@ -117,6 +120,7 @@ int main(int argc, char** argv) try {
     Rng rng(42);
     model->init(rng);
     if (!model->set_recompute(a.recompute)) usage("--recompute is not available for " + a.model);
+    kernels::set_matmul(kernels::parse_matmul(a.matmul));
     const nlohmann::json recipe = {{"lr", rc.lr}, {"beta1", rc.beta1}, {"beta2", rc.beta2}, {"eps", rc.eps},
                                    {"weight_decay", rc.weight_decay}, {"clip", rc.clip}};
     if (a.print_config) {
@@ -173,11 +177,11 @@ int main(int argc, char** argv) try {
         return double(r.ru_utime.tv_sec + r.ru_stime.tv_sec) + 1e-6 * double(r.ru_utime.tv_usec + r.ru_stime.tv_usec);
     };
     const double cpu_util = (cpu_s(r1) - cpu_s(r0)) / elapsed;
-    std::printf("{\"impl\": \"flashlm\", \"model\": \"%s%s\", \"batch\": %lld, \"seq\": %lld, \"threads\": %lld, "
+    std::printf("{\"impl\": \"flashlm\", \"model\": \"%s%s%s\", \"batch\": %lld, \"seq\": %lld, \"threads\": %lld, "
                 "\"steps\": %lld, \"tok_s\": %.1f, \"gflop_s\": %.1f, \"step_ms\": %.2f, \"peak_rss_mb\": %.1f, "
                 "\"minflt_per_step\": %.1f, \"cpu_util\": %.2f, \"loss\": %.5f, "
                 "\"phase_ms\": {\"zero_grad\": %.2f, \"forward\": %.2f, \"backward\": %.2f, \"clip\": %.2f, \"adamw\": %.2f}}\n",
-                a.model.c_str(), a.recompute ? "+recompute" : "", (long long)a.batch, (long long)a.seq, (long long)a.threads, (long long)a.steps, tok_s,
+                a.model.c_str(), a.recompute ? "+recompute" : "", a.matmul == "bf16" ? "+bf16" : "", (long long)a.batch, (long long)a.seq, (long long)a.threads, (long long)a.steps, tok_s,
                 tok_s * train_flops_per_token(model->params()) * 1e-9, elapsed * ms, double(r1.ru_maxrss) / 1024.0,
                 double(r1.ru_minflt - r0.ru_minflt) / steps, cpu_util, double(loss_value), phase[0] * ms, phase[1] * ms,
                 phase[2] * ms, phase[3] * ms, phase[4] * ms);

@@ -16,3 +16,5 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
 endif()
 # v6.1 C-engine kernels: bit planes, popcount GEMM paths, transpose scatter-add (FLASHLM_ISA case included).
 target_sources(test_kernels PRIVATE test_popcount.cpp)
+# bf16 GEMM of `flashlm train --matmul bf16`: kernels against the scalar reference (FLASHLM_ISA case included).
+target_sources(test_kernels PRIVATE test_gemm_bf16.cpp)
