@@ -155,3 +155,24 @@ TEST_CASE("gemm_bf16: FLASHLM_ISA below avx512 hides it and --matmul bf16 fails 
     }
     CHECK(matmul_mode() == Matmul::f32);
 }
+
+TEST_CASE("gemm_bf16: a B packed once (the tied head's) gives the same numbers as packing per call") {
+    if (!bf16_available()) {
+        MESSAGE("skipped: this CPU has no AVX512_BF16");
+        return;
+    }
+    const int64_t M = 21, V = 75, D = 19;  // logits z = h Eᵀ, then dh = z E
+    const auto h = randn(M * D, 21), E = randn(V * D, 22), z0 = randn(M * V, 23);
+    Bf16PackedB e_nt, e_nn;
+    pack_bf16_b(E.data(), D, KLayout::k_inner, V, D, e_nt);
+    pack_bf16_b(E.data(), D, KLayout::k_outer, D, V, e_nn);
+    std::vector<float> z(size_t(M * V)), z_ref(size_t(M * V)), dh(size_t(M * D)), dh_ref(size_t(M * D));
+    for (int rep = 0; rep < 2; ++rep) {  // reused across calls, as across row blocks
+        gemm_bf16_packed(M, h.data(), D, KLayout::k_inner, e_nt, z.data(), V, false);
+        gemm_bf16_nt(M, V, D, h.data(), E.data(), z_ref.data(), false);
+        CHECK(z == z_ref);
+        gemm_bf16_packed(M, z0.data(), V, KLayout::k_inner, e_nn, dh.data(), D, false);
+        gemm_bf16_nn(M, D, V, z0.data(), E.data(), dh_ref.data(), false);
+        CHECK(dh == dh_ref);
+    }
+}

@@ -276,6 +276,55 @@ FLASHLM_BF16_TARGET inline void pack_interleave(const float* src, int64_t ld, in
     }
 }
 
+// 16 × 16 transpose of 32-bit elements: r[i] lane l -> r[l] lane i. Zero-masked forms throughout, for
+// the same gcc 12 reason as srl16.
+FLASHLM_BF16_TARGET inline void transpose16(__m512i r[16]) {
+    const __mmask16 all16 = 0xffff;
+    const __mmask8 all8 = 0xff;
+    __m512i t[16], u[16];
+    for (int i = 0; i < 8; ++i) {
+        t[2 * i] = _mm512_maskz_unpacklo_epi32(all16, r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_maskz_unpackhi_epi32(all16, r[2 * i], r[2 * i + 1]);
+    }
+    // u[4i + c], 128-bit lane j: column 4j + c of rows 4i .. 4i + 3
+    for (int i = 0; i < 4; ++i) {
+        u[4 * i + 0] = _mm512_maskz_unpacklo_epi64(all8, t[4 * i + 0], t[4 * i + 2]);
+        u[4 * i + 1] = _mm512_maskz_unpackhi_epi64(all8, t[4 * i + 0], t[4 * i + 2]);
+        u[4 * i + 2] = _mm512_maskz_unpacklo_epi64(all8, t[4 * i + 1], t[4 * i + 3]);
+        u[4 * i + 3] = _mm512_maskz_unpackhi_epi64(all8, t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int c = 0; c < 4; ++c) {
+        const __m512i x0 = _mm512_maskz_shuffle_i32x4(all16, u[c], u[4 + c], 0x44);
+        const __m512i x1 = _mm512_maskz_shuffle_i32x4(all16, u[c], u[4 + c], 0xee);
+        const __m512i y0 = _mm512_maskz_shuffle_i32x4(all16, u[8 + c], u[12 + c], 0x44);
+        const __m512i y1 = _mm512_maskz_shuffle_i32x4(all16, u[8 + c], u[12 + c], 0xee);
+        r[c] = _mm512_maskz_shuffle_i32x4(all16, x0, y0, 0x88);
+        r[4 + c] = _mm512_maskz_shuffle_i32x4(all16, x0, y0, 0xdd);
+        r[8 + c] = _mm512_maskz_shuffle_i32x4(all16, x1, y1, 0x88);
+        r[12 + c] = _mm512_maskz_shuffle_i32x4(all16, x1, y1, 0xdd);
+    }
+}
+
+// K-strided source (element (m, k) at src[k·ld + m]) -> rows of pairs d[m·rs + p] for m in [m0, m1)
+// (at most 16) and p in [0, kp), kp a multiple of 16: 16 pairs of 16 rows at a time, transposed in
+// registers, so that every store is a whole cache line.
+FLASHLM_BF16_TARGET inline void pack_transpose_rows(const float* src, int64_t ld, int64_t K, int64_t m0, int64_t m1,
+                                                    int64_t kp, uint32_t* d, int64_t rs) {
+    const int64_t mn = m1 - m0;
+    const __mmask16 mk = mn >= 16 ? __mmask16(0xffff) : __mmask16((1u << mn) - 1);
+    __m512i v[16];
+    for (int64_t p0 = 0; p0 < kp; p0 += 16) {
+        for (int i = 0; i < 16; ++i) {
+            const int64_t k = 2 * (p0 + i);
+            const __m512 e = k < K ? _mm512_maskz_loadu_ps(mk, src + k * ld + m0) : _mm512_setzero_ps();
+            const __m512 o = k + 1 < K ? _mm512_maskz_loadu_ps(mk, src + (k + 1) * ld + m0) : _mm512_setzero_ps();
+            v[i] = bf16_pair(e, o);
+        }
+        transpose16(v);
+        for (int64_t l = 0; l < mn; ++l) _mm512_storeu_si512(d + (m0 + l) * rs + p0, v[l]);
+    }
+}
+
 // avx512: C tile (rows < mrem, columns < nrem) = alpha · Σ (+ C). a: pairs at a[m·rs + p·ps] for
 // m < k_mr (rows past mrem are zero padding); b: kp × k_nr pairs.
 FLASHLM_BF16_TARGET inline void micro(int64_t kp, const uint32_t* a, int64_t rs, int64_t ps, const uint32_t* b, float* c,
@@ -397,11 +446,11 @@ inline void pack_a(const float* A, int64_t lda, KLayout la, int64_t M, int64_t K
         });
         std::fill(d + M * r, d + mp * r, 0u);
     } else if (rows) {
-        // K-strided source into rows: each pair scatters to 16 rows; threads own row ranges.
+        // K-strided source into rows (kp a multiple of 16 here); threads own row ranges.
         const int64_t groups = (M + 15) / 16;
         parallel_for(groups, M * K, [&](int64_t g0, int64_t g1) {
-            const int64_t m0 = g0 * 16, m1 = std::min(M, g1 * 16);
-            for (int64_t p = 0; p < kp; ++p) pack_interleave(A + m0, lda, K, p, m1 - m0, d + m0 * r + p, r);
+            for (int64_t g = g0; g < g1; ++g)
+                pack_transpose_rows(A, lda, K, g * 16, std::min(M, g * 16 + 16), kp, d, r);
         });
         std::fill(d + M * r, d + mp * r, 0u);
     } else {
@@ -447,29 +496,30 @@ inline void pack_b(const float* B, int64_t ldb, KLayout lb, int64_t N, int64_t K
 }  // namespace bf16_detail
 #endif
 
-// C[M,N] = alpha · A·B (+ C), bf16 operands, f32 sums. Needs bf16_available(); A, B as in the reference.
-// Called from outside parallel regions (it forks its own threads). Allocates only when a call is bigger
-// than any before it (the packing buffers are kept).
-inline void gemm_bf16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, KLayout la, const float* B,
-                      int64_t ldb, KLayout lb, float* C, int64_t ldc, bool accumulate, float alpha = 1.0f) {
-    if (M <= 0 || N <= 0) return;
+// B packed once for several products that share it (the tied head's embedding, used by every row
+// block of a step). Valid for the kernel that was active when it was packed.
+struct Bf16PackedB {
+    std::vector<uint32_t> data;
+    int64_t N = 0, K = 0, kp = 0;
+    Bf16Kernel kernel = Bf16Kernel::none;
+};
+
 #if FLASHLM_BF16_X86
-    const Bf16Kernel kern = bf16_kernel();
-    if (kern == Bf16Kernel::none) throw std::runtime_error("gemm_bf16: this CPU has no AVX512_BF16");
-    using namespace bf16_detail;
-    if (K <= 0) {
-        for (int64_t m = 0; m < M; ++m)
-            for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = accumulate ? C[m * ldc + n] : 0.0f;
-        return;
-    }
+namespace bf16_detail {
+
+inline int64_t pairs_for(Bf16Kernel kern, int64_t K) {
+    return kern == Bf16Kernel::amx ? (K + 2 * k_amx_kp - 1) / (2 * k_amx_kp) * k_amx_kp : (K + 1) / 2;
+}
+
+// C = alpha · A·B (+ C) with B already packed (kp pairs per column).
+inline void run(int64_t M, int64_t N, int64_t K, int64_t kp, Bf16Kernel kern, const float* A, int64_t lda, KLayout la,
+                const uint32_t* b, float* C, int64_t ldc, bool accumulate, float alpha) {
     const bool amx = kern == Bf16Kernel::amx;
     const int64_t mr = amx ? k_amx_mr : k_mr;
-    const int64_t kp = amx ? (K + 2 * k_amx_kp - 1) / (2 * k_amx_kp) * k_amx_kp : (K + 1) / 2;
     const int64_t mp = (M + mr - 1) / mr * mr, panels = (N + k_nr - 1) / k_nr;
     Workspace& ws = workspace();
     int64_t rs = 0, ps = 0;
     pack_a(A, lda, la, M, K, mp, kp, amx, ws.a, rs, ps);
-    pack_b(B, ldb, lb, N, K, kp, amx, ws.b);
     // Row chunks whose packed A (at most about 256 KiB) stays in L2 while the column panels stream past
     // it; a multiple of the thread count when there are rows enough, else column panel groups as well.
     const int64_t threads = max_threads(), tiles = mp / mr;
@@ -482,7 +532,6 @@ inline void gemm_bf16(int64_t M, int64_t N, int64_t K, const float* A, int64_t l
     const int64_t chunk = (tiles + mchunks - 1) / mchunks * mr;
     mchunks = (mp + chunk - 1) / chunk;
     const uint32_t* a = ws.a.data();
-    const uint32_t* b = ws.b.data();
     parallel_for(mchunks * ngroups, 2 * M * N * K, [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
             const int64_t ic = t / ngroups, jg = t % ngroups;
@@ -494,9 +543,60 @@ inline void gemm_bf16(int64_t M, int64_t N, int64_t K, const float* A, int64_t l
                 block(i0, i1, j0, j1, M, N, kp, a, rs, ps, b, C, ldc, accumulate, alpha);
         }
     });
+}
+
+inline void zero_k(int64_t M, int64_t N, float* C, int64_t ldc, bool accumulate) {
+    if (!accumulate)
+        for (int64_t m = 0; m < M; ++m) std::fill(C + m * ldc, C + m * ldc + N, 0.0f);
+}
+
+}  // namespace bf16_detail
+#endif
+
+// C[M,N] = alpha · A·B (+ C), bf16 operands, f32 sums. Needs bf16_available(); A, B as in the reference.
+// Called from outside parallel regions (it forks its own threads). Allocates only when a call is bigger
+// than any before it (the packing buffers are kept).
+inline void gemm_bf16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, KLayout la, const float* B,
+                      int64_t ldb, KLayout lb, float* C, int64_t ldc, bool accumulate, float alpha = 1.0f) {
+    if (M <= 0 || N <= 0) return;
+#if FLASHLM_BF16_X86
+    const Bf16Kernel kern = bf16_kernel();
+    if (kern == Bf16Kernel::none) throw std::runtime_error("gemm_bf16: this CPU has no AVX512_BF16");
+    if (K <= 0) return bf16_detail::zero_k(M, N, C, ldc, accumulate);
+    const int64_t kp = bf16_detail::pairs_for(kern, K);
+    auto& ws = bf16_detail::workspace();
+    bf16_detail::pack_b(B, ldb, lb, N, K, kp, kern == Bf16Kernel::amx, ws.b);
+    bf16_detail::run(M, N, K, kp, kern, A, lda, la, ws.b.data(), C, ldc, accumulate, alpha);
 #else
     (void)A, (void)lda, (void)la, (void)B, (void)ldb, (void)lb, (void)C, (void)ldc, (void)accumulate, (void)alpha, (void)K;
     throw std::runtime_error("gemm_bf16: needs x86-64 with AVX512_BF16");
+#endif
+}
+
+// Packs B ([K,N] as the product sees it, layout lb) for gemm_bf16_packed.
+inline void pack_bf16_b(const float* B, int64_t ldb, KLayout lb, int64_t N, int64_t K, Bf16PackedB& out) {
+#if FLASHLM_BF16_X86
+    out.kernel = bf16_kernel();
+    if (out.kernel == Bf16Kernel::none) throw std::runtime_error("pack_bf16_b: this CPU has no AVX512_BF16");
+    out.N = N, out.K = K, out.kp = bf16_detail::pairs_for(out.kernel, K);
+    if (N > 0 && K > 0) bf16_detail::pack_b(B, ldb, lb, N, K, out.kp, out.kernel == Bf16Kernel::amx, out.data);
+#else
+    (void)B, (void)ldb, (void)lb, (void)N, (void)K, (void)out;
+    throw std::runtime_error("pack_bf16_b: needs x86-64 with AVX512_BF16");
+#endif
+}
+
+// C[M, b.N] = alpha · A·B (+ C) with B from pack_bf16_b.
+inline void gemm_bf16_packed(int64_t M, const float* A, int64_t lda, KLayout la, const Bf16PackedB& b, float* C,
+                             int64_t ldc, bool accumulate, float alpha = 1.0f) {
+    if (M <= 0 || b.N <= 0) return;
+#if FLASHLM_BF16_X86
+    if (b.kernel != bf16_kernel()) throw std::logic_error("gemm_bf16_packed: B was packed for another kernel");
+    if (b.K <= 0) return bf16_detail::zero_k(M, b.N, C, ldc, accumulate);
+    bf16_detail::run(M, b.N, b.K, b.kp, b.kernel, A, lda, la, b.data.data(), C, ldc, accumulate, alpha);
+#else
+    (void)A, (void)lda, (void)la, (void)C, (void)ldc, (void)accumulate, (void)alpha;
+    throw std::runtime_error("gemm_bf16_packed: needs x86-64 with AVX512_BF16");
 #endif
 }
 
