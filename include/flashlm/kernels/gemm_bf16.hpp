@@ -1,5 +1,6 @@
 #pragma once
-// GEMM with bf16 operands and f32 accumulation (AVX512_BF16 vdpbf16ps), for `flashlm train --matmul bf16`.
+// GEMM with bf16 operands and f32 accumulation, for `flashlm train --matmul bf16`: AMX-BF16 tiles
+// (tdpbf16ps) where the CPU and OS allow them, else AVX512_BF16 (vdpbf16ps).
 //
 //   C[M,N] = alpha · A·B (+ C)
 //
@@ -8,7 +9,7 @@
 // the f32 GEMM is the operand rounding (relative 2^-9 per operand). Ternary weights {-1, 0, 1} are exact
 // in bf16; a caller that keeps the scale out of the operand and passes it as alpha loses nothing on them.
 //
-// Packing (K is consumed in pairs, vdpbf16ps multiplies pairs of bf16 and adds both into one f32 lane):
+// Packing (K is consumed in pairs: both instructions multiply pairs of bf16 and add both into one f32):
 //  - A becomes uint32 "pairs" (low half: bf16 of element 2p, high half: 2p+1) addressed as
 //    a[m·rs + p·ps]: a K-contiguous source (row-major [M,K]) is converted row by row (rs = pairs, ps = 1),
 //    a K-strided source ([K,M], the dW = dyᵀ x case) is interleaved lane-wise (rs = 1, ps = M), so
@@ -18,10 +19,15 @@
 // The micro-kernel keeps an MR × NR tile of C in registers over the whole K (no K blocking: its data
 // rate, (MR + NR) · 4 bytes per MR · NR/16 instructions, is far below what L2 delivers), so every C
 // element is one ordered f32 sum, independent of blocking and thread count: results are deterministic.
-// Threads take disjoint (row chunk × column panel group) blocks of C.
+// Threads take disjoint row ranges of C (or column panel ranges when B is the larger operand) in one
+// parallel region without barriers; each packs its part of one operand and the whole other one.
 //
-// Dispatch: the kernel is a target-attribute function (avx512f/bw/bf16) that runs only after a run-time
-// check (bf16_available()); FLASHLM_ISA set to anything but avx512 hides it, like the ternary kernels.
+// amx: A is always rows of pairs (a K-strided A is transposed in 16 × 16 register blocks), K padded to
+// 32; a 32 × 32 block of C is 2 × 2 tiles, fed per 32 k by two A tiles and two B tiles (a B panel is
+// stored as two 16-column halves so that a tile is 1 KiB in a row).
+// Dispatch: the kernels are target-attribute functions (avx512f/bw/dq/bf16, + amx-tile/amx-bf16) that
+// run only after a run-time check (bf16_kernel(): CPUID, and for AMX the Linux arch_prctl permission for
+// the tile state); FLASHLM_ISA set to anything but avx512 hides both, like the ternary kernels.
 // gemm_bf16_reference emulates the same arithmetic in scalar code (tests, and the definition).
 #include <algorithm>
 #include <atomic>
@@ -425,9 +431,9 @@ FLASHLM_AMX_TARGET inline void block_amx(int64_t i0, int64_t i1, int64_t j0, int
 struct Workspace {
     std::vector<uint32_t> a, b;
 };
-inline Workspace& workspace() {
-    static Workspace ws;
-    return ws;
+inline Workspace& workspace(int tid) {
+    static std::vector<Workspace> ws(k_max_threads);
+    return ws[size_t(tid)];
 }
 
 // A -> pairs at a[m·rs + p·ps]; rows [M, mp) are zero. row_major (amx) makes rows of pairs whose stride
@@ -511,36 +517,49 @@ inline int64_t pairs_for(Bf16Kernel kern, int64_t K) {
     return kern == Bf16Kernel::amx ? (K + 2 * k_amx_kp - 1) / (2 * k_amx_kp) * k_amx_kp : (K + 1) / 2;
 }
 
-// C = alpha · A·B (+ C) with B already packed (kp pairs per column).
+// One thread's part: packed A (rows of C) against packed B panels, A in row chunks that stay in L2
+// (about 256 KiB) while the panels stream past.
+inline void compute(int64_t M, int64_t N, int64_t kp, bool amx, const uint32_t* a, int64_t rs, int64_t ps,
+                    const uint32_t* b, float* C, int64_t ldc, bool accumulate, float alpha) {
+    const int64_t mr = amx ? k_amx_mr : k_mr, mp = (M + mr - 1) / mr * mr, panels = (N + k_nr - 1) / k_nr;
+    const int64_t chunk = std::max<int64_t>(mr, ((int64_t(1) << 16) / kp) / mr * mr);
+    for (int64_t i0 = 0; i0 < mp; i0 += chunk) {
+        const int64_t i1 = std::min(mp, i0 + chunk);
+        if (amx)
+            block_amx(i0, i1, 0, panels, M, N, kp, a, rs, b, C, ldc, accumulate, alpha);
+        else
+            block(i0, i1, 0, panels, M, N, kp, a, rs, ps, b, C, ldc, accumulate, alpha);
+    }
+}
+
+// C = alpha · A·B (+ C). One parallel region and no barrier: threads split the larger side of C (rows
+// when B comes packed), each packs its own part of that operand and the whole of the other one.
+// b_packed: B packed once by the caller (kp pairs), else B is packed here.
 inline void run(int64_t M, int64_t N, int64_t K, int64_t kp, Bf16Kernel kern, const float* A, int64_t lda, KLayout la,
-                const uint32_t* b, float* C, int64_t ldc, bool accumulate, float alpha) {
+                const uint32_t* b_packed, const float* B, int64_t ldb, KLayout lb, float* C, int64_t ldc,
+                bool accumulate, float alpha) {
     const bool amx = kern == Bf16Kernel::amx;
     const int64_t mr = amx ? k_amx_mr : k_mr;
-    const int64_t mp = (M + mr - 1) / mr * mr, panels = (N + k_nr - 1) / k_nr;
-    Workspace& ws = workspace();
-    int64_t rs = 0, ps = 0;
-    pack_a(A, lda, la, M, K, mp, kp, amx, ws.a, rs, ps);
-    // Row chunks whose packed A (at most about 256 KiB) stays in L2 while the column panels stream past
-    // it; a multiple of the thread count when there are rows enough, else column panel groups as well.
-    const int64_t threads = max_threads(), tiles = mp / mr;
-    int64_t mchunks = (mp * kp + (int64_t(1) << 16) - 1) >> 16, ngroups = 1;
-    if (tiles >= 4 * threads)
-        mchunks = (mchunks + threads - 1) / threads * threads;
-    else
-        ngroups = std::min(panels, threads);
-    mchunks = std::min(mchunks, tiles);
-    const int64_t chunk = (tiles + mchunks - 1) / mchunks * mr;
-    mchunks = (mp + chunk - 1) / chunk;
-    const uint32_t* a = ws.a.data();
-    parallel_for(mchunks * ngroups, 2 * M * N * K, [&](int64_t t0, int64_t t1) {
-        for (int64_t t = t0; t < t1; ++t) {
-            const int64_t ic = t / ngroups, jg = t % ngroups;
-            const int64_t i0 = ic * chunk, i1 = std::min(mp, (ic + 1) * chunk);
-            const int64_t j0 = panels * jg / ngroups, j1 = panels * (jg + 1) / ngroups;
-            if (amx)
-                block_amx(i0, i1, j0, j1, M, N, kp, a, rs, b, C, ldc, accumulate, alpha);
-            else
-                block(i0, i1, j0, j1, M, N, kp, a, rs, ps, b, C, ldc, accumulate, alpha);
+    const int64_t tiles = (M + mr - 1) / mr, panels = (N + k_nr - 1) / k_nr;
+    const bool by_rows = b_packed != nullptr || N <= M;
+    parallel_for_tid(by_rows ? tiles : panels, 2 * M * N * K, [&](int64_t u0, int64_t u1, int tid) {
+        Workspace& ws = workspace(tid);
+        int64_t rs = 0, ps = 0;
+        if (by_rows) {
+            const int64_t r0 = u0 * mr, m = std::min(M, u1 * mr) - r0;
+            pack_a(la == KLayout::k_inner ? A + r0 * lda : A + r0, lda, la, m, K, (m + mr - 1) / mr * mr, kp, amx, ws.a,
+                   rs, ps);
+            const uint32_t* b = b_packed;
+            if (!b) {
+                pack_b(B, ldb, lb, N, K, kp, amx, ws.b);
+                b = ws.b.data();
+            }
+            compute(m, N, kp, amx, ws.a.data(), rs, ps, b, C + r0 * ldc, ldc, accumulate, alpha);
+        } else {
+            const int64_t c0 = u0 * k_nr, n = std::min(N, u1 * k_nr) - c0;
+            pack_a(A, lda, la, M, K, tiles * mr, kp, amx, ws.a, rs, ps);
+            pack_b(lb == KLayout::k_inner ? B + c0 * ldb : B + c0, ldb, lb, n, K, kp, amx, ws.b);
+            compute(M, n, kp, amx, ws.a.data(), rs, ps, ws.b.data(), C + c0, ldc, accumulate, alpha);
         }
     });
 }
@@ -563,10 +582,8 @@ inline void gemm_bf16(int64_t M, int64_t N, int64_t K, const float* A, int64_t l
     const Bf16Kernel kern = bf16_kernel();
     if (kern == Bf16Kernel::none) throw std::runtime_error("gemm_bf16: this CPU has no AVX512_BF16");
     if (K <= 0) return bf16_detail::zero_k(M, N, C, ldc, accumulate);
-    const int64_t kp = bf16_detail::pairs_for(kern, K);
-    auto& ws = bf16_detail::workspace();
-    bf16_detail::pack_b(B, ldb, lb, N, K, kp, kern == Bf16Kernel::amx, ws.b);
-    bf16_detail::run(M, N, K, kp, kern, A, lda, la, ws.b.data(), C, ldc, accumulate, alpha);
+    bf16_detail::run(M, N, K, bf16_detail::pairs_for(kern, K), kern, A, lda, la, nullptr, B, ldb, lb, C, ldc, accumulate,
+                     alpha);
 #else
     (void)A, (void)lda, (void)la, (void)B, (void)ldb, (void)lb, (void)C, (void)ldc, (void)accumulate, (void)alpha, (void)K;
     throw std::runtime_error("gemm_bf16: needs x86-64 with AVX512_BF16");
@@ -593,7 +610,8 @@ inline void gemm_bf16_packed(int64_t M, const float* A, int64_t lda, KLayout la,
 #if FLASHLM_BF16_X86
     if (b.kernel != bf16_kernel()) throw std::logic_error("gemm_bf16_packed: B was packed for another kernel");
     if (b.K <= 0) return bf16_detail::zero_k(M, b.N, C, ldc, accumulate);
-    bf16_detail::run(M, b.N, b.K, b.kp, b.kernel, A, lda, la, b.data.data(), C, ldc, accumulate, alpha);
+    bf16_detail::run(M, b.N, b.K, b.kp, b.kernel, A, lda, la, b.data.data(), nullptr, 0, KLayout::k_inner, C, ldc,
+                     accumulate, alpha);
 #else
     (void)A, (void)lda, (void)la, (void)C, (void)ldc, (void)accumulate, (void)alpha;
     throw std::runtime_error("gemm_bf16_packed: needs x86-64 with AVX512_BF16");
