@@ -14,6 +14,7 @@
 
 #include "flashlm/kernels/gemm.hpp"
 #include "flashlm/kernels/gemm_bf16.hpp"
+#include "flashlm/ops/tied_head_ce.hpp"
 
 using namespace flashlm::kernels;
 
@@ -175,4 +176,41 @@ TEST_CASE("gemm_bf16: a B packed once (the tied head's) gives the same numbers a
         gemm_bf16_nn(M, D, V, z0.data(), E.data(), dh_ref.data(), false);
         CHECK(dh == dh_ref);
     }
+}
+
+TEST_CASE("gemm_bf16: the tied head + cross-entropy under --matmul bf16 is the f32 one within bf16 error") {
+    if (!bf16_available()) {
+        MESSAGE("skipped: this CPU has no AVX512_BF16");
+        return;
+    }
+    // More rows than one 256-row block, so that the packed embedding is reused across blocks.
+    const int64_t M = 300, D = 40, V = 70;
+    const auto h = randn(M * D, 31), E = randn(V * D, 32);
+    std::vector<int32_t> targets(static_cast<size_t>(M), 0);
+    for (int64_t i = 0; i < M; ++i) targets[size_t(i)] = int32_t((i * 7 + 3) % V);
+    struct Result {
+        float loss;
+        std::vector<float> dh, dE;
+    };
+    auto run = [&](Matmul mode) {
+        const MatmulScope scope(mode);
+        flashlm::Tape<float> tape;
+        std::vector<float> hv = h, ev = E, hg(h.size()), eg(E.size());
+        flashlm::Tensor<float> ht(hv.data(), hg.data(), flashlm::Shape{M, D}), et(ev.data(), eg.data(), flashlm::Shape{V, D});
+        flashlm::Tensor<float> loss = flashlm::ops::tied_head_cross_entropy(tape, ht, et, targets.data());
+        tape.backward(loss);
+        return Result{loss.data[0], hg, eg};
+    };
+    const Result f = run(Matmul::f32), b = run(Matmul::bf16);
+    CHECK(b.loss != f.loss);
+    CHECK(std::abs(b.loss - f.loss) < 1e-2f * std::abs(f.loss));
+    auto rel = [](const std::vector<float>& x, const std::vector<float>& y) {
+        double num = 0, den = 0;
+        for (size_t i = 0; i < x.size(); ++i) num += double(x[i] - y[i]) * (x[i] - y[i]), den += double(y[i]) * y[i];
+        return std::sqrt(num / den);
+    };
+    CHECK(rel(b.dh, f.dh) < 2e-2);
+    CHECK(rel(b.dE, f.dE) < 2e-2);
+    MESSAGE("loss f32 " << f.loss << ", bf16 " << b.loss << "; relative L2 error dh " << rel(b.dh, f.dh) << ", dE "
+                        << rel(b.dE, f.dE));
 }
