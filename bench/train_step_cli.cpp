@@ -6,6 +6,7 @@
 //   bench_train_step_cli --peak --threads 2                          # measured FP32 FMA peak, GFLOP/s
 //   bench_train_step_cli --model bolt --recompute ...                # blocks recomputed in backward
 //   bench_train_step_cli --model bolt --quant int8 ...               # BitLinear forward in int8
+//   bench_train_step_cli --model bolt --matmul bf16 ...              # bf16 training GEMMs (kernels/gemm_bf16.hpp)
 // Output: {"impl":"flashlm","model":..,"tok_s":..,"gflop_s":..,"peak_rss_mb":..,"minflt_per_step":..,
 //          "cpu_util":..,"phase_ms":{...}}
 // phase_ms splits the mean step: a tied head's backward GEMMs run inside "forward" (fused CE).
@@ -33,12 +34,14 @@ struct Args {
     int64_t batch = 16, seq = 256, threads = 1, steps = 5, warmup = 2;
     bool print_config = false, peak = false, recompute = false;
     std::string quant = "none";  // --quant int8: BitLinear forward through the int8 kernels
+    std::string matmul = "f32";
 };
 
 [[noreturn]] void usage(const std::string& why) {
     std::fprintf(stderr,
                  "bench_train_step_cli: %s\nusage: bench_train_step_cli [--model NAME] [--batch N] [--seq N] "
-                 "[--threads N] [--steps N] [--warmup N] [--print-config] [--peak] [--recompute] [--quant none|int8]\n",
+                 "[--threads N] [--steps N] [--warmup N] [--print-config] [--peak] [--recompute] [--quant none|int8]\n"
+                 "       [--matmul f32|bf16]\n",
                  why.c_str());
     std::exit(2);
 }
@@ -57,6 +60,7 @@ Args parse(int argc, char** argv) {
             if (a.quant != "none" && a.quant != "int8") usage("--quant must be none or int8");
             continue;
         }
+        if (flag == "--matmul") { a.matmul = argv[++i]; continue; }
         int64_t* dst = flag == "--batch" ? &a.batch : flag == "--seq" ? &a.seq : flag == "--threads" ? &a.threads
                        : flag == "--steps" ? &a.steps : flag == "--warmup" ? &a.warmup : nullptr;
         if (!dst) usage("unknown flag " + flag);
@@ -125,6 +129,7 @@ int main(int argc, char** argv) try {
     model->init(rng);
     if (!model->set_recompute(a.recompute)) usage("--recompute is not available for " + a.model);
     ops::set_int8_forward(a.quant == "int8");
+    kernels::set_matmul(kernels::parse_matmul(a.matmul));
     const nlohmann::json recipe = {{"lr", rc.lr}, {"beta1", rc.beta1}, {"beta2", rc.beta2}, {"eps", rc.eps},
                                    {"weight_decay", rc.weight_decay}, {"clip", rc.clip}};
     if (a.print_config) {
@@ -181,11 +186,12 @@ int main(int argc, char** argv) try {
         return double(r.ru_utime.tv_sec + r.ru_stime.tv_sec) + 1e-6 * double(r.ru_utime.tv_usec + r.ru_stime.tv_usec);
     };
     const double cpu_util = (cpu_s(r1) - cpu_s(r0)) / elapsed;
-    std::printf("{\"impl\": \"flashlm\", \"model\": \"%s%s\", \"batch\": %lld, \"seq\": %lld, \"threads\": %lld, "
+    std::printf("{\"impl\": \"flashlm\", \"model\": \"%s%s%s\", \"batch\": %lld, \"seq\": %lld, \"threads\": %lld, "
                 "\"steps\": %lld, \"tok_s\": %.1f, \"gflop_s\": %.1f, \"step_ms\": %.2f, \"peak_rss_mb\": %.1f, "
                 "\"minflt_per_step\": %.1f, \"cpu_util\": %.2f, \"loss\": %.5f, "
                 "\"phase_ms\": {\"zero_grad\": %.2f, \"forward\": %.2f, \"backward\": %.2f, \"clip\": %.2f, \"adamw\": %.2f}}\n",
-                a.model.c_str(), (std::string(a.recompute ? "+recompute" : "") + (a.quant == "int8" ? "+int8" : "")).c_str(), (long long)a.batch, (long long)a.seq, (long long)a.threads, (long long)a.steps, tok_s,
+                a.model.c_str(), (std::string(a.recompute ? "+recompute" : "") + (a.quant == "int8" ? "+int8" : "")).c_str(),
+                a.matmul == "bf16" ? "+bf16" : "", (long long)a.batch, (long long)a.seq, (long long)a.threads, (long long)a.steps, tok_s,
                 tok_s * train_flops_per_token(model->params()) * 1e-9, elapsed * ms, double(r1.ru_maxrss) / 1024.0,
                 double(r1.ru_minflt - r0.ru_minflt) / steps, cpu_util, double(loss_value), phase[0] * ms, phase[1] * ms,
                 phase[2] * ms, phase[3] * ms, phase[4] * ms);

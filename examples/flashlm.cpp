@@ -118,6 +118,7 @@ struct TrainArgs {
     std::string quant = "none";  // BitLinear forward: none (float GEMM) | int8
     uint64_t seed = 42;
     bool upstream_compat = false, recompute = false;
+    std::string matmul;  // empty: the recipe's
 };
 
 int cmd_train(const TrainArgs& a) {
@@ -131,6 +132,7 @@ int cmd_train(const TrainArgs& a) {
 #endif
     set_threads(a.threads > 0 ? a.threads : threads);
     Recipe rc = entry.recipe(default_threads());
+    if (!a.matmul.empty()) { const kernels::MatmulScope check(kernels::parse_matmul(a.matmul)); }  // before any slow setup
     if (a.data.empty())
         throw std::invalid_argument("no training data: pass --data FILE (a UTF-8 text file, a .bin token file or a directory of shards)");
     if (a.steps <= 0 && a.minutes <= 0 && a.hours <= 0)
@@ -283,6 +285,7 @@ int cmd_train(const TrainArgs& a) {
     o.weight_decay = rc.weight_decay;
     o.beta1 = rc.beta1, o.beta2 = rc.beta2, o.clip = rc.clip;
     o.optimizer = rc.optimizer, o.momentum = rc.momentum;
+    o.matmul = a.matmul.empty() ? rc.matmul : a.matmul;
     o.warmup = a.warmup >= 0 ? a.warmup : rc.warmup;
     o.lr_cycle = a.lr_cycle >= 0 ? a.lr_cycle : rc.lr_cycle;
     o.lr_cycle_decay = a.lr_cycle_decay > 0 ? a.lr_cycle_decay : rc.lr_cycle_decay;
@@ -664,6 +667,10 @@ int main(int argc, char** argv) {
                    "BitLinear forward: none (float GEMM) | int8 (activations quantised per token to int8, absmax, times "
                    "the ternary codes in int32; backward unchanged, float straight-through)")
         ->check(CLI::IsMember({"none", "int8"}))->capture_default_str();
+    tr->add_option("--matmul", ta.matmul,
+                   "training GEMMs: f32 | bf16 (bf16 operands, f32 sums; needs AVX512_BF16, uses AMX-BF16 where present; "
+                   "evaluation stays f32; default: the recipe's, f32)")
+        ->check(CLI::IsMember({"f32", "bf16"}));
     tr->add_option("--seed", ta.seed, "seed for init and batch sampling")->capture_default_str();
     tr->add_option("--out", ta.out, "output folder (checkpoint, tokenizer, token cache, metrics)")->capture_default_str();
     tr->add_option("--resume", ta.resume, "continue exactly from this checkpoint")->check(CLI::ExistingFile);

@@ -17,3 +17,5 @@ endif()
 # v6.1 C-engine kernels: bit planes, popcount GEMM paths, transpose scatter-add (FLASHLM_ISA case included).
 target_sources(test_kernels PRIVATE test_popcount.cpp)
 target_sources(test_kernels PRIVATE test_ternary_gemm_i8.cpp)  # int8 training forward (train --quant int8)
+# bf16 GEMM of `flashlm train --matmul bf16`: kernels against the scalar reference (FLASHLM_ISA case included).
+target_sources(test_kernels PRIVATE test_gemm_bf16.cpp)

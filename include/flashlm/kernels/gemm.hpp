@@ -4,11 +4,13 @@
 // owns a packing workspace that grows once (first step) and is reused, and threads take disjoint row
 // ranges of C, so a training step allocates nothing and the result is deterministic.
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "flashlm/core/parallel.hpp"
 #include "flashlm/core/storage.hpp"
 #include "flashlm/core/tensor.hpp"
+#include "flashlm/kernels/gemm_bf16.hpp"
 
 namespace flashlm::kernels {
 
@@ -64,21 +66,37 @@ void gemm_rows(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T
     });
 }
 
+// `--matmul bf16` (gemm_bf16.hpp): float products go to the bf16 kernel, except inside a parallel region
+// (its packing buffers are shared).
+template <class T>
+bool use_bf16() {
+    if constexpr (std::is_same_v<T, float>)
+        return matmul_mode() == Matmul::bf16 && !omp_in_parallel();
+    else
+        return false;
+}
+
 }  // namespace detail
 
 // C[M,N] (+)= A[M,K] · B[N,K]ᵀ   (linear forward: y = x Wᵀ)
 template <class T>
 void gemm_nt(int64_t M, int64_t N, int64_t K, const T* A, const T* B, T* C, bool accumulate) {
+    if constexpr (std::is_same_v<T, float>)
+        if (detail::use_bf16<T>()) return gemm_bf16_nt(M, N, K, A, B, C, accumulate);
     detail::gemm_rows<T, Eigen::RowMajor, Eigen::ColMajor>(M, N, K, A, K, B, K, C, accumulate);
 }
 // C[M,N] (+)= A[M,K] · B[K,N]   (linear backward: dx = dy W)
 template <class T>
 void gemm_nn(int64_t M, int64_t N, int64_t K, const T* A, const T* B, T* C, bool accumulate) {
+    if constexpr (std::is_same_v<T, float>)
+        if (detail::use_bf16<T>()) return gemm_bf16_nn(M, N, K, A, B, C, accumulate);
     detail::gemm_rows<T, Eigen::RowMajor, Eigen::RowMajor>(M, N, K, A, K, B, N, C, accumulate);
 }
 // C[M,N] (+)= A[K,M]ᵀ · B[K,N]   (linear backward: dW = dyᵀ x)
 template <class T>
 void gemm_tn(int64_t M, int64_t N, int64_t K, const T* A, const T* B, T* C, bool accumulate) {
+    if constexpr (std::is_same_v<T, float>)
+        if (detail::use_bf16<T>()) return gemm_bf16_tn(M, N, K, A, B, C, accumulate);
     detail::gemm_rows<T, Eigen::ColMajor, Eigen::RowMajor>(M, N, K, A, M, B, N, C, accumulate);
 }
 

@@ -5,6 +5,7 @@
 // block, the same count as an unfused head), and backward scales them by the loss gradient.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "flashlm/autograd/tape.hpp"
 #include "flashlm/core/parallel.hpp"
@@ -12,6 +13,15 @@
 #include "flashlm/ops/cross_entropy.hpp"
 
 namespace flashlm::ops {
+
+namespace detail {
+// The embedding packed for the bf16 head GEMMs (0: logits, 1: dh), kept between steps.
+template <int Which>
+kernels::Bf16PackedB& head_bf16_e() {
+    static kernels::Bf16PackedB packed;
+    return packed;
+}
+}  // namespace detail
 
 template <class T>
 void tied_head_ce_backward(Node<T>& n) {
@@ -43,10 +53,19 @@ Tensor<T> tied_head_cross_entropy(Tape<T>& tape, const Tensor<T>& h, const Tenso
     T* dE = grad ? tape.scratch_zeroed(V * D) : nullptr;
     const T inv_m = T(1) / T(M);
     double total = 0;
+    // --matmul bf16: E is packed once per step for the forward and once for dh, not once per row block.
+    [[maybe_unused]] const bool bf16 = kernels::detail::use_bf16<T>();
+    if constexpr (std::is_same_v<T, float>)
+        if (bf16) {
+            kernels::pack_bf16_b(E.data, D, kernels::KLayout::k_inner, V, D, detail::head_bf16_e<0>());
+            if (grad) kernels::pack_bf16_b(E.data, D, kernels::KLayout::k_outer, D, V, detail::head_bf16_e<1>());
+        }
     for (int64_t r0 = 0; r0 < M; r0 += R) {
         const int64_t r = std::min(R, M - r0);
         const T* hb = h.data + r0 * D;
-        kernels::gemm_nt(r, V, D, hb, E.data, z, false);
+        if constexpr (std::is_same_v<T, float>)
+            if (bf16) kernels::gemm_bf16_packed(r, hb, D, kernels::KLayout::k_inner, detail::head_bf16_e<0>(), z, V, false);
+        if (!bf16) kernels::gemm_nt(r, V, D, hb, E.data, z, false);
         total += parallel_sum(r, r * V, [&](int64_t b_, int64_t e_) {
             double part = 0;
             for (int64_t i = b_; i < e_; ++i) {
@@ -63,7 +82,9 @@ Tensor<T> tied_head_cross_entropy(Tape<T>& tape, const Tensor<T>& h, const Tenso
             return part;
         });
         if (grad) {
-            kernels::gemm_nn(r, D, V, z, E.data, dh + r0 * D, false);
+            if constexpr (std::is_same_v<T, float>)
+                if (bf16) kernels::gemm_bf16_packed(r, z, V, kernels::KLayout::k_inner, detail::head_bf16_e<1>(), dh + r0 * D, D, false);
+            if (!bf16) kernels::gemm_nn(r, D, V, z, E.data, dh + r0 * D, false);
             kernels::gemm_tn(V, D, r, z, hb, dE, true);
         }
     }

@@ -20,6 +20,7 @@ struct Recipe {
     double lr_cycle_decay = 1.0;  // each restart's peak relative to the previous one
     std::string optimizer = "adamw";  // or "sgd" (momentum below; beta1/beta2/eps unused)
     double momentum = 0.9;
+    std::string matmul = "f32";  // training GEMMs: f32 or bf16 (`flashlm train --matmul`)
 };
 
 template <class T>

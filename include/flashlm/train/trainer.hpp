@@ -18,6 +18,7 @@
 
 #include "flashlm/data/batcher.hpp"
 #include "flashlm/io/checkpoint.hpp"
+#include "flashlm/kernels/gemm_bf16.hpp"
 #include "flashlm/optim/adamw.hpp"
 #include "flashlm/optim/clip.hpp"
 #include "flashlm/optim/schedule.hpp"
@@ -81,6 +82,7 @@ struct TrainOptions {
     std::string best_checkpoint;   // also written whenever the validation loss improves (empty: off)
     std::string metrics;           // JSON-lines log of every step and evaluation (empty: none)
     data::Sampling sampling = data::Sampling::windows;  // how training rows are drawn
+    std::string matmul = "f32";    // training GEMMs: f32 | bf16 (kernels/gemm_bf16.hpp); evaluation stays f32
 };
 
 struct TrainState {
@@ -153,6 +155,7 @@ public:
         if (opt_.steps <= 0 && opt_.budget_s <= 0) throw std::invalid_argument("set --steps, --minutes or --hours");
         if (opt_.optimizer != "adamw" && opt_.optimizer != "sgd")
             throw std::invalid_argument("unknown optimizer '" + opt_.optimizer + "' (adamw or sgd)");
+        { const kernels::MatmulScope check(kernels::parse_matmul(opt_.matmul)); }  // fails here without the CPU support
         sched_.peak = opt_.lr;
         sched_.floor = opt_.min_lr;
         sched_.warmup_steps = opt_.warmup;
@@ -221,6 +224,7 @@ public:
             dp_->broadcast(adam_.exp_avg_sq().data(), model_.params().flat_size());
         }
         const int64_t rows = dp_ ? opt_.batch / dp_->size() : opt_.batch, row0 = dp_ ? rows * dp_->rank() : 0;
+        const kernels::MatmulScope matmul(kernels::parse_matmul(opt_.matmul));
 
         Tape<T> tape;
         data::Batch batch;
@@ -325,6 +329,7 @@ public:
 
     EvalResult run_eval() {
         static const std::vector<int> no_chars;
+        const kernels::MatmulScope f32(kernels::Matmul::f32);
         EvalResult r = evaluate(model_, *corpus_.val, opt_.seq, opt_.batch, *corpus_.piece_bytes,
                                 corpus_.piece_chars ? *corpus_.piece_chars : no_chars, opt_.eval_windows);
         log(fmt::format("eval  step {:>6} | val loss {:.4f} | ppl {:.2f} | bpb {:.4f} | {} windows | elapsed {}", state_.step,

@@ -1,0 +1,636 @@
+#pragma once
+// GEMM with bf16 operands and f32 accumulation, for `flashlm train --matmul bf16`: AMX-BF16 tiles
+// (tdpbf16ps) where the CPU and OS allow them, else AVX512_BF16 (vdpbf16ps).
+//
+//   C[M,N] = alpha · A·B (+ C)
+//
+// Operands are rounded to bf16 (round to nearest even, as vcvtneps2bf16) while being packed, once per
+// call; the products of two bf16 values are exact in f32 and are summed in f32, so the only error against
+// the f32 GEMM is the operand rounding (relative 2^-9 per operand). Ternary weights {-1, 0, 1} are exact
+// in bf16; a caller that keeps the scale out of the operand and passes it as alpha loses nothing on them.
+//
+// Packing (K is consumed in pairs: both instructions multiply pairs of bf16 and add both into one f32):
+//  - A becomes uint32 "pairs" (low half: bf16 of element 2p, high half: 2p+1) addressed as
+//    a[m·rs + p·ps]: a K-contiguous source (row-major [M,K]) is converted row by row (rs = pairs, ps = 1),
+//    a K-strided source ([K,M], the dW = dyᵀ x case) is interleaved lane-wise (rs = 1, ps = M), so
+//    neither needs a transpose. The micro-kernel broadcasts one pair per row.
+//  - B becomes panels of NR columns, [panel][pair][NR] pairs, loaded as whole zmm registers.
+// Rows of A and columns of B are zero-padded to whole tiles, K to an even count.
+// The micro-kernel keeps an MR × NR tile of C in registers over the whole K (no K blocking: its data
+// rate, (MR + NR) · 4 bytes per MR · NR/16 instructions, is far below what L2 delivers), so every C
+// element is one ordered f32 sum, independent of blocking and thread count: results are deterministic.
+// Threads take disjoint row ranges of C (or column panel ranges when B is the larger operand) in one
+// parallel region without barriers; each packs its part of one operand and the whole other one.
+//
+// amx: A is always rows of pairs (a K-strided A is transposed in 16 × 16 register blocks), K padded to
+// 32; a 32 × 32 block of C is 2 × 2 tiles, fed per 32 k by two A tiles and two B tiles (a B panel is
+// stored as two 16-column halves so that a tile is 1 KiB in a row).
+// Dispatch: the kernels are target-attribute functions (avx512f/bw/dq/bf16, + amx-tile/amx-bf16) that
+// run only after a run-time check (bf16_kernel(): CPUID, and for AMX the Linux arch_prctl permission for
+// the tile state); FLASHLM_ISA set to anything but avx512 hides both, like the ternary kernels.
+// gemm_bf16_reference emulates the same arithmetic in scalar code (tests, and the definition).
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#else
+#include <immintrin.h>
+#endif
+#include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+#define FLASHLM_BF16_X86 1
+#define FLASHLM_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512bf16")))
+#define FLASHLM_AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512bf16,amx-tile,amx-bf16")))
+#else
+#define FLASHLM_BF16_X86 0
+#endif
+
+#include "flashlm/core/parallel.hpp"
+
+namespace flashlm::kernels {
+
+// ---- bf16 numbers ----------------------------------------------------------------------------------
+
+// f32 -> bf16, round to nearest even; NaN stays NaN (quiet).
+inline uint16_t to_bf16(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return uint16_t(u >> 16);
+}
+inline float from_bf16(uint16_t h) {
+    const uint32_t u = uint32_t(h) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+inline float round_bf16(float f) { return from_bf16(to_bf16(f)); }
+
+// How an operand is stored: k_inner = K contiguous (A: row-major [M,K]; B: [N,K], i.e. xWᵀ's W);
+// k_outer = K is the slow index (A: [K,M], the transposed dyᵀ; B: row-major [K,N]).
+enum class KLayout { k_inner, k_outer };
+
+// ---- run-time availability -------------------------------------------------------------------------
+
+// Which bf16 kernel runs: amx (AMX-BF16 tiles, tdpbf16ps), avx512 (AVX512_BF16 vdpbf16ps) or none.
+// Both take the same packed operands and give the same sums up to the order inside a pair.
+enum class Bf16Kernel { none, avx512, amx };
+
+namespace bf16_detail {
+
+inline bool cpu_has_avx512_bf16() {
+#if FLASHLM_BF16_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bf16");
+#else
+    return false;
+#endif
+}
+
+// AMX needs the CPU bits (CPUID.7.0:EDX bit 22 AMX-BF16, bit 24 AMX-TILE) and the kernel's permission
+// for the 8 KiB tile state (Linux >= 5.16, arch_prctl ARCH_REQ_XCOMP_PERM), asked once per process.
+inline bool cpu_has_amx_bf16() {
+#if FLASHLM_BF16_X86 && defined(__linux__)
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    if (!((d >> 22) & 1u) || !((d >> 24) & 1u) || !cpu_has_avx512_bf16()) return false;
+    constexpr long k_arch_req_xcomp_perm = 0x1023, k_xfeature_xtiledata = 18;
+    return syscall(SYS_arch_prctl, k_arch_req_xcomp_perm, k_xfeature_xtiledata) == 0;
+#else
+    return false;
+#endif
+}
+
+// FLASHLM_BF16=avx512|amx forces one (benchmarks, tests); FLASHLM_ISA set below avx512 hides both.
+inline std::atomic<Bf16Kernel>& kernel_slot() {
+    static std::atomic<Bf16Kernel> slot{[] {
+        if (const char* env = std::getenv("FLASHLM_ISA"); env && *env && std::string(env) != "avx512")
+            return Bf16Kernel::none;
+        const bool avx = cpu_has_avx512_bf16(), amx = avx && cpu_has_amx_bf16();
+        if (const char* env = std::getenv("FLASHLM_BF16"); env && *env) {
+            if (std::string(env) == "avx512" && avx) return Bf16Kernel::avx512;
+            if (std::string(env) == "amx" && amx) return Bf16Kernel::amx;
+            std::fprintf(stderr, "flashlm: FLASHLM_BF16=%s is not available on this CPU\n", env);
+        }
+        return amx ? Bf16Kernel::amx : avx ? Bf16Kernel::avx512 : Bf16Kernel::none;
+    }()};
+    return slot;
+}
+
+}  // namespace bf16_detail
+
+inline Bf16Kernel bf16_kernel() { return bf16_detail::kernel_slot().load(std::memory_order_relaxed); }
+inline bool bf16_available() { return bf16_kernel() != Bf16Kernel::none; }
+inline const char* bf16_kernel_name(Bf16Kernel k) {
+    return k == Bf16Kernel::amx ? "amx" : k == Bf16Kernel::avx512 ? "avx512_bf16" : "none";
+}
+// Switches between the kernels the CPU has (tests and benchmarks run both); false if k is unavailable.
+inline bool set_bf16_kernel(Bf16Kernel k) {
+    static const Bf16Kernel best = bf16_kernel();
+    const bool ok = k == Bf16Kernel::none || k == best || (k == Bf16Kernel::avx512 && best == Bf16Kernel::amx);
+    if (ok) bf16_detail::kernel_slot().store(k, std::memory_order_relaxed);
+    return ok;
+}
+
+// Which arithmetic the float training GEMMs (kernels::gemm_nt/nn/tn) use. Process-wide; switch it only
+// while no GEMM runs.
+enum class Matmul { f32, bf16 };
+
+inline std::atomic<Matmul>& matmul_slot() {
+    static std::atomic<Matmul> slot{Matmul::f32};
+    return slot;
+}
+inline Matmul matmul_mode() { return matmul_slot().load(std::memory_order_relaxed); }
+
+inline Matmul parse_matmul(const std::string& name) {
+    if (name == "f32") return Matmul::f32;
+    if (name == "bf16") return Matmul::bf16;
+    throw std::invalid_argument("--matmul must be f32 or bf16, not '" + name + "'");
+}
+
+// Throws (one clear message) when bf16 is asked for on a CPU without AVX512_BF16.
+inline void set_matmul(Matmul m) {
+    if (m == Matmul::bf16 && !bf16_available())
+        throw std::runtime_error(
+            "--matmul bf16 needs a CPU with AVX512_BF16 (vdpbf16ps: Intel Cooper Lake / Sapphire Rapids or newer, AMD "
+            "Zen 4 or newer); this CPU lacks it (or FLASHLM_ISA hides it). Use --matmul f32");
+    matmul_slot().store(m, std::memory_order_relaxed);
+}
+
+// Sets the mode for a scope (the training steps; evaluation back in f32) and restores the previous one.
+class MatmulScope {
+public:
+    explicit MatmulScope(Matmul m) : prev_(matmul_mode()) { set_matmul(m); }
+    ~MatmulScope() { matmul_slot().store(prev_, std::memory_order_relaxed); }
+    MatmulScope(const MatmulScope&) = delete;
+    MatmulScope& operator=(const MatmulScope&) = delete;
+
+private:
+    Matmul prev_;
+};
+
+// ---- scalar reference -------------------------------------------------------------------------------
+
+// Element (i, k) of an operand: K-contiguous: src[i·ld + k]; K-strided: src[k·ld + i].
+inline float operand_at(const float* src, int64_t ld, KLayout lay, int64_t i, int64_t k) {
+    return lay == KLayout::k_inner ? src[i * ld + k] : src[k * ld + i];
+}
+
+// The definition of the kernel's arithmetic: per C element an f32 sum over k pairs in order, each pair
+// adding the odd product then the even one (vdpbf16ps's order), then C = alpha · sum (+ C).
+// A is [M,K] (layout la, leading dim lda), B is [K,N] given as b_layout k_inner ([N,K]) or k_outer ([K,N]).
+inline void gemm_bf16_reference(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, KLayout la,
+                                const float* B, int64_t ldb, KLayout lb, float* C, int64_t ldc, bool accumulate,
+                                float alpha = 1.0f) {
+    for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+            float acc = 0;
+            for (int64_t k = 0; k < K; k += 2) {
+                if (k + 1 < K)
+                    acc += round_bf16(operand_at(A, lda, la, m, k + 1)) * round_bf16(operand_at(B, ldb, lb, n, k + 1));
+                acc += round_bf16(operand_at(A, lda, la, m, k)) * round_bf16(operand_at(B, ldb, lb, n, k));
+            }
+            float& c = C[m * ldc + n];
+            c = accumulate ? c + alpha * acc : alpha * acc;
+        }
+}
+
+#if FLASHLM_BF16_X86
+namespace bf16_detail {
+
+inline constexpr int k_mr = 8;          // avx512: rows of the C tile
+inline constexpr int k_nv = 2;          // avx512: zmm registers across the C tile
+inline constexpr int k_nr = 16 * k_nv;  // columns of a B panel (both kernels)
+inline constexpr int k_amx_mr = 32;     // amx: rows of the C block (2 × 2 tiles of 16 × 16)
+inline constexpr int k_amx_kp = 16;     // amx: pairs per tile step (32 bf16, 64 bytes per tile row)
+
+// x >> 16 per lane. The zero-masked form: gcc 12's _mm512_srli_epi32 merges into _mm512_undefined_epi32()
+// and then warns (-Wmaybe-uninitialized) from inside its own header.
+FLASHLM_BF16_TARGET inline __m512i srl16(__m512i x) { return _mm512_maskz_srli_epi32(__mmask16(0xffff), x, 16); }
+
+// 16 floats -> 16 bf16 in the high halves of 16 uint32 (round to nearest even, quiet NaN), as to_bf16.
+FLASHLM_BF16_TARGET inline __m512i bf16_hi(__m512 x) {
+    const __m512i u = _mm512_castps_si512(x);
+    const __m512i lsb = _mm512_and_si512(srl16(u), _mm512_set1_epi32(1));
+    const __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
+    const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    const __m512i q = _mm512_or_si512(u, _mm512_set1_epi32(0x00400000));
+    return _mm512_and_si512(_mm512_mask_mov_epi32(r, nan, q), _mm512_set1_epi32(int(0xffff0000u)));
+}
+// Lane-wise pair: low half bf16(even), high half bf16(odd).
+FLASHLM_BF16_TARGET inline __m512i bf16_pair(__m512 even, __m512 odd) {
+    return _mm512_or_si512(bf16_hi(odd), srl16(bf16_hi(even)));
+}
+
+// Row-major source row (K floats, contiguous) -> kp pairs (zero past K) at dst[p·stride].
+FLASHLM_BF16_TARGET inline void pack_row_pairs(const float* src, int64_t K, uint32_t* dst, int64_t kp,
+                                               int64_t stride = 1) {
+    const __m512i vindex = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                              _mm512_set1_epi32(int(stride)));
+    // bf16 in the high halves of two registers; vpermt2w gathers the 32 high halves in element order.
+    const __m512i idx = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25,
+                                         23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    int64_t p = 0;
+    for (; 2 * p + 32 <= K; p += 16) {
+        const __m512 lo = _mm512_loadu_ps(src + 2 * p), hi = _mm512_loadu_ps(src + 2 * p + 16);
+        const __m512i v = _mm512_permutex2var_epi16(bf16_hi(lo), idx, bf16_hi(hi));
+        if (stride == 1)
+            _mm512_storeu_si512(dst + p, v);
+        else
+            _mm512_i32scatter_epi32(dst + p * stride, vindex, v, 4);
+    }
+    for (; p < kp; ++p) {
+        const uint32_t e = 2 * p < K ? to_bf16(src[2 * p]) : 0, o = 2 * p + 1 < K ? to_bf16(src[2 * p + 1]) : 0;
+        dst[p * stride] = e | (o << 16);
+    }
+}
+
+// Pair p of a K-strided source (rows k = 2p, 2p+1 at src + k·ld), columns [0, n) -> dst[i·stride].
+FLASHLM_BF16_TARGET inline void pack_interleave(const float* src, int64_t ld, int64_t K, int64_t p, int64_t n,
+                                                uint32_t* dst, int64_t stride) {
+    const float* even = 2 * p < K ? src + 2 * p * ld : nullptr;
+    const float* odd = 2 * p + 1 < K ? src + (2 * p + 1) * ld : nullptr;
+    const __m512i vindex = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                              _mm512_set1_epi32(int(stride)));
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 mk = i + 16 <= n ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+        const __m512 e = even ? _mm512_maskz_loadu_ps(mk, even + i) : _mm512_setzero_ps();
+        const __m512 o = odd ? _mm512_maskz_loadu_ps(mk, odd + i) : _mm512_setzero_ps();
+        if (stride == 1)
+            _mm512_mask_storeu_epi32(dst + i, mk, bf16_pair(e, o));
+        else
+            _mm512_mask_i32scatter_epi32(dst + i * stride, mk, vindex, bf16_pair(e, o), 4);
+    }
+}
+
+// 16 × 16 transpose of 32-bit elements: r[i] lane l -> r[l] lane i. Zero-masked forms throughout, for
+// the same gcc 12 reason as srl16.
+FLASHLM_BF16_TARGET inline void transpose16(__m512i r[16]) {
+    const __mmask16 all16 = 0xffff;
+    const __mmask8 all8 = 0xff;
+    __m512i t[16], u[16];
+    for (int i = 0; i < 8; ++i) {
+        t[2 * i] = _mm512_maskz_unpacklo_epi32(all16, r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_maskz_unpackhi_epi32(all16, r[2 * i], r[2 * i + 1]);
+    }
+    // u[4i + c], 128-bit lane j: column 4j + c of rows 4i .. 4i + 3
+    for (int i = 0; i < 4; ++i) {
+        u[4 * i + 0] = _mm512_maskz_unpacklo_epi64(all8, t[4 * i + 0], t[4 * i + 2]);
+        u[4 * i + 1] = _mm512_maskz_unpackhi_epi64(all8, t[4 * i + 0], t[4 * i + 2]);
+        u[4 * i + 2] = _mm512_maskz_unpacklo_epi64(all8, t[4 * i + 1], t[4 * i + 3]);
+        u[4 * i + 3] = _mm512_maskz_unpackhi_epi64(all8, t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int c = 0; c < 4; ++c) {
+        const __m512i x0 = _mm512_maskz_shuffle_i32x4(all16, u[c], u[4 + c], 0x44);
+        const __m512i x1 = _mm512_maskz_shuffle_i32x4(all16, u[c], u[4 + c], 0xee);
+        const __m512i y0 = _mm512_maskz_shuffle_i32x4(all16, u[8 + c], u[12 + c], 0x44);
+        const __m512i y1 = _mm512_maskz_shuffle_i32x4(all16, u[8 + c], u[12 + c], 0xee);
+        r[c] = _mm512_maskz_shuffle_i32x4(all16, x0, y0, 0x88);
+        r[4 + c] = _mm512_maskz_shuffle_i32x4(all16, x0, y0, 0xdd);
+        r[8 + c] = _mm512_maskz_shuffle_i32x4(all16, x1, y1, 0x88);
+        r[12 + c] = _mm512_maskz_shuffle_i32x4(all16, x1, y1, 0xdd);
+    }
+}
+
+// K-strided source (element (m, k) at src[k·ld + m]) -> rows of pairs d[m·rs + p] for m in [m0, m1)
+// (at most 16) and p in [0, kp), kp a multiple of 16: 16 pairs of 16 rows at a time, transposed in
+// registers, so that every store is a whole cache line.
+FLASHLM_BF16_TARGET inline void pack_transpose_rows(const float* src, int64_t ld, int64_t K, int64_t m0, int64_t m1,
+                                                    int64_t kp, uint32_t* d, int64_t rs) {
+    const int64_t mn = m1 - m0;
+    const __mmask16 mk = mn >= 16 ? __mmask16(0xffff) : __mmask16((1u << mn) - 1);
+    __m512i v[16];
+    for (int64_t p0 = 0; p0 < kp; p0 += 16) {
+        for (int i = 0; i < 16; ++i) {
+            const int64_t k = 2 * (p0 + i);
+            const __m512 e = k < K ? _mm512_maskz_loadu_ps(mk, src + k * ld + m0) : _mm512_setzero_ps();
+            const __m512 o = k + 1 < K ? _mm512_maskz_loadu_ps(mk, src + (k + 1) * ld + m0) : _mm512_setzero_ps();
+            v[i] = bf16_pair(e, o);
+        }
+        transpose16(v);
+        for (int64_t l = 0; l < mn; ++l) _mm512_storeu_si512(d + (m0 + l) * rs + p0, v[l]);
+    }
+}
+
+// avx512: C tile (rows < mrem, columns < nrem) = alpha · Σ (+ C). a: pairs at a[m·rs + p·ps] for
+// m < k_mr (rows past mrem are zero padding); b: kp × k_nr pairs.
+FLASHLM_BF16_TARGET inline void micro(int64_t kp, const uint32_t* a, int64_t rs, int64_t ps, const uint32_t* b, float* c,
+                                      int64_t ldc, int64_t mrem, int64_t nrem, bool accumulate, float alpha) {
+    __m512 acc[k_mr][k_nv];
+    for (int m = 0; m < k_mr; ++m)
+        for (int v = 0; v < k_nv; ++v) acc[m][v] = _mm512_setzero_ps();
+    for (int64_t p = 0; p < kp; ++p) {
+        __m512bh bv[k_nv];
+        for (int v = 0; v < k_nv; ++v) bv[v] = (__m512bh)_mm512_loadu_si512(b + p * k_nr + 16 * v);
+        for (int m = 0; m < k_mr; ++m) {
+            const __m512bh av = (__m512bh)_mm512_set1_epi32(int(a[m * rs + p * ps]));
+            for (int v = 0; v < k_nv; ++v) acc[m][v] = _mm512_dpbf16_ps(acc[m][v], av, bv[v]);
+        }
+    }
+    const __m512 al = _mm512_set1_ps(alpha);
+    for (int m = 0; m < k_mr && m < mrem; ++m)
+        for (int v = 0; v < k_nv && 16 * v < nrem; ++v) {
+            const int64_t n0 = 16 * v;
+            const __mmask16 mk = n0 + 16 <= nrem ? __mmask16(0xffff) : __mmask16((1u << (nrem - n0)) - 1);
+            float* dst = c + m * ldc + n0;
+            __m512 r = _mm512_mul_ps(acc[m][v], al);
+            if (accumulate) r = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, dst), r);
+            _mm512_mask_storeu_ps(dst, mk, r);
+        }
+}
+
+// avx512: rows [i0, i1) × panels [j0, j1).
+FLASHLM_BF16_TARGET inline void block(int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t M, int64_t N, int64_t kp,
+                                      const uint32_t* a, int64_t rs, int64_t ps, const uint32_t* b, float* C,
+                                      int64_t ldc, bool accumulate, float alpha) {
+    for (int64_t j = j0; j < j1; ++j) {
+        const uint32_t* bj = b + j * kp * k_nr;
+        const int64_t n0 = j * k_nr;
+        for (int64_t i = i0; i < i1 && i < M; i += k_mr)
+            micro(kp, a + i * rs, rs, ps, bj, C + i * ldc + n0, ldc, std::min<int64_t>(k_mr, M - i),
+                  std::min<int64_t>(k_nr, N - n0), accumulate, alpha);
+    }
+}
+
+struct alignas(64) TileConfig {
+    uint8_t palette = 1, start_row = 0;
+    uint8_t reserved[14] = {};
+    uint16_t colsb[16] = {};
+    uint8_t rows[16] = {};
+};
+
+// amx: rows [i0, i1) (multiples of 32) × panels [j0, j1). A is row-major pairs (stride kp, kp a
+// multiple of 16, rows zero-padded to 32); tiles: C 0-3, A 4-5, B 6-7, all 16 rows × 64 bytes.
+FLASHLM_AMX_TARGET inline void block_amx(int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t M, int64_t N,
+                                         int64_t kp, const uint32_t* a, int64_t lda_pairs, const uint32_t* b, float* C,
+                                         int64_t ldc, bool accumulate, float alpha) {
+    TileConfig cfg;
+    for (int t = 0; t < 8; ++t) cfg.colsb[t] = 64, cfg.rows[t] = 16;
+    _tile_loadconfig(&cfg);
+    alignas(64) float out[4][16 * 16];
+    const __m512 al = _mm512_set1_ps(alpha);
+    const int64_t sa = lda_pairs * 4;
+    for (int64_t j = j0; j < j1; ++j) {
+        const uint32_t* bj = b + j * kp * k_nr;
+        const int64_t n0 = j * k_nr;
+        for (int64_t i = i0; i < i1 && i < M; i += k_amx_mr) {
+            const uint32_t* ai = a + i * lda_pairs;
+            _tile_zero(0);
+            _tile_zero(1);
+            _tile_zero(2);
+            _tile_zero(3);
+            for (int64_t p = 0; p < kp; p += k_amx_kp) {
+                _tile_loadd(4, ai + p, sa);
+                _tile_loadd(5, ai + 16 * lda_pairs + p, sa);
+                _tile_loadd(6, bj + p * 16, 64);
+                _tile_loadd(7, bj + (kp + p) * 16, 64);
+                _tile_dpbf16ps(0, 4, 6);
+                _tile_dpbf16ps(1, 4, 7);
+                _tile_dpbf16ps(2, 5, 6);
+                _tile_dpbf16ps(3, 5, 7);
+            }
+            _tile_stored(0, out[0], 64);
+            _tile_stored(1, out[1], 64);
+            _tile_stored(2, out[2], 64);
+            _tile_stored(3, out[3], 64);
+            for (int t = 0; t < 4; ++t) {
+                const int64_t r0 = i + 16 * (t / 2), c0 = n0 + 16 * (t % 2);
+                if (c0 >= N) continue;
+                const __mmask16 mk = c0 + 16 <= N ? __mmask16(0xffff) : __mmask16((1u << (N - c0)) - 1);
+                for (int64_t r = 0; r < 16 && r0 + r < M; ++r) {
+                    float* dst = C + (r0 + r) * ldc + c0;
+                    __m512 v = _mm512_mul_ps(_mm512_load_ps(out[t] + 16 * r), al);
+                    if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, dst), v);
+                    _mm512_mask_storeu_ps(dst, mk, v);
+                }
+            }
+        }
+    }
+    _tile_release();
+}
+
+struct Workspace {
+    std::vector<uint32_t> a, b;
+};
+inline Workspace& workspace(int tid) {
+    static std::vector<Workspace> ws(k_max_threads);
+    return ws[size_t(tid)];
+}
+
+// A -> pairs at a[m·rs + p·ps]; rows [M, mp) are zero. row_major (amx) makes rows of pairs whose stride
+// is an odd number of cache lines, so that the 16 rows of a tile load do not fight for a few L1 sets.
+inline void pack_a(const float* A, int64_t lda, KLayout la, int64_t M, int64_t K, int64_t mp, int64_t kp, bool row_major,
+                   std::vector<uint32_t>& dst, int64_t& rs, int64_t& ps) {
+    const bool rows = la == KLayout::k_inner || row_major;
+    rs = rows ? (row_major && (kp / 16) % 2 == 0 ? kp + 16 : kp) : 1;
+    ps = rows ? 1 : mp;
+    if (dst.size() < size_t(mp * kp + mp * rs)) dst.resize(size_t(mp * kp + mp * rs));
+    uint32_t* d = dst.data();
+    const int64_t r = rs;
+    if (la == KLayout::k_inner) {
+        parallel_for(M, M * K, [&](int64_t r0, int64_t r1) {
+            for (int64_t m = r0; m < r1; ++m) pack_row_pairs(A + m * lda, K, d + m * r, kp);
+        });
+        std::fill(d + M * r, d + mp * r, 0u);
+    } else if (rows) {
+        // K-strided source into rows (kp a multiple of 16 here); threads own row ranges.
+        const int64_t groups = (M + 15) / 16;
+        parallel_for(groups, M * K, [&](int64_t g0, int64_t g1) {
+            for (int64_t g = g0; g < g1; ++g)
+                pack_transpose_rows(A, lda, K, g * 16, std::min(M, g * 16 + 16), kp, d, r);
+        });
+        std::fill(d + M * r, d + mp * r, 0u);
+    } else {
+        parallel_for(kp, M * K, [&](int64_t p0, int64_t p1) {
+            for (int64_t p = p0; p < p1; ++p) {
+                pack_interleave(A, lda, K, p, M, d + p * mp, 1);
+                std::fill(d + p * mp + M, d + (p + 1) * mp, 0u);
+            }
+        });
+    }
+}
+
+// B ([K,N] as the product sees it) -> panels [N/NR][kp][NR], zero past N and K.
+inline void pack_b(const float* B, int64_t ldb, KLayout lb, int64_t N, int64_t K, int64_t kp, bool halves,
+                   std::vector<uint32_t>& dst) {
+    const int64_t panels = (N + k_nr - 1) / k_nr;
+    if (dst.size() < size_t(panels * kp * k_nr)) dst.resize(size_t(panels * kp * k_nr));
+    uint32_t* d = dst.data();
+    parallel_for(panels, N * K, [&](int64_t j0, int64_t j1) {
+        for (int64_t j = j0; j < j1; ++j) {
+            uint32_t* panel = d + j * kp * k_nr;
+            const int64_t n0 = j * k_nr, nn = std::min<int64_t>(k_nr, N - n0);
+            if (nn < k_nr) std::fill(panel, panel + kp * k_nr, 0u);
+            if (halves) {  // amx: [16-column half][kp][16], so that a B tile is 1 KiB in a row
+                for (int64_t h = 0; h < 2 && 16 * h < nn; ++h) {
+                    uint32_t* ph = panel + h * kp * 16;
+                    const int64_t c0 = n0 + 16 * h, cn = std::min<int64_t>(16, nn - 16 * h);
+                    if (lb == KLayout::k_outer)
+                        for (int64_t p = 0; p < kp; ++p) pack_interleave(B + c0, ldb, K, p, cn, ph + p * 16, 1);
+                    else
+                        for (int64_t n = 0; n < cn; ++n) pack_row_pairs(B + (c0 + n) * ldb, K, ph + n, kp, 16);
+                }
+            } else if (lb == KLayout::k_outer) {
+                for (int64_t p = 0; p < kp; ++p) pack_interleave(B + n0, ldb, K, p, nn, panel + p * k_nr, 1);
+            } else {
+                for (int64_t n = 0; n < nn; ++n)  // column n of the panel is row n0 + n of the [N, K] source
+                    pack_row_pairs(B + (n0 + n) * ldb, K, panel + n, kp, k_nr);
+            }
+        }
+    });
+}
+
+}  // namespace bf16_detail
+#endif
+
+// B packed once for several products that share it (the tied head's embedding, used by every row
+// block of a step). Valid for the kernel that was active when it was packed.
+struct Bf16PackedB {
+    std::vector<uint32_t> data;
+    int64_t N = 0, K = 0, kp = 0;
+    Bf16Kernel kernel = Bf16Kernel::none;
+};
+
+#if FLASHLM_BF16_X86
+namespace bf16_detail {
+
+inline int64_t pairs_for(Bf16Kernel kern, int64_t K) {
+    return kern == Bf16Kernel::amx ? (K + 2 * k_amx_kp - 1) / (2 * k_amx_kp) * k_amx_kp : (K + 1) / 2;
+}
+
+// One thread's part: packed A (rows of C) against packed B panels, A in row chunks of about 32 KiB
+// that stay in L1 while the panels stream past from L2 (bench: 1.1-2.7x the throughput of 256 KiB
+// chunks held in L2 on the K = 192 / 512 forward shapes, no loss elsewhere, noisy VM).
+inline void compute(int64_t M, int64_t N, int64_t kp, bool amx, const uint32_t* a, int64_t rs, int64_t ps,
+                    const uint32_t* b, float* C, int64_t ldc, bool accumulate, float alpha) {
+    const int64_t mr = amx ? k_amx_mr : k_mr, mp = (M + mr - 1) / mr * mr, panels = (N + k_nr - 1) / k_nr;
+    const int64_t chunk = std::max<int64_t>(mr, ((int64_t(1) << 13) / kp) / mr * mr);
+    for (int64_t i0 = 0; i0 < mp; i0 += chunk) {
+        const int64_t i1 = std::min(mp, i0 + chunk);
+        if (amx)
+            block_amx(i0, i1, 0, panels, M, N, kp, a, rs, b, C, ldc, accumulate, alpha);
+        else
+            block(i0, i1, 0, panels, M, N, kp, a, rs, ps, b, C, ldc, accumulate, alpha);
+    }
+}
+
+// C = alpha · A·B (+ C). One parallel region and no barrier: threads split the larger side of C (rows
+// when B comes packed), each packs its own part of that operand and the whole of the other one.
+// b_packed: B packed once by the caller (kp pairs), else B is packed here.
+inline void run(int64_t M, int64_t N, int64_t K, int64_t kp, Bf16Kernel kern, const float* A, int64_t lda, KLayout la,
+                const uint32_t* b_packed, const float* B, int64_t ldb, KLayout lb, float* C, int64_t ldc,
+                bool accumulate, float alpha) {
+    const bool amx = kern == Bf16Kernel::amx;
+    const int64_t mr = amx ? k_amx_mr : k_mr;
+    const int64_t tiles = (M + mr - 1) / mr, panels = (N + k_nr - 1) / k_nr;
+    const bool by_rows = b_packed != nullptr || N <= M;
+    parallel_for_tid(by_rows ? tiles : panels, 2 * M * N * K, [&](int64_t u0, int64_t u1, int tid) {
+        Workspace& ws = workspace(tid);
+        int64_t rs = 0, ps = 0;
+        if (by_rows) {
+            const int64_t r0 = u0 * mr, m = std::min(M, u1 * mr) - r0;
+            pack_a(la == KLayout::k_inner ? A + r0 * lda : A + r0, lda, la, m, K, (m + mr - 1) / mr * mr, kp, amx, ws.a,
+                   rs, ps);
+            const uint32_t* b = b_packed;
+            if (!b) {
+                pack_b(B, ldb, lb, N, K, kp, amx, ws.b);
+                b = ws.b.data();
+            }
+            compute(m, N, kp, amx, ws.a.data(), rs, ps, b, C + r0 * ldc, ldc, accumulate, alpha);
+        } else {
+            const int64_t c0 = u0 * k_nr, n = std::min(N, u1 * k_nr) - c0;
+            pack_a(A, lda, la, M, K, tiles * mr, kp, amx, ws.a, rs, ps);
+            pack_b(lb == KLayout::k_inner ? B + c0 * ldb : B + c0, ldb, lb, n, K, kp, amx, ws.b);
+            compute(M, n, kp, amx, ws.a.data(), rs, ps, ws.b.data(), C + c0, ldc, accumulate, alpha);
+        }
+    });
+}
+
+inline void zero_k(int64_t M, int64_t N, float* C, int64_t ldc, bool accumulate) {
+    if (!accumulate)
+        for (int64_t m = 0; m < M; ++m) std::fill(C + m * ldc, C + m * ldc + N, 0.0f);
+}
+
+}  // namespace bf16_detail
+#endif
+
+// C[M,N] = alpha · A·B (+ C), bf16 operands, f32 sums. Needs bf16_available(); A, B as in the reference.
+// Called from outside parallel regions (it forks its own threads). Allocates only when a call is bigger
+// than any before it (the packing buffers are kept).
+inline void gemm_bf16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, KLayout la, const float* B,
+                      int64_t ldb, KLayout lb, float* C, int64_t ldc, bool accumulate, float alpha = 1.0f) {
+    if (M <= 0 || N <= 0) return;
+#if FLASHLM_BF16_X86
+    const Bf16Kernel kern = bf16_kernel();
+    if (kern == Bf16Kernel::none) throw std::runtime_error("gemm_bf16: this CPU has no AVX512_BF16");
+    if (K <= 0) return bf16_detail::zero_k(M, N, C, ldc, accumulate);
+    bf16_detail::run(M, N, K, bf16_detail::pairs_for(kern, K), kern, A, lda, la, nullptr, B, ldb, lb, C, ldc, accumulate,
+                     alpha);
+#else
+    (void)A, (void)lda, (void)la, (void)B, (void)ldb, (void)lb, (void)C, (void)ldc, (void)accumulate, (void)alpha, (void)K;
+    throw std::runtime_error("gemm_bf16: needs x86-64 with AVX512_BF16");
+#endif
+}
+
+// Packs B ([K,N] as the product sees it, layout lb) for gemm_bf16_packed.
+inline void pack_bf16_b(const float* B, int64_t ldb, KLayout lb, int64_t N, int64_t K, Bf16PackedB& out) {
+#if FLASHLM_BF16_X86
+    out.kernel = bf16_kernel();
+    if (out.kernel == Bf16Kernel::none) throw std::runtime_error("pack_bf16_b: this CPU has no AVX512_BF16");
+    out.N = N, out.K = K, out.kp = bf16_detail::pairs_for(out.kernel, K);
+    if (N > 0 && K > 0) bf16_detail::pack_b(B, ldb, lb, N, K, out.kp, out.kernel == Bf16Kernel::amx, out.data);
+#else
+    (void)B, (void)ldb, (void)lb, (void)N, (void)K, (void)out;
+    throw std::runtime_error("pack_bf16_b: needs x86-64 with AVX512_BF16");
+#endif
+}
+
+// C[M, b.N] = alpha · A·B (+ C) with B from pack_bf16_b.
+inline void gemm_bf16_packed(int64_t M, const float* A, int64_t lda, KLayout la, const Bf16PackedB& b, float* C,
+                             int64_t ldc, bool accumulate, float alpha = 1.0f) {
+    if (M <= 0 || b.N <= 0) return;
+#if FLASHLM_BF16_X86
+    if (b.kernel != bf16_kernel()) throw std::logic_error("gemm_bf16_packed: B was packed for another kernel");
+    if (b.K <= 0) return bf16_detail::zero_k(M, b.N, C, ldc, accumulate);
+    bf16_detail::run(M, b.N, b.K, b.kp, b.kernel, A, lda, la, b.data.data(), nullptr, 0, KLayout::k_inner, C, ldc,
+                     accumulate, alpha);
+#else
+    (void)A, (void)lda, (void)la, (void)C, (void)ldc, (void)accumulate, (void)alpha;
+    throw std::runtime_error("gemm_bf16_packed: needs x86-64 with AVX512_BF16");
+#endif
+}
+
+// The three products of a linear layer, same argument order as kernels::gemm_nt/nn/tn (gemm.hpp).
+// C[M,N] (+)= A[M,K] · B[N,K]ᵀ
+inline void gemm_bf16_nt(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C, bool accumulate) {
+    gemm_bf16(M, N, K, A, K, KLayout::k_inner, B, K, KLayout::k_inner, C, N, accumulate);
+}
+// C[M,N] (+)= A[M,K] · B[K,N]
+inline void gemm_bf16_nn(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C, bool accumulate) {
+    gemm_bf16(M, N, K, A, K, KLayout::k_inner, B, N, KLayout::k_outer, C, N, accumulate);
+}
+// C[M,N] (+)= A[K,M]ᵀ · B[K,N]
+inline void gemm_bf16_tn(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C, bool accumulate) {
+    gemm_bf16(M, N, K, A, M, KLayout::k_outer, B, N, KLayout::k_outer, C, N, accumulate);
+}
+
+}  // namespace flashlm::kernels
