@@ -25,7 +25,7 @@ void run_cached(benchmark::State& st, Quant q) {
     int32_t tok = 1;
     for (auto _ : st) {
         const float* z = g->step(tok);
-        tok = int32_t(std::max_element(z, z + 10000) - z);
+        tok = int32_t(train::argmax(z, 10000));  // greedy: train::Sampler at temperature 0
     }
     st.counters["tok/s"] = benchmark::Counter(double(st.iterations()), benchmark::Counter::kIsRate);
 }
