@@ -2,9 +2,12 @@
 // SIMD path the CPU has against the scalar path, the scalar path against a naive float GEMM.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <numeric>
 #include <random>
 #include <vector>
 
@@ -274,6 +277,41 @@ TEST_CASE("ternary row tiles: int8 matvec bit-identical to the row-major int8 ke
         }
     }
     set_isa("auto");
+}
+
+TEST_CASE("train::top_k_indices: the first k of a partial_sort by (logit desc, index asc)") {
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd(0.0f, 2.0f);
+    std::vector<int32_t> out, cand;
+    std::vector<float> maxima;
+    int checked = 0;
+    for (int64_t V : {1, 10, 255, 256, 257, 1000, 4096, 10000, 10007})
+        for (int64_t k : {1, 2, 5, 16, 50, 100, 600, 5000}) {
+            if (k > V) continue;
+            for (int t = 0; t < 6; ++t) {
+                std::vector<float> z(static_cast<size_t>(V));
+                for (int64_t i = 0; i < V; ++i) {
+                    const float v = nd(rng);
+                    // plain, rounded (ties), coarse (many ties), 0/1 pattern, ascending (the top k at the end)
+                    z[size_t(i)] = t == 0 ? v : t == 1 ? std::round(v) : t == 2 ? float(int(v * 0.2f)) : t == 3 ? float(i % 7 == 0) : v;
+                }
+                if (t == 4) std::sort(z.begin(), z.end());
+                if (t == 5) std::sort(z.begin(), z.end(), std::greater<float>());
+                flashlm::train::top_k_indices(z.data(), V, k, out, maxima, cand);
+                std::vector<int32_t> ref(static_cast<size_t>(V));
+                std::iota(ref.begin(), ref.end(), 0);
+                std::partial_sort(ref.begin(), ref.begin() + k, ref.end(), [&](int32_t a, int32_t b) {
+                    return z[size_t(a)] > z[size_t(b)] || (z[size_t(a)] == z[size_t(b)] && a < b);
+                });
+                ref.resize(size_t(k));
+                CAPTURE(V);
+                CAPTURE(k);
+                CAPTURE(t);
+                CHECK(out == ref);
+                ++checked;
+            }
+        }
+    CHECK(checked == 6 * 52);
 }
 
 TEST_CASE("exact family: scalar path against a naive float GEMM") {
