@@ -2,15 +2,20 @@
 // SIMD path the CPU has against the scalar path, the scalar path against a naive float GEMM.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <numeric>
 #include <random>
 #include <vector>
 
 #include "flashlm/kernels/dense.hpp"
 #include "flashlm/kernels/ternary_matmul.hpp"
+#include "flashlm/kernels/ternary_tiles.hpp"
 #include "flashlm/ops/bitlinear.hpp"
+#include "flashlm/train/sampler.hpp"
 
 using namespace flashlm::kernels;
 
@@ -190,6 +195,123 @@ TEST_CASE("quantize_activations_int8: per-row absmax, half to even") {
     CHECK(q[3] == 0);
     CHECK(s[1] == doctest::Approx(127.0f / 1e-5f));  // all-zero row: clamped max, zero codes
     for (int i = 4; i < 8; ++i) CHECK(q[i] == 0);
+}
+
+TEST_CASE("quantize_activations_int8: same codes and scales as the std::nearbyint reference") {
+    // The vectorisable form (bit-pattern absmax, 1.5·2^23 rounding) against the formula it replaced,
+    // on random rows and on rows built to land on x·s = n + 0.5 ties and on the ±127 clamp.
+    std::mt19937 rng(7);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    int ties = 0;
+    for (int trial = 0; trial < 400; ++trial) {
+        const int64_t K = 1 + trial % 300;
+        std::vector<float> x(static_cast<size_t>(K));
+        for (auto& v : x) v = nd(rng) * (trial % 3 == 0 ? 1e-3f : 3.0f);
+        if (trial % 2) {  // amax = 127 makes s = 1: halves become exact ties
+            x[0] = 127.0f;
+            for (int64_t k = 1; k < K; ++k) x[size_t(k)] = std::round(x[size_t(k)] * 20.0f) + 0.5f;
+        }
+        std::vector<int8_t> q(static_cast<size_t>(K));
+        float s = 0;
+        quantize_activations_int8(x.data(), 1, K, q.data(), &s);
+        float amax = 0;
+        for (float v : x) amax = std::max(amax, std::abs(v));
+        const float ref_s = 127.0f / std::max(amax, 1e-5f);
+        REQUIRE(s == ref_s);
+        for (int64_t k = 0; k < K; ++k) {
+            const float v = x[size_t(k)] * ref_s;
+            ties += v == std::floor(v) + 0.5f;
+            REQUIRE(int(q[size_t(k)]) == int(std::clamp(std::nearbyint(v), -127.0f, 127.0f)));
+        }
+    }
+    CHECK(ties > 1000);
+}
+
+TEST_CASE("train::argmax: the index std::max_element gives, ties to the first") {
+    std::mt19937 rng(11);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (int64_t n : {1, 2, 15, 16, 17, 31, 32, 33, 100, 1000, 10000, 10007}) {
+        std::vector<float> z(static_cast<size_t>(n));
+        for (int trial = 0; trial < 20; ++trial) {
+            for (auto& v : z) v = trial % 4 == 3 ? std::round(nd(rng)) : nd(rng);  // rounded: many ties
+            if (trial % 5 == 4)  // the maximum in the ragged tail / at the very end
+                z[size_t(n - 1)] = 100.0f;
+            CAPTURE(n);
+            CAPTURE(trial);
+            CHECK(flashlm::train::argmax(z.data(), n) == std::max_element(z.begin(), z.end()) - z.begin());
+        }
+        std::fill(z.begin(), z.end(), -0.0f);
+        z[size_t(n / 2)] = 0.0f;  // -0 == +0: the first one wins
+        CHECK(flashlm::train::argmax(z.data(), n) == 0);
+    }
+}
+
+TEST_CASE("ternary row tiles: int8 matvec bit-identical to the row-major int8 kernels, every path") {
+    std::mt19937 rng(5);
+    std::uniform_int_distribution<int> code(-1, 1), xv(-127, 127);
+    const std::pair<int64_t, int64_t> shapes[] = {{1, 4}, {7, 8}, {16, 64}, {17, 192}, {33, 100}, {384, 192},
+                                                  {192, 512}, {100, 1000}, {5, 4096}, {3, 4100}};
+    for (const auto& shape : shapes) {
+        const int64_t rows = shape.first, cols = shape.second;  // not a structured binding: clang 14 cannot capture those
+        CAPTURE(rows);
+        CAPTURE(cols);
+        std::vector<int8_t> q(static_cast<size_t>(rows * cols));
+        for (auto& v : q) v = int8_t(code(rng));
+        q[0] = -1;  // extremes: a row of all -1 against x = -127
+        const PackedTernary p = pack_ternary_codes(q.data(), rows, cols, 0.37f);
+        const PackedTernaryTiles t = pack_ternary_tiles(p);
+        std::vector<int8_t> x(static_cast<size_t>(p.cols_padded), 0);
+        for (int64_t k = 0; k < cols; ++k) x[size_t(k)] = int8_t(xv(rng));
+        x[0] = -127;
+        const float xs = 3.1f;
+        REQUIRE(set_isa("scalar"));
+        std::vector<float> ref(static_cast<size_t>(rows));
+        ternary_matvec_int8(p, x.data(), xs, ref.data());
+        for (const std::string& isa : available_isas()) {
+            CAPTURE(isa);
+            REQUIRE(set_isa(isa));
+            std::vector<float> y(static_cast<size_t>(rows + 16), -99.0f);
+            ternary_tiles_matvec_int8(t, x.data(), xs, y.data());
+            for (int64_t r = 0; r < rows; ++r) REQUIRE(std::memcmp(&y[size_t(r)], &ref[size_t(r)], 4) == 0);
+            for (int64_t r = rows; r < rows + 16; ++r) CHECK(y[size_t(r)] == -99.0f);  // nothing past the last row
+        }
+    }
+    set_isa("auto");
+}
+
+TEST_CASE("train::top_k_indices: the first k of a partial_sort by (logit desc, index asc)") {
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd(0.0f, 2.0f);
+    std::vector<int32_t> out, cand;
+    std::vector<float> maxima;
+    int checked = 0;
+    for (int64_t V : {1, 10, 255, 256, 257, 1000, 4096, 10000, 10007})
+        for (int64_t k : {1, 2, 5, 16, 50, 100, 600, 5000}) {
+            if (k > V) continue;
+            for (int t = 0; t < 6; ++t) {
+                std::vector<float> z(static_cast<size_t>(V));
+                for (int64_t i = 0; i < V; ++i) {
+                    const float v = nd(rng);
+                    // plain, rounded (ties), coarse (many ties), 0/1 pattern, ascending (the top k at the end)
+                    z[size_t(i)] = t == 0 ? v : t == 1 ? std::round(v) : t == 2 ? float(int(v * 0.2f)) : t == 3 ? float(i % 7 == 0) : v;
+                }
+                if (t == 4) std::sort(z.begin(), z.end());
+                if (t == 5) std::sort(z.begin(), z.end(), std::greater<float>());
+                flashlm::train::top_k_indices(z.data(), V, k, out, maxima, cand);
+                std::vector<int32_t> ref(static_cast<size_t>(V));
+                std::iota(ref.begin(), ref.end(), 0);
+                std::partial_sort(ref.begin(), ref.begin() + k, ref.end(), [&](int32_t a, int32_t b) {
+                    return z[size_t(a)] > z[size_t(b)] || (z[size_t(a)] == z[size_t(b)] && a < b);
+                });
+                ref.resize(size_t(k));
+                CAPTURE(V);
+                CAPTURE(k);
+                CAPTURE(t);
+                CHECK(out == ref);
+                ++checked;
+            }
+        }
+    CHECK(checked == 6 * 52);
 }
 
 TEST_CASE("exact family: scalar path against a naive float GEMM") {

@@ -52,6 +52,19 @@ struct DenseI8Job {
     float* y;
 };
 
+// Ternary int8 rows in tiles (ternary_tiles.hpp): tiles [t0, t1) of 16 rows; per tile and group of 4
+// columns the planes nonzero / negative at planes[(t · groups + g) · 2 + {0, 1}], bit 4i + c for row
+// 16t + i, column 4g + c. dot_r exact in int32, y[r] = float(dot_r) * wscale / xscale, for r < rows.
+struct TernTilesI8Job {
+    const uint64_t* planes;
+    int64_t groups;
+    int64_t t0, t1, rows;
+    const int8_t* x;
+    float xscale, wscale;
+    const int32_t* row_sums;  // Σ_k q[r,k], padded to whole tiles, for kernels that bias x to unsigned
+    float* y;
+};
+
 // Dense float rows: y[r] = Σ_k w[r · ld + k] · x[k] for r in [r0, r1), summation order up to the path.
 struct DenseF32Job {
     const float* w;
@@ -96,6 +109,7 @@ struct TernaryRows {
     void operator()(xsimd::avx512bw, const DenseI8Job&) const noexcept;
     void operator()(xsimd::avx512bw, const DenseF32Job&) const noexcept;
     void operator()(xsimd::avx512bw, const TernaryGemmI8Job&) const noexcept;
+    void operator()(xsimd::avx512bw, const TernTilesI8Job&) const noexcept;
     // AArch64 (arch/ternary_neon.cpp): Armv8.0 Advanced SIMD only, int8 through vmull_s8 + vpadalq_s16.
     void operator()(xsimd::neon64, const F32Job&) const noexcept;
     void operator()(xsimd::neon64, const I8Job&) const noexcept;

@@ -211,14 +211,25 @@ const T* padded_rows(const T* x, int64_t M, int64_t cols, int64_t cols_padded, s
     return buf.data();
 }
 
+// amax = max|x|, s = 127 / max(amax, 1e-5), q = clamp(round_half_even(x · s), ±127). Written so that
+// the compiler vectorises both loops (a per-token cost of the int8 generators: ~9 % of an int8 Bolt step
+// as scalar code): |x| is compared as its bit pattern (for non-NaN floats the unsigned order of
+// |x|'s bits is the order of |x|, and integer max reductions vectorise where float ones do not without
+// -ffast-math); rounding adds and subtracts 1.5 · 2²³, which rounds a clamped |v| ≤ 127 to the nearest
+// integer, ties to even, in the default rounding mode: the same numbers as std::nearbyint.
 inline void quantize_rows_int8(const float* x, int64_t M, int64_t K, int8_t* q, int64_t ldq, float* scales) {
+    constexpr float k_round = 12582912.0f;  // 1.5 · 2^23
     for (int64_t m = 0; m < M; ++m) {
         const float* xr = x + m * K;
-        float amax = 0;
-        for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::abs(xr[k]));
+        uint32_t abits = 0;
+        for (int64_t k = 0; k < K; ++k) abits = std::max(abits, std::bit_cast<uint32_t>(xr[k]) & 0x7fffffffu);
+        const float amax = std::bit_cast<float>(abits);
         const float s = 127.0f / std::max(amax, 1e-5f);
-        for (int64_t k = 0; k < K; ++k)
-            q[m * ldq + k] = int8_t(std::clamp(std::nearbyint(xr[k] * s), -127.0f, 127.0f));
+        int8_t* qr = q + m * ldq;
+        for (int64_t k = 0; k < K; ++k) {
+            const float v = std::clamp(xr[k] * s, -127.0f, 127.0f);
+            qr[k] = int8_t(int32_t((v + k_round) - k_round));
+        }
         scales[m] = s;
     }
 }

@@ -11,6 +11,7 @@
 #include "flashlm/kernels/dense.hpp"
 #include "flashlm/kernels/ternary_matmul.hpp"
 #include "flashlm/kernels/ternary_pack.hpp"
+#include "flashlm/kernels/ternary_tiles.hpp"
 #include "flashlm/train/generator.hpp"
 
 namespace flashlm::nn {
@@ -19,9 +20,11 @@ namespace flashlm::nn {
 class FrozenBitLinear {
 public:
     FrozenBitLinear() = default;
-    explicit FrozenBitLinear(const Tensor<float>& w) : w_(kernels::pack_ternary(w.data, w.dim(0), w.dim(1))) {}
+    explicit FrozenBitLinear(const Tensor<float>& w) : FrozenBitLinear(kernels::pack_ternary(w.data, w.dim(0), w.dim(1))) {}
     // Already packed (another quantizer's codes and scale, e.g. Q1' of FlashLM v5).
-    explicit FrozenBitLinear(kernels::PackedTernary p) : w_(std::move(p)) {}
+    explicit FrozenBitLinear(kernels::PackedTernary p) : w_(std::move(p)) {
+        if (w_.cols % 4 == 0) tiles_ = kernels::pack_ternary_tiles(w_);  // the int8 matvec's layout (see int8())
+    }
     int64_t in() const { return w_.cols; }
     int64_t out() const { return w_.rows; }
     // y = W̃ x. For int8, xq/xs are scratch for the quantised input (size in()).
@@ -31,12 +34,12 @@ public:
         } else {
             float xs = 0;
             kernels::quantize_activations_int8(x, 1, w_.cols, xq, &xs);
-            kernels::ternary_matvec_int8(w_, xq, xs, y);
+            int8(xq, xs, y);
         }
     }
     // int8 with x already quantised (quantize(), the same numbers as the float overload): one
     // quantisation serves every matrix that reads the same x (GLU gate and up).
-    void operator()(const int8_t* xq, float xs, float* y) const { kernels::ternary_matvec_int8(w_, xq, xs, y); }
+    void operator()(const int8_t* xq, float xs, float* y) const { int8(xq, xs, y); }
     float quantize(const float* x, int8_t* xq) const {
         float xs = 0;
         kernels::quantize_activations_int8(x, 1, w_.cols, xq, &xs);
@@ -45,7 +48,17 @@ public:
     const kernels::PackedTernary& packed() const { return w_; }
 
 private:
+    // The row-tile layout (kernels/ternary_tiles.hpp) where the CPU has its kernel: one row per int32
+    // lane, no per-row reduction; the same numbers bit for bit as the row-major kernels.
+    void int8(const int8_t* xq, float xs, float* y) const {
+        if (!tiles_.planes.empty() && kernels::ternary_tiles_native())
+            kernels::ternary_tiles_matvec_int8(tiles_, xq, xs, y);
+        else
+            kernels::ternary_matvec_int8(w_, xq, xs, y);
+    }
+
     kernels::PackedTernary w_;
+    kernels::PackedTernaryTiles tiles_;
 };
 
 // A float output head (e.g. tied to the embedding, [vocab, D]) frozen for the int8 path: weights
@@ -58,13 +71,18 @@ public:
         : w_(kernels::pack_int8_rows(w, rows, cols)), xq_(size_t(w_.cols_padded), 0) {}
     int64_t in() const { return w_.cols; }
     int64_t out() const { return w_.rows; }
-    // y[out] ≈ W x. Uses the object's own scratch: not for concurrent calls on one object.
-    void operator()(const float* x, float* y) { kernels::int8_rows_matvec(w_, x, y, xq_.data()); }
+    // y[out] ≈ W x. Uses the object's own scratch: not for concurrent calls on one object. Alternate
+    // calls sweep the rows in opposite directions (same numbers; more L2 hits, kernels::detail::for_chunks).
+    void operator()(const float* x, float* y) {
+        kernels::int8_rows_matvec(w_, x, y, xq_.data(), reverse_);
+        reverse_ = !reverse_;
+    }
     const kernels::PackedInt8Rows& packed() const { return w_; }
 
 private:
     kernels::PackedInt8Rows w_;
     std::vector<int8_t> xq_;
+    bool reverse_ = false;
 };
 
 inline void rmsnorm_vec(const float* x, const float* g, float* y, int64_t D, float eps) {
