@@ -1,8 +1,9 @@
 // Gated delta rule at the bolt-deltanet head shapes, batch 16: the sequential reference (token loop
-// forward, BPTT backward) vs the chunkwise-parallel form (chunk 64, WY/UT transform, chunkwise backward),
-// forward alone and forward + backward, at T = 256 and 1024. small = 4 heads of dk 36 × dv 72,
+// forward, BPTT backward) vs the chunkwise-parallel form (WY/UT transform, chunkwise backward),
+// forward alone and forward + backward, at T = 256 and 1024 (GDN_BLOCK=n sets the chunked form's WY
+// block, default 16; checkpoints every 64 tokens in both forms). small = 4 heads of dk 36 × dv 72,
 // large = 6 heads of 48 × 96. The four variants of one shape run back to back, and the end of the run
-// prints sequential / chunked wall-time ratios from this same run. Items = tokens (B·T). Threads follow
+// prints sequential / chunked wall- and CPU-time ratios from this same run. Items = tokens (B·T). Threads follow
 // OMP_NUM_THREADS.
 #include <benchmark/benchmark.h>
 
@@ -96,7 +97,7 @@ int main(int argc, char** argv) {
     benchmark::RunSpecifiedBenchmarks(&rep);
     // CPU time is the calling thread's only: the fair measure with OMP_NUM_THREADS=1 on a busy machine,
     // meaningless with more threads (use wall there).
-    std::printf("\nsequential / chunked, same run (B 16, chunk 64; ms per call):\n");
+    std::printf("\nsequential / chunked, same run (B 16; ms per call):\n");
     std::printf("%-6s %5s  %-8s %9s %9s %7s   %9s %9s %7s\n", "shape", "T", "pass", "seq wall", "chk wall", "ratio",
                 "seq cpu", "chk cpu", "ratio");
     for (const auto& [name, s] : kShapes)

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "examples/bolt_deltanet.hpp"
@@ -216,8 +217,8 @@ TEST_CASE("gated_delta_rule: the chunked form equals the sequential reference (o
                     worst = std::max(worst, double(std::abs(res[0][t][i] - res[1][t][i])));
                     big = std::max(big, double(std::abs(res[0][t][i])));
                 }
-                MESSAGE("T " << L << ", " << H << " x " << dk << " x " << dv << (compat ? ", compat " : ", default ") << names[t]
-                             << ": max |chunked - sequential| " << worst << " of max " << big);
+                MESSAGE("T " << L << ", " << H << " x " << dk << " x " << dv << std::string(compat ? ", compat " : ", default ")
+                             << std::string(names[t]) << ": max |chunked - sequential| " << worst << " of max " << big);
                 CHECK(big > 0.01);
                 CHECK(worst <= 1e-4 * big);  // relative to the tensor's largest entry
             }
