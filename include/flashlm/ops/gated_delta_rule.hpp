@@ -11,7 +11,8 @@
 // c_t = 1, the fork's arithmetic (A:trainv4_gdn.py@8456f4d predicts from the undecayed S_{t−1};
 // VARIANTS.md §16 Q14).
 //
-// Backward is backpropagation through time over the state: with dS the adjoint of S_t (from o_t and
+// In the sequential form (the reference; DeltaForm below, the chunked form is ops/gated_delta_chunk.hpp)
+// the backward is backpropagation through time over the state: with dS the adjoint of S_t (from o_t and
 // all later steps),
 //   dS += q_t do_tᵀ;  dq_t = S_t do_t;  dk_t = dS u_t;  du = dSᵀ k_t;  da_t = ⟨dS, S_{t−1}⟩
 //   dv_t = β_t du;  dβ_t = du·δ_t;  dp = −β_t du
@@ -78,7 +79,7 @@ struct Dims {
 
 }  // namespace gdn
 
-// Which algorithm the op runs. `chunked` (the default) is the chunkwise-parallel form of
+// Which algorithm the op runs. `chunked` (what bolt-deltanet trains with) is the chunkwise-parallel form of
 // ops/gated_delta_chunk.hpp, forward and backward; `sequential` is the reference: the token loop forward
 // and BPTT over the state backward. Both give the same outputs and gradients up to float rounding.
 enum class DeltaForm { sequential, chunked };

@@ -10,6 +10,11 @@ first=$(losses "$work/d/metrics.jsonl" | head -5 | awk '{s+=$1} END {print s/NR}
 last=$(losses "$work/d/metrics.jsonl" | tail -5 | awk '{s+=$1} END {print s/NR}')
 awk -v f="$first" -v l="$last" 'BEGIN {exit !(l <= f - 2.0)}' && pass "bolt-deltanet loss falls by >= 2.0: first5 $first -> last5 $last" ||
   fail "bolt-deltanet loss did not fall by 2.0: $first -> $last"
+grep -q '"delta_form":"chunked"' <(python3 -c "
+import json, struct, sys
+f = open(sys.argv[1], 'rb'); n = struct.unpack('<Q', f.read(8))[0]
+print(json.loads(f.read(n))['__metadata__']['config'].replace(' ', ''))" "$work/d/checkpoint.safetensors") &&
+  pass "bolt-deltanet trains with the chunked delta rule (checkpoint config)" || fail "checkpoint config lacks delta_form chunked"
 
 for run in d u; do
   if [[ $run == u ]]; then
