@@ -32,6 +32,10 @@ struct BoltDeltaNetConfig {
     int64_t vocab_size = 10000, dim = 192, n_blocks = 6, num_heads = 4, glu_hidden = 512, conv_size = 4, seq_len = 512;
     double expand_k = 0.75, expand_v = 1.5;
     bool upstream_compat = false;
+    // Gated-delta-rule algorithm in training and full forwards: "chunked" (chunkwise WY/UT form) or
+    // "sequential" (the per-token reference). Same function up to float rounding; cached generation is
+    // always per token.
+    std::string delta_form = "chunked";
 
     static BoltDeltaNetConfig small() { return {}; }
     static BoltDeltaNetConfig large() {
@@ -49,7 +53,7 @@ struct BoltDeltaNetConfig {
         return {{"vocab_size", vocab_size}, {"dim", dim},           {"n_blocks", n_blocks},
                 {"num_heads", num_heads},   {"glu_hidden", glu_hidden}, {"expand_k", expand_k},
                 {"expand_v", expand_v},     {"conv_size", conv_size}, {"seq_len", seq_len},
-                {"upstream_compat", upstream_compat}};
+                {"upstream_compat", upstream_compat}, {"delta_form", delta_form}};
     }
     // Also run by the model's constructor, so a config built in code is checked too.
     void validate() const {
@@ -61,7 +65,11 @@ struct BoltDeltaNetConfig {
             throw std::invalid_argument("bolt-deltanet: key_dim " + std::to_string(key_dim()) + " and value_dim " +
                                         std::to_string(value_dim()) + " must be divisible by num_heads " +
                                         std::to_string(num_heads));
+        if (delta_form != "chunked" && delta_form != "sequential")
+            throw std::invalid_argument("bolt-deltanet: delta_form must be \"chunked\" or \"sequential\", got \"" +
+                                        delta_form + "\"");
     }
+    ops::DeltaForm form() const { return delta_form == "sequential" ? ops::DeltaForm::sequential : ops::DeltaForm::chunked; }
     static BoltDeltaNetConfig from_json(const nlohmann::json& j, BoltDeltaNetConfig c) {
         try {
             c.vocab_size = j.value("vocab_size", c.vocab_size);
@@ -74,6 +82,7 @@ struct BoltDeltaNetConfig {
             c.conv_size = j.value("conv_size", c.conv_size);
             c.seq_len = j.value("seq_len", c.seq_len);
             c.upstream_compat = j.value("upstream_compat", c.upstream_compat);
+            c.delta_form = j.value("delta_form", c.delta_form);
         } catch (const nlohmann::json::exception& e) {
             throw std::invalid_argument(std::string("bolt-deltanet: config value of the wrong type: ") + e.what());
         }
@@ -101,10 +110,11 @@ struct DeltaNetMixer {
     nn::BitLinear<T> q_proj, k_proj, v_proj, g_proj, gk_proj, beta_proj, o_proj;
     nn::CausalDepthwiseConv1d<T> q_conv, k_conv, v_conv;
     int64_t heads = 1, dk = 1, dv = 1;
+    ops::DeltaForm form = ops::DeltaForm::chunked;
 
     void declare(ParamStore<T>& p, const std::string& pre, const BoltDeltaNetConfig& c) {
         const int64_t D = c.dim, K = c.key_dim(), Vd = c.value_dim(), H = c.num_heads;
-        heads = H, dk = c.head_k(), dv = c.head_v();
+        heads = H, dk = c.head_k(), dv = c.head_v(), form = c.form();
         q_proj.declare(p, nn::join(pre, "q_proj"), D, K);
         k_proj.declare(p, nn::join(pre, "k_proj"), D, K);
         v_proj.declare(p, nn::join(pre, "v_proj"), D, Vd);
@@ -127,7 +137,7 @@ struct DeltaNetMixer {
         Tensor<T> v = ops::silu(tape, v_conv(tape, v_proj(tape, u)));
         Tensor<T> g = ops::log_sigmoid(tape, gk_proj(tape, u), 1.0 / 16);
         Tensor<T> beta = ops::sigmoid(tape, beta_proj(tape, u));
-        Tensor<T> o = ops::gated_delta_rule(tape, q, k, v, g, beta, heads, compat);
+        Tensor<T> o = ops::gated_delta_rule(tape, q, k, v, g, beta, heads, compat, 64, form);
         return o_proj(tape, ops::mul(tape, o, ops::sigmoid(tape, g_proj(tape, u))));
     }
 };

@@ -242,15 +242,18 @@ TEST_CASE("v3: a steady-state training step and cached generation steps make no 
     }
 }
 
-TEST_CASE("bolt-deltanet: steady-state training steps (both prediction rules) and cached generation steps make no heap allocation") {
-    for (bool compat : {false, true}) {
+TEST_CASE("bolt-deltanet: steady-state training steps (both prediction rules, both delta forms) and cached generation steps make no heap allocation") {
+    for (bool compat : {false, true})
+    for (const char* form : {"chunked", "sequential"}) {
         examples::BoltDeltaNetConfig c;
         c.vocab_size = 512, c.dim = 64, c.n_blocks = 2, c.num_heads = 2, c.glu_hidden = 128, c.seq_len = 64;
         c.upstream_compat = compat;
+        c.delta_form = form;
         examples::BoltDeltaNet<float> model("bolt-deltanet", c);
         Rng rng(11);
         model.init(rng);
         CAPTURE(compat);
+        CAPTURE(form);
         const auto counts = train_step_allocs(model, rng);
         CHECK(counts[0] > 0);
         CHECK(counts[2] == 0);

@@ -206,6 +206,16 @@ std::vector<OpCase<T>> op_table() {
                                                   ops::sigmoid(tp, in[4]), 2, false, 3, ops::DeltaForm::chunked);
                  },
                  {0, 1, 2, 3, 4}});
+    // Chunked form with WY blocks of 3 inside checkpoint spans of 8 over T 11: full, chunk-end and
+    // sequence-end short blocks, recomputed block states; strong decay (a ≈ 0.1–0.5) in the default row.
+    for (bool compat : {false, true})
+        t.push_back({compat ? "gated_delta_rule_chunked_blocks_upstream_compat" : "gated_delta_rule_chunked_blocks",
+                     {Shape{2, 11, 6}, Shape{2, 11, 6}, Shape{2, 11, 8}, Shape{2, 11, 2}, Shape{2, 11, 2}},
+                     [compat](Tape<T>& tp, V& in) {
+                         return ops::gated_delta_rule(tp, in[0], in[1], in[2], ops::log_sigmoid(tp, in[3], compat ? 0.5 : 2.0),
+                                                      ops::sigmoid(tp, in[4]), 2, compat, 8, ops::DeltaForm::chunked, 3);
+                     },
+                     {0, 1, 2, 3, 4}});
     t.push_back({"l2_normalize", {Shape{3, 8}}, [](Tape<T>& tp, V& in) { return ops::l2_normalize(tp, in[0], 4); }, {0}});
     t.push_back({"log_sigmoid", {Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::log_sigmoid(tp, in[0], 1.0 / 16); }, {0}});
     t.push_back({"softmax", {Shape{2, 3, 5}}, [](Tape<T>& tp, V& in) { return ops::softmax(tp, in[0]); }, {0}});

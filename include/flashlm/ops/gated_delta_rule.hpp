@@ -11,7 +11,8 @@
 // c_t = 1, the fork's arithmetic (A:trainv4_gdn.py@8456f4d predicts from the undecayed S_{t−1};
 // VARIANTS.md §16 Q14).
 //
-// Backward is backpropagation through time over the state: with dS the adjoint of S_t (from o_t and
+// In the sequential form (the reference; DeltaForm below, the chunked form is ops/gated_delta_chunk.hpp)
+// the backward is backpropagation through time over the state: with dS the adjoint of S_t (from o_t and
 // all later steps),
 //   dS += q_t do_tᵀ;  dq_t = S_t do_t;  dk_t = dS u_t;  du = dSᵀ k_t;  da_t = ⟨dS, S_{t−1}⟩
 //   dv_t = β_t du;  dβ_t = du·δ_t;  dp = −β_t du
@@ -26,6 +27,7 @@
 
 #include "flashlm/autograd/tape.hpp"
 #include "flashlm/core/parallel.hpp"
+#include "flashlm/ops/gated_delta_chunk.hpp"
 
 namespace flashlm::ops {
 
@@ -75,76 +77,62 @@ struct Dims {
     int64_t thread_scratch() const { return (std::min(chunk, L) + 2) * mat() + 3 * dv; }
 };
 
-// Scratch of the chunked forward per thread: cumulative log decays and β (3·chunk), two chunk×chunk
-// matrices, a chunk×dv right-hand side and a chunk×dk scaled-key buffer.
-inline int64_t chunked_scratch(int64_t chunk, int64_t dk, int64_t dv) { return 3 * chunk + 2 * chunk * chunk + chunk * (dv + dk); }
-
-// One chunk of n ≤ chunk tokens for one head in the chunkwise-parallel form (Yang et al. 2024, WY/UT
-// representation). With G_r = Σ_{s≤r} g_s inside the chunk, G'_r = G_r (or G_{r−1} in compat mode),
-// S_0 the state entering the chunk and u_s = β_s δ_s, unrolling the recurrence gives
-//   δ_r + Σ_{s<r} e^{G'_r − G_s} (k_r·k_s) β_s δ_s = v_r − e^{G'_r} S_0ᵀ k_r      (unit lower-triangular)
-//   o_r = e^{G_r} S_0ᵀ q_r + Σ_{s≤r} e^{G_r − G_s} (q_r·k_s) u_s
-//   S_n = e^{G_n} S_0 + Σ_s e^{G_n − G_s} k_s u_sᵀ
-// i.e. δ = T (V − diag(e^{G'}) K S_0) with T = (I + L)^{-1} the UT transform of the chunk's strictly lower
-// L; it is applied by one triangular solve (TRSM) rather than formed. Every exponent is ≤ 0, so no
-// decay product over the chunk is ever divided by. Writes δ and o for the chunk, advances S in place.
-template <class T>
-void chunk_forward(T* S, const T* q, const T* k, const T* v, const T* g, const T* beta, int64_t n, int64_t H,
-                   int64_t dk, int64_t dv, bool compat, T* delta, T* o, T* scratch, int64_t chunk) {
-    using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-    using CMap = Eigen::Map<const Mat, 0, Eigen::OuterStride<>>;
-    using WMap = Eigen::Map<Mat, 0, Eigen::OuterStride<>>;
-    using SMap = Eigen::Map<Mat>;
-    const CMap Q(q, n, dk, Eigen::OuterStride<>(H * dk)), K(k, n, dk, Eigen::OuterStride<>(H * dk));
-    const CMap V(v, n, dv, Eigen::OuterStride<>(H * dv));
-    WMap D(delta, n, dv, Eigen::OuterStride<>(H * dv)), O(o, n, dv, Eigen::OuterStride<>(H * dv));
-    SMap St(S, dk, dv);
-    T* G = scratch;
-    T* Gp = scratch + chunk;
-    SMap A(scratch + 2 * chunk, n, n), P(scratch + 2 * chunk + chunk * chunk, n, n);
-    SMap X(scratch + 2 * chunk + 2 * chunk * chunk, n, dv);
-    SMap Ks(scratch + 2 * chunk + 2 * chunk * chunk + chunk * dv, n, dk);
-    T* Bc = scratch + 2 * chunk + 2 * chunk * chunk + chunk * (dv + dk);
-    T acc = 0;
-    for (int64_t r = 0; r < n; ++r) {
-        Bc[r] = beta[r * H];
-        Gp[r] = acc;  // G_{r−1}
-        acc += g[r * H];
-        G[r] = acc;
-        if (!compat) Gp[r] = acc;
-    }
-    // Right-hand side V − diag(e^{G'}) K S_0, then the unit lower-triangular system.
-    X.noalias() = K * St;
-    for (int64_t r = 0; r < n; ++r) X.row(r) = V.row(r) - std::exp(Gp[r]) * X.row(r);
-    A.noalias() = K * K.transpose();
-    const Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>> Gv(G, n);
-    const Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>> bcol(Bc, n);
-    for (int64_t r = 1; r < n; ++r)  // Eigen's vectorised exp: a chunk needs n² of them
-        A.row(r).head(r).array() *= (Gp[r] - Gv.head(r).array()).exp() * bcol.head(r).array();
-    A.template triangularView<Eigen::UnitLower>().solveInPlace(X);
-    D = X;
-    for (int64_t r = 0; r < n; ++r) X.row(r) *= beta[r * H];  // U
-    // Outputs: inter-chunk part from S_0 plus the masked intra-chunk attention.
-    P.noalias() = Q * K.transpose();
-    for (int64_t r = 0; r < n; ++r) {
-        P.row(r).head(r + 1).array() *= (G[r] - Gv.head(r + 1).array()).exp();
-        P.row(r).tail(n - r - 1).setZero();
-    }
-    O.noalias() = Q * St;
-    for (int64_t r = 0; r < n; ++r) O.row(r) *= std::exp(G[r]);
-    O.noalias() += P * X;
-    // State leaving the chunk.
-    const T Gn = G[n - 1];
-    for (int64_t r = 0; r < n; ++r) Ks.row(r) = std::exp(Gn - G[r]) * K.row(r);
-    St *= std::exp(Gn);
-    St.noalias() += Ks.transpose() * X;
-}
-
 }  // namespace gdn
 
-// Which forward the op runs. Both give the same δ, checkpoints and output (to round-off) and share the
-// BPTT backward; `chunked` is the chunkwise-parallel form (gdn::chunk_forward), `sequential` the token loop.
+// Which algorithm the op runs. `chunked` (what bolt-deltanet trains with) is the chunkwise-parallel form of
+// ops/gated_delta_chunk.hpp, forward and backward; `sequential` is the reference: the token loop forward
+// and BPTT over the state backward. Both give the same outputs and gradients up to float rounding.
 enum class DeltaForm { sequential, chunked };
+
+// Backward of the chunked form: per (batch row, head), checkpoint spans in reverse. Each span's states
+// at its block starts are recomputed from the checkpoint and the saved δ (one GEMM per block), then the
+// blocks run backwards through gdn::chunk_backward, carrying the state adjoint.
+template <class T>
+void gated_delta_rule_chunked_backward(Node<T>& n) {
+    const Tensor<T>& q = n.in[0];
+    const Tensor<T>& k = n.in[1];
+    const Tensor<T>& v = n.in[2];
+    const Tensor<T>& g = n.in[3];
+    const T* beta = n.saved[2];
+    T* dbeta = n.saved[3];
+    const int64_t H = n.i[0];
+    const bool compat = n.i[1] != 0;
+    const gdn::Dims d{q.dim(0), q.dim(1), H, q.dim(2) / H, v.dim(2) / H, n.i[2]};
+    const int64_t L = d.L, dk = d.dk, dv = d.dv, M = d.mat(), nc = d.chunks(), C = d.chunk, Bk = n.i[3];
+    const int64_t nb = (C + Bk - 1) / Bk;  // blocks per checkpoint span
+    const T* delta = n.saved[0];
+    const T* ckpt = n.saved[1];  // [B·H, chunks, dk·dv]: S entering each span
+    T* scratch = n.saved[1] + d.B * H * nc * M;
+    const int64_t cw = gdn::ChunkWork<T>::floats(Bk, dk, dv) + (nb + 1) * M;
+    const T* dO = n.out.grad;
+    parallel_for_tid(d.B * H, d.B * H * L * M * 12, [&](int64_t u0, int64_t u1, int tid) {
+        T* base = scratch + int64_t(tid) * cw;
+        const gdn::ChunkWork<T> w(base, Bk, dk, dv);
+        T* dS = base + w.size;
+        T* Sb = dS + M;  // states entering each block of the span
+        for (int64_t unit = u0; unit < u1; ++unit) {
+            const int64_t b = unit / H, h = unit % H;
+            std::fill(dS, dS + M, T(0));
+            for (int64_t c = nc - 1; c >= 0; --c) {
+                const int64_t t0 = c * C, t1 = std::min(L, t0 + C), nbc = (t1 - t0 + Bk - 1) / Bk;
+                std::copy(ckpt + (unit * nc + c) * M, ckpt + (unit * nc + c + 1) * M, Sb);
+                for (int64_t j = 0; j + 1 < nbc; ++j) {
+                    const int64_t r = b * L + t0 + j * Bk;
+                    gdn::chunk_state(Sb + j * M, Sb + (j + 1) * M, k.data + r * H * dk + h * dk, g.data + r * H + h,
+                                     beta + r * H + h, delta + r * H * dv + h * dv, Bk, H, dk, dv, w);
+                }
+                for (int64_t j = nbc - 1; j >= 0; --j) {
+                    const int64_t s0 = t0 + j * Bk, len = std::min(Bk, t1 - s0), r = b * L + s0;
+                    const int64_t ok = r * H * dk + h * dk, ov = r * H * dv + h * dv, og = r * H + h;
+                    gdn::chunk_backward(Sb + j * M, dS, q.data + ok, k.data + ok, g.data + og, beta + og, delta + ov,
+                                        dO + ov, len, H, dk, dv, compat, q.grad ? q.grad + ok : nullptr,
+                                        k.grad ? k.grad + ok : nullptr, v.grad ? v.grad + ov : nullptr,
+                                        g.grad ? g.grad + og : nullptr, dbeta ? dbeta + og : nullptr, w);
+                }
+            }
+        }
+    });
+}
 
 template <class T>
 void gated_delta_rule_backward(Node<T>& n) {
@@ -223,11 +211,13 @@ void gated_delta_rule_backward(Node<T>& n) {
 }
 
 // q, k: [B, T, H·dk]; v: [B, T, H·dv]; g (log decay, a = exp g) and beta: [B, T, H]. Returns o: [B, T, H·dv].
-// q and k are used as given (the caller normalises them). `chunk` is the backward's recompute length.
+// q and k are used as given (the caller normalises them). `chunk` is the interval at which the state is
+// checkpointed for the backward (both forms). The chunked form works in blocks of `block` tokens inside
+// each chunk (its WY/UT block length); the sequential form recomputes one chunk's per-token states.
 template <class T>
 Tensor<T> gated_delta_rule(Tape<T>& tape, const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
                            const Tensor<T>& g, const Tensor<T>& beta, int64_t heads, bool upstream_compat = false,
-                           int64_t chunk = 64, DeltaForm form = DeltaForm::sequential) {
+                           int64_t chunk = 64, DeltaForm form = DeltaForm::sequential, int64_t block = 16) {
     FLASHLM_CHECK(q.shape.rank == 3 && k.shape == q.shape,
                   "gated_delta_rule: q " + q.shape.str() + " and k " + k.shape.str() + " must be the same [B, T, H*dk]");
     FLASHLM_CHECK(heads >= 1 && q.dim(2) % heads == 0 && v.shape.rank == 3 && v.dim(0) == q.dim(0) &&
@@ -237,30 +227,36 @@ Tensor<T> gated_delta_rule(Tape<T>& tape, const Tensor<T>& q, const Tensor<T>& k
     const Shape gs{q.dim(0), q.dim(1), heads};
     FLASHLM_CHECK(g.shape == gs && beta.shape == gs,
                   "gated_delta_rule: g " + g.shape.str() + " and beta " + beta.shape.str() + " must be " + gs.str());
-    FLASHLM_CHECK(chunk >= 1, "gated_delta_rule: chunk must be positive");
+    FLASHLM_CHECK(chunk >= 1 && block >= 1, "gated_delta_rule: chunk and block must be positive");
+    block = std::min(block, chunk);
     const int64_t H = heads;
     const gdn::Dims d{q.dim(0), q.dim(1), H, q.dim(2) / H, v.dim(2) / H, chunk};
     const int64_t L = d.L, dk = d.dk, dv = d.dv, M = d.mat(), nc = d.chunks();
     const bool rec = tape.recording({q, k, v, g, beta});
     Tensor<T> o = tape.make(v.shape, rec);
     T* delta = tape.scratch(d.B * L * H * dv);
-    T* ckpt = rec ? tape.scratch(d.B * H * nc * M + int64_t(max_threads()) * d.thread_scratch()) : nullptr;
+    const bool chunked = form == DeltaForm::chunked;
+    // Per-thread workspace, once per call: the chunked form's (its backward adds the state adjoint and
+    // the states at the block starts of one chunk), or the sequential backward's recompute buffers.
+    const int64_t cw = gdn::ChunkWork<T>::floats(block, dk, dv);
+    const int64_t per_thread = chunked ? cw + ((chunk + block - 1) / block + 1) * M : d.thread_scratch();
+    T* ckpt = rec ? tape.scratch(d.B * H * nc * M + int64_t(max_threads()) * per_thread) : nullptr;
     T* state = tape.scratch(d.B * H * M);
-    if (form == DeltaForm::chunked) {
-        const int64_t cs = gdn::chunked_scratch(chunk, dk, dv);
-        T* work = tape.scratch(int64_t(max_threads()) * cs);
-        parallel_for_tid(d.B * H, d.B * H * L * M * 3, [&](int64_t u0, int64_t u1, int tid) {
+    if (chunked) {
+        T* work = rec ? ckpt + d.B * H * nc * M : tape.scratch(int64_t(max_threads()) * per_thread);
+        parallel_for_tid(d.B * H, d.B * H * L * M * 4, [&](int64_t u0, int64_t u1, int tid) {
+            const gdn::ChunkWork<T> w(work + int64_t(tid) * per_thread, block, dk, dv);
             for (int64_t unit = u0; unit < u1; ++unit) {
                 const int64_t b = unit / H, h = unit % H;
                 T* S = state + unit * M;
                 std::fill(S, S + M, T(0));
-                for (int64_t c = 0; c < nc; ++c) {
-                    if (rec) std::copy(S, S + M, ckpt + (unit * nc + c) * M);
-                    const int64_t t0 = c * chunk, n = std::min(chunk, L - t0), r = b * L + t0;
+                for (int64_t t0 = 0, n = 0; t0 < L; t0 += n) {  // a block is short only at a chunk's or T's end
+                    if (rec && t0 % chunk == 0) std::copy(S, S + M, ckpt + (unit * nc + t0 / chunk) * M);
+                    n = std::min({block, L - t0, chunk - t0 % chunk});
+                    const int64_t r = b * L + t0;
                     gdn::chunk_forward(S, q.data + r * H * dk + h * dk, k.data + r * H * dk + h * dk,
                                        v.data + r * H * dv + h * dv, g.data + r * H + h, beta.data + r * H + h, n, H, dk,
-                                       dv, upstream_compat, delta + r * H * dv + h * dv, o.data + r * H * dv + h * dv,
-                                       work + int64_t(tid) * cs, chunk);
+                                       dv, upstream_compat, delta + r * H * dv + h * dv, o.data + r * H * dv + h * dv, w);
                 }
             }
         });
@@ -281,7 +277,7 @@ Tensor<T> gated_delta_rule(Tape<T>& tape, const Tensor<T>& q, const Tensor<T>& k
         });
     }
     if (o.grad) {
-        auto& n = tape.record(&gated_delta_rule_backward<T>);
+        auto& n = tape.record(chunked ? &gated_delta_rule_chunked_backward<T> : &gated_delta_rule_backward<T>);
         n.in[0] = q;
         n.in[1] = k;
         n.in[2] = v;
@@ -294,6 +290,7 @@ Tensor<T> gated_delta_rule(Tape<T>& tape, const Tensor<T>& q, const Tensor<T>& k
         n.i[0] = H;
         n.i[1] = upstream_compat ? 1 : 0;
         n.i[2] = chunk;
+        n.i[3] = block;
     }
     return o;
 }

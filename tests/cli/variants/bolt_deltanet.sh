@@ -7,6 +7,11 @@ common=(--model bolt-deltanet --data "$data" --seq 64 --batch 4 --accum 1 --thre
 
 "$bin" train "${common[@]}" --steps $steps30 --out "$work/d" > "$work/d.log" 2>&1 || fail "bolt-deltanet train 30 steps: $(tail -5 "$work/d.log")"
 loss_falls "bolt-deltanet" "$work/d/metrics.jsonl" 2.0
+grep -q '"delta_form":"chunked"' <(python3 -c "
+import json, struct, sys
+f = open(sys.argv[1], 'rb'); n = struct.unpack('<Q', f.read(8))[0]
+print(json.loads(f.read(n))['__metadata__']['config'].replace(' ', ''))" "$work/d/checkpoint.safetensors") &&
+  pass "bolt-deltanet trains with the chunked delta rule (checkpoint config)" || fail "checkpoint config lacks delta_form chunked"
 
 for run in d u; do
   if [[ $run == u ]]; then
