@@ -8,7 +8,9 @@
 //   bench_train_step_cli --model bolt --quant int8 ...               # BitLinear forward in int8
 //   bench_train_step_cli --model bolt --matmul bf16 ...              # bf16 training GEMMs (kernels/gemm_bf16.hpp)
 // Output: {"impl":"flashlm","model":..,"tok_s":..,"gflop_s":..,"peak_rss_mb":..,"minflt_per_step":..,
-//          "cpu_util":..,"phase_ms":{...}}
+//          "cpu_util":..,"optimizer":..,"phase_ms":{...}}
+// The optimizer is the recipe's (AdamW, or SGD with momentum for supernova2-engine); its phase is named
+// after it.
 // phase_ms splits the mean step: a tied head's backward GEMMs run inside "forward" (fused CE).
 #include <omp.h>
 #include <sys/resource.h>
@@ -130,13 +132,18 @@ int main(int argc, char** argv) try {
     if (!model->set_recompute(a.recompute)) usage("--recompute is not available for " + a.model);
     ops::set_int8_forward(a.quant == "int8");
     kernels::set_matmul(kernels::parse_matmul(a.matmul));
-    const nlohmann::json recipe = {{"lr", rc.lr}, {"beta1", rc.beta1}, {"beta2", rc.beta2}, {"eps", rc.eps},
-                                   {"weight_decay", rc.weight_decay}, {"clip", rc.clip}};
+    nlohmann::json recipe = {{"lr", rc.lr}, {"beta1", rc.beta1}, {"beta2", rc.beta2}, {"eps", rc.eps},
+                             {"weight_decay", rc.weight_decay}, {"clip", rc.clip}};
+    if (rc.optimizer != "adamw") recipe["optimizer"] = rc.optimizer, recipe["momentum"] = rc.momentum;
     if (a.print_config) {
         std::printf("%s\n", nlohmann::json{{"model", a.model}, {"config", model->config()}, {"recipe", recipe}}.dump().c_str());
         return 0;
     }
+    // The recipe's optimizer, as train::Trainer builds it (SGD keeps its velocity in AdamW's exp_avg).
+    if (rc.optimizer != "adamw" && rc.optimizer != "sgd") usage("unknown optimizer '" + rc.optimizer + "' in the recipe");
     optim::AdamW<float> adam(model->params(), optim::AdamWConfig{rc.beta1, rc.beta2, rc.eps, rc.weight_decay});
+    optim::SgdMomentum<float> sgd(model->params(), adam.exp_avg(), optim::SgdConfig{rc.momentum, rc.weight_decay});
+    const bool use_sgd = rc.optimizer == "sgd";
     Tape<float> tape;
 
     const int64_t V = model->vocab_size();
@@ -147,7 +154,7 @@ int main(int argc, char** argv) try {
     for (auto& t : ids) t = tok(gen);
     for (auto& t : targets) t = tok(gen);
 
-    // Same order as train::Trainer::run: zero_grad, reset, loss, backward, clip, AdamW.
+    // Same order as train::Trainer::run: zero_grad, reset, loss, backward, clip, optimizer step.
     double phase[5] = {};
     float loss_value = 0;
     auto step = [&](bool timed) {
@@ -161,7 +168,10 @@ int main(int argc, char** argv) try {
         const auto t3 = clock_type::now();
         optim::clip_grad_norm(model->params(), rc.clip);
         const auto t4 = clock_type::now();
-        adam.step(rc.lr);
+        if (use_sgd)
+            sgd.step(rc.lr);
+        else
+            adam.step(rc.lr);
         const auto t5 = clock_type::now();
         loss_value = loss.data[0];
         if (timed) {
@@ -188,13 +198,13 @@ int main(int argc, char** argv) try {
     const double cpu_util = (cpu_s(r1) - cpu_s(r0)) / elapsed;
     std::printf("{\"impl\": \"flashlm\", \"model\": \"%s%s%s\", \"batch\": %lld, \"seq\": %lld, \"threads\": %lld, "
                 "\"steps\": %lld, \"tok_s\": %.1f, \"gflop_s\": %.1f, \"step_ms\": %.2f, \"peak_rss_mb\": %.1f, "
-                "\"minflt_per_step\": %.1f, \"cpu_util\": %.2f, \"loss\": %.5f, "
-                "\"phase_ms\": {\"zero_grad\": %.2f, \"forward\": %.2f, \"backward\": %.2f, \"clip\": %.2f, \"adamw\": %.2f}}\n",
+                "\"minflt_per_step\": %.1f, \"cpu_util\": %.2f, \"loss\": %.5f, \"optimizer\": \"%s\", "
+                "\"phase_ms\": {\"zero_grad\": %.2f, \"forward\": %.2f, \"backward\": %.2f, \"clip\": %.2f, \"%s\": %.2f}}\n",
                 a.model.c_str(), (std::string(a.recompute ? "+recompute" : "") + (a.quant == "int8" ? "+int8" : "")).c_str(),
                 a.matmul == "bf16" ? "+bf16" : "", (long long)a.batch, (long long)a.seq, (long long)a.threads, (long long)a.steps, tok_s,
                 tok_s * train_flops_per_token(model->params()) * 1e-9, elapsed * ms, double(r1.ru_maxrss) / 1024.0,
-                double(r1.ru_minflt - r0.ru_minflt) / steps, cpu_util, double(loss_value), phase[0] * ms, phase[1] * ms,
-                phase[2] * ms, phase[3] * ms, phase[4] * ms);
+                double(r1.ru_minflt - r0.ru_minflt) / steps, cpu_util, double(loss_value), rc.optimizer.c_str(), phase[0] * ms,
+                phase[1] * ms, phase[2] * ms, phase[3] * ms, rc.optimizer.c_str(), phase[4] * ms);
     return 0;
 } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_train_step_cli: %s\n", e.what());

@@ -265,7 +265,7 @@ int cmd_train(const TrainArgs& a) {
     if (seq > model->max_seq_len())
         throw std::invalid_argument(fmt::format("--seq {} exceeds the model's seq_len {}", seq, model->max_seq_len()));
     if (!model->set_recompute(a.recompute))
-        throw std::invalid_argument(fmt::format("--recompute is not available for {} (bolt, bolt-large, bolt-blockwise)", e.name));
+        throw std::invalid_argument(fmt::format("--recompute is not available for {} (bolt, bolt-large, bolt-blockwise, supernova2)", e.name));
     ops::set_int8_forward(a.quant == "int8");
 
     train::TrainOptions o;

@@ -172,13 +172,16 @@ struct IgnitionMoE {
         choice_.resize(size_t(N)), order_.resize(size_t(N)), offset_.resize(size_t(E + 1));
         Tensor<T> gate = ops::top1_softmax_gate(tape, router(tape, h), choice_.data());
         ops::group_by_choice(choice_.data(), N, E, order_.data(), offset_.data());
+        bool first = true;
         for (int64_t e = 0; e < E; ++e) {
             const int64_t M = offset_[size_t(e + 1)] - offset_[size_t(e)];
             if (M == 0) continue;  // upstream skips an expert no token chose
             const int32_t* rows = order_.data() + offset_[size_t(e)];
             Tensor<T> y = experts[size_t(e)](tape, ops::gather_rows(tape, h, rows, M));
             y = ops::scale_rows(tape, y, ops::gather_rows(tape, gate, rows, M));
-            out = ops::scatter_add_rows(tape, out, y, rows);
+            // one [N, D] sum for all experts: the first copies the shared expert's output, the rest add in place
+            out = first ? ops::scatter_add_rows(tape, out, y, rows) : ops::scatter_add_rows_into(tape, out, y, rows);
+            first = false;
         }
         return out.reshape(shape);
     }

@@ -201,7 +201,7 @@ inline const std::vector<ModelEntry>& registry() {
          [](const nlohmann::json& c) {
              return std::make_unique<Supernova2Engine<float>>("supernova2-engine", Supernova2EngineConfig::from_json(c, {}));
          },
-         infer_from_embedding("embed", "d_model", "")},
+         infer_supernova2_engine_config},
         {"supernova2", "v6.1 SUPERNOVA II (torch): gated shift mix + reasoning bank + state gate + slot memory + top-2 of 4 ternary GLU experts, Q3 ternary, D=384, 8 layers, 43.04M params (28.89M active)",
          [](int) { return supernova2_recipe(); },
          [](const nlohmann::json& c) {

@@ -37,6 +37,9 @@
 #include <flashlm/ops/lerp.hpp>
 #include <flashlm/ops/linear_bias.hpp>
 #include <flashlm/ops/moe.hpp>
+#include <flashlm/ops/moe_expert.hpp>
+#include <flashlm/ops/recompute.hpp>
+#include <flashlm/ops/residual_sum.hpp>
 #include <flashlm/ops/scale.hpp>
 #include <flashlm/ops/softmax.hpp>
 #include <flashlm/ops/tanh.hpp>
@@ -169,8 +172,14 @@ struct Supernova2Block {
     }
 
     // x: [B, L, D]. Adds the layer's aux loss term to *aux (a scalar tensor, or undefined) when wanted.
-    Tensor<T> operator()(Tape<T>& tape, Tensor<T> x, ops::Routing& route, const Supernova2Config& c, Tensor<T>* aux) const {
-        const int64_t B = x.dim(0), L = x.dim(1), D = c.d_model, M = B * L;
+    // work: ops::expert_glu_work_size(B·L, D, d_ffn) elements shared by the experts of every layer.
+    Tensor<T> operator()(Tape<T>& tape, Tensor<T> x, ops::Routing& route, const Supernova2Config& c, Tensor<T>* aux,
+                         T* work) const {
+        return moe(tape, mix(tape, x), route, c, aux, work);
+    }
+    // The temporal mixer and the parallel reasoning / state-gate / slot-memory branch: a function of x and
+    // the parameters alone, so --recompute can rerun it in the backward (ops/recompute.hpp).
+    Tensor<T> mix(Tape<T>& tape, Tensor<T> x) const {
         // temporal
         Tensor<T> u = norm1(tape, x);
         Tensor<T> m = ops::add(tape, mix1(tape, ops::time_shift(tape, u, 1)), mix2(tape, ops::time_shift(tape, u, 2)));
@@ -185,8 +194,12 @@ struct Supernova2Block {
         Tensor<T> sg = sg_gate(tape, sg_norm(tape, ops::mul(tape, ops::sigmoid(tape, planner(tape, h)),
                                                                  ops::tanh(tape, executor(tape, h)))));
         Tensor<T> sm = s_out(tape, slots(tape, q_proj(tape, h)));
-        x = ops::add(tape, x, ops::add(tape, ops::add(tape, br, sg), sm));
-        // mixture of experts
+        return ops::residual_add3(tape, x, br, sg, sm);  // x + ((br + sg) + sm) as one node
+    }
+    // x + the top-k mixture of experts of norm3(x); the routing (and, with aux, the balance loss) as side
+    // outputs, so this part stays on the main tape under --recompute.
+    Tensor<T> moe(Tape<T>& tape, Tensor<T> x, ops::Routing& route, const Supernova2Config& c, Tensor<T>* aux, T* work) const {
+        const int64_t B = x.dim(0), L = x.dim(1), D = c.d_model, M = B * L;
         Tensor<T> z = norm3(tape, x).reshape(Shape{M, D});
         Tensor<T> logits = ops::linear(tape, z, ps->get(f_router));
         route.k = c.top_k_experts;
@@ -201,8 +214,8 @@ struct Supernova2Block {
             const int64_t n = route.served(e);
             if (n == 0) continue;
             const auto& ex = experts[size_t(e)];
-            Tensor<T> xe = ops::embedding(tape, z, route.tokens_of(e), n);  // the rows expert e serves
-            Tensor<T> ye = ex[2](tape, ops::swiglu(tape, ex[0](tape, xe), ex[1](tape, xe)));
+            // the rows expert e serves, through w_down(SiLU(w_gate x) ⊙ w_up x) as one node (ops/moe_expert.hpp)
+            Tensor<T> ye = ops::expert_glu_median(tape, z, route.tokens_of(e), n, ex[0].w(), ex[1].w(), ex[2].w(), work);
             acc = ops::scatter_rows_weighted(tape, acc, ye, gates, route.assign_of(e));
         }
         return ops::add(tape, x, acc.reshape(Shape{B, L, D}));
@@ -252,8 +265,10 @@ public:
         for (int64_t r = 0; r < M; ++r) pos_ids_[size_t(r)] = int32_t(r % L);
         Tensor<T> x = ops::add(tape, ops::embedding(tape, p.get(tok_), ids, M), ops::embedding(tape, p.get(pos_), pos_ids_.data(), M))
                           .reshape(Shape{B, L, D});
+        T* work = tape.scratch(ops::expert_glu_work_size(M, D, cfg_.d_ffn));
         for (size_t i = 0; i < blocks_.size(); ++i) {
-            x = blocks_[i](tape, x, routes_[i], cfg_, aux);
+            x = segments_.empty() ? blocks_[i](tape, x, routes_[i], cfg_, aux, work)
+                                  : blocks_[i].moe(tape, ops::recompute(tape, segments_[i], x), routes_[i], cfg_, aux, work);
             const ops::Routing& r = routes_[i];
             if (tape.grad_enabled())  // training steps only: the progress line's expert load
                 for (int64_t a = 0; a < r.M * r.k; ++a) ++load_[size_t(r.topk[size_t(a)])];
@@ -290,6 +305,15 @@ public:
     const std::vector<int64_t>& expert_load() const { return load_; }
 
     std::unique_ptr<Generator> make_generator(Quant q) const override;
+    // Each block's temporal + reasoning part recomputed in the backward; the MoE part (its routing and aux
+    // loss are outputs besides x) stays recorded. Same numbers; at b16×256 the tape keeps ~1/3 as much.
+    bool set_recompute(bool on) override {
+        segments_.clear();
+        if (on)
+            for (size_t i = 0; i < blocks_.size(); ++i)
+                segments_.push_back({[this, i](Tape<T>& t, const Tensor<T>& x) { return blocks_[i].mix(t, x); }, &side_});
+        return true;
+    }
 
 private:
     std::string name_;
@@ -300,6 +324,8 @@ private:
     std::vector<ops::Routing> routes_;  // per layer, alive until the backward
     std::vector<int32_t> pos_ids_;
     std::vector<int64_t> load_;
+    std::vector<ops::RecomputeSegment<T>> segments_;  // non-empty: mix parts run through ops::recompute
+    Tape<T> side_;
 };
 
 // Cached SUPERNOVA II generation, one token at a time. The only context a position reads is the previous

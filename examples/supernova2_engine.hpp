@@ -13,11 +13,13 @@
 // per row (per token) instead of the mean over the whole batch tensor, so a position's logits do not
 // depend on what else is in the batch, and the weight gradients carry that scale (upstream omits it).
 // upstream_compat restores both.
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include <flashlm/flashlm.hpp>
+#include <flashlm/io/state_dict.hpp>
 #include <flashlm/kernels/popcount_gemm.hpp>
 #include <flashlm/ops/ternary_q4.hpp>
 
@@ -190,6 +192,27 @@ template <class T>
 std::unique_ptr<Generator> Supernova2Engine<T>::make_generator(Quant) const {
     if constexpr (std::is_same_v<T, float>) return std::make_unique<Supernova2EngineGenerator>(*this);
     else return nullptr;
+}
+
+// `flashlm import` of a bare state dict: vocabulary and width from embed, d_ffn from W_up_0, depth from
+// the layer suffixes. Upstream's npz keys put the index last (gamma_3, W_up_3), which io::count_indexed's
+// "<prefix><i>." pattern does not match; the largest index of any layer tensor counts, so a file missing
+// one layer's tensors fails the import by name instead of loading fewer layers.
+inline nlohmann::json infer_supernova2_engine_config(const io::TensorShapes& s) {
+    nlohmann::json j = nlohmann::json::object();
+    if (auto v = io::dim_of(s, "embed", 0)) j["vocab_size"] = *v;
+    if (auto d = io::dim_of(s, "embed", 1)) j["d_model"] = *d;
+    if (auto f = io::dim_of(s, "W_up_0", 0)) j["d_ffn"] = *f;
+    int64_t layers = 0;
+    for (const auto& [name, shape] : s)
+        for (const std::string prefix : {"gamma_", "W_up_", "W_down_"}) {
+            if (name.compare(0, prefix.size(), prefix) != 0) continue;
+            const std::string digits = name.substr(prefix.size());
+            if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+            layers = std::max<int64_t>(layers, std::stoll(digits) + 1);
+        }
+    if (layers > 0) j["n_layers"] = layers;
+    return j;
 }
 
 // v6.1 C-engine recipe (§8.4): SGD momentum 0.9, no weight decay, lr 0.01 with 100 linear warm-up steps,

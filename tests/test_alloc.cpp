@@ -17,6 +17,7 @@
 #include "examples/bolt_deltanet.hpp"
 #include "examples/supernova.hpp"
 #include "examples/supernova2.hpp"
+#include "examples/supernova2_engine.hpp"
 
 extern "C" {
 void* __libc_malloc(size_t);
@@ -285,6 +286,22 @@ TEST_CASE("supernova2: steady-state training steps (sparse experts) and cached g
     c.vocab_size = 512, c.d_model = 32, c.n_layers = 2, c.d_ffn = 64, c.d_reason = 16, c.n_scales = 2, c.n_slots = 4;
     c.max_seq_len = 64;
     examples::Supernova2<float> model("supernova2", c);
+    Rng rng(12);
+    model.init(rng);
+    const auto counts = train_step_allocs(model, rng);
+    CHECK(counts[2] == 0);
+    CHECK(counts[3] == 0);
+    for (Quant q : {Quant::exact, Quant::int8}) CHECK(generation_allocs(*model.make_generator(q)) == 0);
+    REQUIRE(model.set_recompute(true));  // the side tape keeps its capacity too
+    const auto rc = train_step_allocs(model, rng);
+    CHECK(rc[2] == 0);
+    CHECK(rc[3] == 0);
+}
+
+TEST_CASE("supernova2-engine: steady-state training steps (Q4 popcount layers) and generation steps make no heap allocation") {
+    examples::Supernova2EngineConfig c;
+    c.vocab_size = 512, c.d_model = 64, c.d_ffn = 128, c.n_layers = 2, c.seq_len = 64;
+    examples::Supernova2Engine<float> model("supernova2-engine", c);
     Rng rng(12);
     model.init(rng);
     const auto counts = train_step_allocs(model, rng);

@@ -44,6 +44,8 @@
 #include <flashlm/ops/ternary_q4.hpp>
 #include <flashlm/ops/differential_attention.hpp>
 #include <flashlm/ops/moe_routing.hpp>
+#include <flashlm/ops/moe_expert.hpp>
+#include <flashlm/ops/residual_sum.hpp>
 
 using namespace flashlm;
 
@@ -329,6 +331,20 @@ std::vector<OpCase<T>> op_table() {
                      }
                      return acc;
                  }, {0, 1, 2}});
+    t.push_back({"residual_add3", {Shape{3, 5}, Shape{3, 5}, Shape{3, 5}, Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::residual_add3(tp, in[0], in[1], in[2], in[3]); }, {0, 1, 2, 3}});
+    // nova-diff's experts after the first add into the first one's sum in place (row 4 from both).
+    t.push_back({"scatter_add_rows_into", {Shape{5, 3}, Shape{4, 3}, Shape{2, 3}}, [](Tape<T>& tp, V& in) {
+                     static const int32_t first[4] = {4, 0, 4, 2}, later[2] = {1, 4};
+                     return ops::scatter_add_rows_into(tp, ops::scatter_add_rows(tp, in[0], in[1], first), in[2], later);
+                 }, {0, 1, 2}});
+    // One fused ternary GLU expert on rows 3, 0, 4, 0 of x (a repeat accumulates); x only, like
+    // bitlinear_median (the weights' clipped STE is checked against the unfused chain in
+    // tests/variants/supernova2.cpp).
+    t.push_back({"moe_expert_glu_median", {Shape{5, 4}, Shape{6, 4}, Shape{6, 4}, Shape{4, 6}}, [](Tape<T>& tp, V& in) {
+                     static const int32_t rows[4] = {3, 0, 4, 0};
+                     T* work = tp.scratch(ops::expert_glu_work_size(4, 4, 6));
+                     return ops::expert_glu_median(tp, in[0], rows, 4, in[1], in[2], in[3], work);
+                 }, {0}});
     return t;
 }
 

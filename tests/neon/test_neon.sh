@@ -4,7 +4,8 @@
 # qemu-user twice, on a CPU with the dot product (-cpu max: paths scalar, neon, neon_dotprod) and on
 # one without (-cpu cortex-a53: scalar, neon; qemu raises SIGILL for an sdot there, so the run also
 # shows that no sdot executes on such a CPU, in the dispatch or anywhere else). Each run checks every
-# SIMD path against the scalar one (int8 bit-exact, exact family ≤ 1e-5 of Σ|terms|). A third, short
+# SIMD path against the scalar one (int8 bit-exact, exact family ≤ 1e-5 of Σ|terms|), and the popcount
+# GEMM's NEON path bit-exact against its byte-wise definition (tests/test_popcount.cpp). A third, short
 # run checks that FLASHLM_ISA=neon forces the Armv8.0 path on the dotprod CPU.
 # Usage: tests/neon/test_neon.sh SOURCE_DIR BUILD_DIR [INCLUDE_DIR...]
 #   INCLUDE_DIRs: where to look for the header-only xsimd/, doctest/ and Eigen/ (default: the Debian
@@ -38,6 +39,9 @@ compile() { "$cxx" "${flags[@]}" "$@"; }
 compile -march=armv8-a -c "$src/tests/test_kernels.cpp" -o "$out/obj/test_kernels.o" &
 compile -march=armv8-a -c "$src/tests/test_main.cpp" -o "$out/obj/test_main.o" &
 wait %1 && wait %2
+# The v6.1 C engine's popcount GEMM (kernels/popcount_gemm.hpp, header-only: its NEON path is compiled
+# here): bit-exact against the byte-wise definition, like the x86-64 test_kernels that includes it.
+compile -march=armv8-a -c "$src/tests/test_popcount.cpp" -o "$out/obj/test_popcount.o"
 compile -march=armv8-a -c "$k/ternary_neon.cpp" -o "$out/obj/ternary_neon.o" &
 compile -march=armv8.2-a+dotprod -c "$k/ternary_neon_dotprod.cpp" -o "$out/obj/ternary_neon_dotprod.o" &
 wait %1 && wait %2
@@ -55,6 +59,11 @@ run() {  # run CPU EXPECTED_PATHS
   # Runtime detection: the best path, and how many paths the CPU runs.
   if ! grep -q "MESSAGE: active ISA $2, available: $3 paths" "$log"; then
     echo "test_neon: -cpu $1 should pick $2 from $3 paths:"; grep "active ISA" "$log" || true
+    status=1
+  fi
+  # Both CPUs have Armv8.0 NEON: the popcount GEMM runs (and was checked on) its NEON path.
+  if ! grep -q "MESSAGE: popcount paths here: scalar neon | active: neon" "$log"; then
+    echo "test_neon: -cpu $1 should check and pick the NEON popcount path:"; grep "popcount paths" "$log" || true
     status=1
   fi
 }

@@ -72,21 +72,29 @@ T quantize_median(const T* w, T* out, int64_t n) {
     return quantize_median(w, out, n, out);
 }
 
+// The backward on raw buffers, shared with fused callers (ops/moe_expert.hpp): x [M, K], W [N, K],
+// dy [M, N]; dx (may be null) += dy W̃; dW (may be null) += the clipped dyᵀx. wq holds W̃ on entry and
+// is overwritten.
+template <class T>
+void bitlinear_median_backward_raw(const T* x, T* dx, const T* W, T* dW, T* wq, T alpha, const T* dy, int64_t M,
+                                   int64_t N, int64_t K) {
+    if (dx) kernels::gemm_nn(M, K, N, dy, wq, dx, true);
+    if (!dW) return;
+    // W̃ is no longer needed: its buffer receives the unclipped dyᵀx.
+    kernels::gemm_tn(N, K, M, dy, x, wq, false);
+    const T lim = T(1.5) * alpha;
+    parallel_for(N * K, 2 * N * K, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i)
+            if (std::abs(W[i]) < lim) dW[i] += wq[i];
+    });
+}
+
 template <class T>
 void bitlinear_median_backward(Node<T>& n) {
     const Tensor<T>& x = n.in[0];
     const Tensor<T>& W = n.in[1];
-    const int64_t M = x.rows(), N = W.dim(0), K = W.dim(1);
-    T* wq = n.saved[0];
-    if (x.grad) kernels::gemm_nn(M, K, N, n.out.grad, wq, x.grad, true);
-    if (!W.grad) return;
-    // W̃ is no longer needed: its buffer receives the unclipped dyᵀx.
-    kernels::gemm_tn(N, K, M, n.out.grad, x.data, wq, false);
-    const T lim = T(1.5) * T(n.f[0]);
-    parallel_for(N * K, 2 * N * K, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i)
-            if (std::abs(W.data[i]) < lim) W.grad[i] += wq[i];
-    });
+    bitlinear_median_backward_raw(x.data, x.grad, W.data, W.grad, n.saved[0], T(n.f[0]), n.out.grad, x.rows(), W.dim(0),
+                                  W.dim(1));
 }
 
 template <class T>

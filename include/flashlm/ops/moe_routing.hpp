@@ -4,7 +4,8 @@
 //    torch.topk(1) on distinct values) and the gate g = p_e, returned as [N, 1]; the choice goes to the
 //    caller. Backward (through the softmax, the choice held fixed): ∂g/∂z_j = p_e (δ_je − p_j).
 //  - gather_rows / scatter_add_rows: the tokens routed to one expert are gathered into a dense
-//    [M, D] block, the expert runs on that block only, and its rows are added back at their positions.
+//    [M, D] block, the expert runs on that block only, and its rows are added back at their positions
+//    (scatter_add_rows_into: the later experts add into the first one's output in place).
 //  - scale_rows: x ⊙ s with one scalar per row (the gate on an expert's output, the soft MoD weight
 //    σ(router(x)) on the attention output).
 // Row indices are copied into the tape (as T values, exact below 2²⁴ rows), so the caller's index
@@ -161,6 +162,45 @@ Tensor<T> scatter_add_rows(Tape<T>& tape, const Tensor<T>& base, const Tensor<T>
         n.saved[0] = detail::save_rows(tape, rows, M);
     }
     return out;
+}
+
+template <class T>
+void scatter_add_rows_into_backward(Node<T>& n) {
+    const int64_t M = n.in[1].rows(), D = n.in[1].cols();
+    if (!n.in[1].grad) return;
+    parallel_for(M, M * D, [&](int64_t b_, int64_t e_) {
+        for (int64_t m = b_; m < e_; ++m) {
+            const T* src = n.out.grad + int64_t(n.saved[0][m]) * D;
+            T* dst = n.in[1].grad + m * D;
+            for (int64_t c = 0; c < D; ++c) dst[c] += src[c];
+        }
+    });
+}
+
+// acc[rows[m]] += y[m] in place (repeats accumulate); returns acc. For the second and later experts of a
+// layer: acc must be the output of an earlier scatter_add_rows (an activation of its own that no other
+// node reads), so every expert adds into one [N, D] buffer instead of copying the whole sum once per
+// expert. The same numbers as scatter_add_rows: the sum is linear, each node's backward reads the final
+// d acc, and d acc reaches the first node's base unchanged.
+template <class T>
+Tensor<T> scatter_add_rows_into(Tape<T>& tape, const Tensor<T>& acc, const Tensor<T>& y, const int32_t* rows) {
+    const int64_t N = acc.rows(), D = acc.cols(), M = y.rows();
+    FLASHLM_CHECK(y.cols() == D, "scatter_add_rows_into: rows " + y.shape.str() + " do not match " + acc.shape.str());
+    FLASHLM_CHECK(N < (int64_t(1) << 24), "scatter_add_rows_into: more than 2^24 rows");
+    for (int64_t m = 0; m < M; ++m)
+        FLASHLM_CHECK(rows[m] >= 0 && rows[m] < N, "scatter_add_rows_into: row index outside " + acc.shape.str());
+    for (int64_t m = 0; m < M; ++m) {
+        T* dst = acc.data + int64_t(rows[m]) * D;
+        const T* src = y.data + m * D;
+        for (int64_t c = 0; c < D; ++c) dst[c] += src[c];
+    }
+    if (acc.grad && tape.recording({y})) {
+        auto& n = tape.record(&scatter_add_rows_into_backward<T>);
+        n.in[1] = y;
+        n.out = acc;
+        n.saved[0] = detail::save_rows(tape, rows, M);
+    }
+    return acc;
 }
 
 template <class T>

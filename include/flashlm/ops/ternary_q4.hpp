@@ -35,7 +35,14 @@ U* scratch_as(Tape<T>& tape, int64_t n) {
 
 }  // namespace detail
 
-// saved: [0] W̃ = s_W t(W) [N, K], [1] per-row gradient factor for dW (s_x,i, or 1), [2]/[3] t(x) planes.
+namespace detail {
+// t(x)'s value and sign planes share one scratch block, each part 64-byte aligned.
+inline int64_t q4_plane_stride(int64_t M, int64_t KB) { return (M * KB + 63) / 64 * 64; }
+}  // namespace detail
+
+// saved: [0] W̃ = s_W t(W) [N, K], [1] per-row gradient factor for dW (s_x,i, or 1), [2] t(x) planes
+// (values, then signs at detail::q4_plane_stride), [3] room for x̃ [M, K] (from the tape, so steady-state
+// steps allocate nothing).
 template <class T>
 void q4_linear_backward(Node<T>& n) {
     const Tensor<T>& x = n.in[0];
@@ -46,17 +53,17 @@ void q4_linear_backward(Node<T>& n) {
     if (W.grad) {
         // dW += dyᵀ x̃ with x̃ = f_i · t(x_i) unpacked: flashlm's Eigen GEMM runs this 3-4x faster than
         // the engine's scatter-add (kernels::ternary_transpose_matmul, bench_popcount), same sums up to order.
-        const auto* xv = reinterpret_cast<const uint8_t*>(n.saved[2]);
-        const auto* xs = reinterpret_cast<const uint8_t*>(n.saved[3]);
-        const T* f = n.saved[1];
-        std::vector<T> xt(size_t(M * K));
         const int64_t KB = kernels::bitplane_bytes(K);
+        const auto* xv = reinterpret_cast<const uint8_t*>(n.saved[2]);
+        const auto* xs = xv + detail::q4_plane_stride(M, KB);
+        const T* f = n.saved[1];
+        T* xt = n.saved[3];
         parallel_for(M, M * K, [&](int64_t i0, int64_t i1) {
-            kernels::unpack_bitplanes(xv + i0 * KB, xs + i0 * KB, i1 - i0, K, xt.data() + i0 * K);
+            kernels::unpack_bitplanes(xv + i0 * KB, xs + i0 * KB, i1 - i0, K, xt + i0 * K);
             for (int64_t i = i0; i < i1; ++i)
-                for (int64_t k = 0; k < K; ++k) xt[size_t(i * K + k)] *= f[i];
+                for (int64_t k = 0; k < K; ++k) xt[i * K + k] *= f[i];
         });
-        kernels::gemm_tn(N, K, M, dy, xt.data(), W.grad, true);
+        kernels::gemm_tn(N, K, M, dy, xt, W.grad, true);
     }
 }
 
@@ -69,8 +76,8 @@ Tensor<T> q4_linear(Tape<T>& tape, const Tensor<T>& x, const Tensor<T>& W, Q4Opt
     auto* wv = detail::scratch_as<T, uint8_t>(tape, N * KB);
     auto* ws = detail::scratch_as<T, uint8_t>(tape, N * KB);
     const T sw = kernels::quantize_weight_planes(W.data, N, K, wv, ws);
-    auto* xv = detail::scratch_as<T, uint8_t>(tape, M * KB);
-    auto* xs = detail::scratch_as<T, uint8_t>(tape, M * KB);
+    auto* xv = detail::scratch_as<T, uint8_t>(tape, 2 * detail::q4_plane_stride(M, KB));
+    auto* xs = xv + detail::q4_plane_stride(M, KB);
     T* sx = tape.scratch(M);
     kernels::requantize_rows(x.data, M, K, xv, xs, sx);
     if (opt.global_act_scale) {
@@ -110,7 +117,7 @@ Tensor<T> q4_linear(Tape<T>& tape, const Tensor<T>& x, const Tensor<T>& W, Q4Opt
         n.saved[0] = wq;
         n.saved[1] = f;
         n.saved[2] = reinterpret_cast<T*>(xv);
-        n.saved[3] = reinterpret_cast<T*>(xs);
+        n.saved[3] = W.grad ? tape.scratch(M * K) : nullptr;
     }
     return y;
 }
