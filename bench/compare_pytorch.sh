@@ -10,7 +10,8 @@
 #   --large   also run b64 x 256 for --models
 #   --all     also every other variant at b16 x 256 with 2 threads (the issue's table)
 #   a model named NAME+recompute runs flashlm with --recompute (blocks recomputed in backward) against
-#   the same PyTorch model, e.g. --models "bolt bolt+recompute"
+#   the same PyTorch model, e.g. --models "bolt bolt+recompute"; +bf16 adds --matmul bf16, +int8 --quant int8
+#   (PyTorch stays f32: the issue's "faster arithmetic beyond what PyTorch does on a CPU")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=3 steps=4 warmup=2 threads="1 2" configs="16x256" models="bolt cortex6" all=0
@@ -62,8 +63,10 @@ peak
 for r in $(seq 1 "$rounds"); do
   for job in "${jobs[@]}"; do
     read -r m cfg t <<<"$job"
-    b=${cfg%x*} s=${cfg#*x} base=${m%+recompute} extra=()
-    [[ "$m" == *+recompute ]] && extra=(--recompute)
+    b=${cfg%x*} s=${cfg#*x} base=${m%%+*} extra=()
+    [[ "$m" == *+recompute* ]] && extra+=(--recompute)
+    [[ "$m" == *+bf16* ]] && extra+=(--matmul bf16)
+    [[ "$m" == *+int8* ]] && extra+=(--quant int8)
     spec="$work/spec_${base}_$s.json"
     [[ -f "$spec" ]] || "$cli" --model "$base" --seq "$s" --print-config >"$spec"
     args=(--batch "$b" --seq "$s" --threads "$t" --steps "$steps" --warmup "$warmup")
