@@ -2,6 +2,7 @@
 include_guard(GLOBAL)
 add_executable(test_kernels test_main.cpp test_kernels.cpp)
 target_link_libraries(test_kernels PRIVATE flashlm::flashlm flashlm_warnings doctest::doctest)
+target_include_directories(test_kernels PRIVATE ${PROJECT_SOURCE_DIR})  # tests/test_random.hpp
 flashlm_add_kernels(test_kernels)
 add_test(NAME kernels COMMAND test_kernels)
 # The same binary with the scalar path forced through the environment, as a user would.

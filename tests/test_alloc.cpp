@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <new>
+#include <vector>
 
 #include "examples/bolt.hpp"
 #include "examples/cortex.hpp"
@@ -102,6 +103,22 @@ long generation_allocs(Generator& gen) {
     return g_allocs.load();
 }
 
+// What every model's case checks: the first training step allocates (the counter works: that step sizes
+// the arena), the third and fourth allocate nothing, and neither do cached generation steps for `quants`.
+void check_steady_allocs(LanguageModel<float>& model, Rng& rng,
+                         const std::vector<Quant>& quants = {Quant::exact, Quant::int8}) {
+    const auto counts = train_step_allocs(model, rng);
+    CHECK(counts[0] > 0);
+    CHECK(counts[2] == 0);
+    CHECK(counts[3] == 0);
+    for (Quant q : quants) {
+        CAPTURE(int(q));
+        auto gen = model.make_generator(q);
+        REQUIRE(gen);
+        CHECK(generation_allocs(*gen) == 0);
+    }
+}
+
 TEST_CASE("a steady-state Bolt training step makes no heap allocation (blocks on the tape or recomputed)") {
     for (bool recompute : {false, true}) {
         CAPTURE(recompute);
@@ -110,10 +127,7 @@ TEST_CASE("a steady-state Bolt training step makes no heap allocation (blocks on
         Rng rng(7);
         model.init(rng);
         REQUIRE(model.set_recompute(recompute));
-        const auto counts = train_step_allocs(model, rng);
-        CHECK(counts[0] > 0);  // the counter works: the first step sizes the arena
-        CHECK(counts[2] == 0);
-        CHECK(counts[3] == 0);
+        check_steady_allocs(model, rng, {});  // generation: the next case
     }
 }
 
@@ -137,11 +151,7 @@ TEST_CASE("cortex6: steady-state training steps (both objectives) and cached gen
         Rng rng(9);
         model.init(rng);
         CAPTURE(compat);
-        const auto counts = train_step_allocs(model, rng);
-        CHECK(counts[0] > 0);
-        CHECK(counts[2] == 0);
-        CHECK(counts[3] == 0);
-        if (!compat) CHECK(generation_allocs(*model.make_generator(Quant::exact)) == 0);
+        check_steady_allocs(model, rng, compat ? std::vector<Quant>{} : std::vector<Quant>{Quant::exact});
     }
 }
 
@@ -151,11 +161,7 @@ TEST_CASE("nova: steady-state training steps (dropout on) and KV-cache generatio
     examples::Nova<float> model("nova", c);
     Rng rng(11);
     model.init(rng);
-    const auto counts = train_step_allocs(model, rng);
-    CHECK(counts[0] > 0);
-    CHECK(counts[2] == 0);
-    CHECK(counts[3] == 0);
-    CHECK(generation_allocs(*model.make_generator(Quant::exact)) == 0);  // 101 tokens > seq_len 64: one refill
+    check_steady_allocs(model, rng, {Quant::exact});  // 101 tokens > seq_len 64: one refill
 }
 
 TEST_CASE("nova-diff: steady-state training steps (MoE routing buffers reused) and KV-cache generation steps (with refills) make no heap allocation") {
@@ -165,11 +171,7 @@ TEST_CASE("nova-diff: steady-state training steps (MoE routing buffers reused) a
     examples::NovaDiff<float> model("nova-diff", c);
     Rng rng(12);
     model.init(rng);
-    const auto counts = train_step_allocs(model, rng);
-    CHECK(counts[0] > 0);
-    CHECK(counts[2] == 0);
-    CHECK(counts[3] == 0);
-    for (Quant q : {Quant::exact, Quant::int8}) CHECK(generation_allocs(*model.make_generator(q)) == 0);
+    check_steady_allocs(model, rng);
 }
 
 TEST_CASE("cortex (v7): steady-state training steps (both modes) and cached generation steps make no heap allocation") {
@@ -182,12 +184,8 @@ TEST_CASE("cortex (v7): steady-state training steps (both modes) and cached gene
         Rng rng(10);
         model.init(rng);
         CAPTURE(compat);
-        const auto counts = train_step_allocs(model, rng);
-        CHECK(counts[0] > 0);
-        CHECK(counts[2] == 0);
-        CHECK(counts[3] == 0);
+        check_steady_allocs(model, rng, compat ? std::vector<Quant>{} : std::vector<Quant>{Quant::exact, Quant::int8});
         if (compat) continue;
-        for (Quant q : {Quant::exact, Quant::int8}) CHECK(generation_allocs(*model.make_generator(q)) == 0);
         c.early_exit = true, c.exit_thresholds = {-1.0, -1.0};  // exits evaluated every step
         examples::Cortex7<float> ee("cortex", c);
         ee.init(rng);
@@ -204,12 +202,7 @@ TEST_CASE("thunderbolt: steady-state training steps (both GroupNorm modes) and c
         Rng rng(11);
         model.init(rng);
         CAPTURE(compat);
-        const auto counts = train_step_allocs(model, rng);
-        CHECK(counts[0] > 0);
-        CHECK(counts[2] == 0);
-        CHECK(counts[3] == 0);
-        if (!compat)
-            for (Quant q : {Quant::exact, Quant::int8}) CHECK(generation_allocs(*model.make_generator(q)) == 0);
+        check_steady_allocs(model, rng, compat ? std::vector<Quant>{} : std::vector<Quant>{Quant::exact, Quant::int8});
     }
 }
 
@@ -219,13 +212,7 @@ TEST_CASE("bolt-blockwise: a steady-state training step and cached generation st
     examples::Bolt<float> model("bolt-blockwise", c);
     Rng rng(8);
     model.init(rng);
-    const auto counts = train_step_allocs(model, rng);
-    CHECK(counts[2] == 0);
-    CHECK(counts[3] == 0);
-    for (Quant q : {Quant::exact, Quant::int8}) {
-        CAPTURE(int(q));
-        CHECK(generation_allocs(*model.make_generator(q)) == 0);
-    }
+    check_steady_allocs(model, rng);
 }
 
 TEST_CASE("v3: a steady-state training step and cached generation steps make no heap allocation") {
@@ -234,13 +221,7 @@ TEST_CASE("v3: a steady-state training step and cached generation steps make no 
     examples::V3<float> model("v3", c);
     Rng rng(10);
     model.init(rng);
-    const auto counts = train_step_allocs(model, rng);
-    CHECK(counts[2] == 0);
-    CHECK(counts[3] == 0);
-    for (Quant q : {Quant::exact, Quant::int8}) {
-        CAPTURE(int(q));
-        CHECK(generation_allocs(*model.make_generator(q)) == 0);
-    }
+    check_steady_allocs(model, rng);
 }
 
 TEST_CASE("bolt-deltanet: steady-state training steps (both prediction rules, both delta forms) and cached generation steps make no heap allocation") {
@@ -255,11 +236,7 @@ TEST_CASE("bolt-deltanet: steady-state training steps (both prediction rules, bo
         model.init(rng);
         CAPTURE(compat);
         CAPTURE(form);
-        const auto counts = train_step_allocs(model, rng);
-        CHECK(counts[0] > 0);
-        CHECK(counts[2] == 0);
-        CHECK(counts[3] == 0);
-        for (Quant q : {Quant::exact, Quant::int8}) CHECK(generation_allocs(*model.make_generator(q)) == 0);
+        check_steady_allocs(model, rng);
     }
 }
 
@@ -272,12 +249,7 @@ TEST_CASE("supernova: steady-state training steps (both planner means) and cache
         Rng rng(12);
         model.init(rng);
         CAPTURE(compat);
-        const auto counts = train_step_allocs(model, rng);
-        CHECK(counts[0] > 0);
-        CHECK(counts[2] == 0);
-        CHECK(counts[3] == 0);
-        if (compat) continue;
-        for (Quant q : {Quant::exact, Quant::int8}) CHECK(generation_allocs(*model.make_generator(q)) == 0);
+        check_steady_allocs(model, rng, compat ? std::vector<Quant>{} : std::vector<Quant>{Quant::exact, Quant::int8});
     }
 }
 
@@ -288,10 +260,7 @@ TEST_CASE("supernova2: steady-state training steps (sparse experts) and cached g
     examples::Supernova2<float> model("supernova2", c);
     Rng rng(12);
     model.init(rng);
-    const auto counts = train_step_allocs(model, rng);
-    CHECK(counts[2] == 0);
-    CHECK(counts[3] == 0);
-    for (Quant q : {Quant::exact, Quant::int8}) CHECK(generation_allocs(*model.make_generator(q)) == 0);
+    check_steady_allocs(model, rng);
     REQUIRE(model.set_recompute(true));  // the side tape keeps its capacity too
     const auto rc = train_step_allocs(model, rng);
     CHECK(rc[2] == 0);
@@ -304,8 +273,5 @@ TEST_CASE("supernova2-engine: steady-state training steps (Q4 popcount layers) a
     examples::Supernova2Engine<float> model("supernova2-engine", c);
     Rng rng(12);
     model.init(rng);
-    const auto counts = train_step_allocs(model, rng);
-    CHECK(counts[2] == 0);
-    CHECK(counts[3] == 0);
-    for (Quant q : {Quant::exact, Quant::int8}) CHECK(generation_allocs(*model.make_generator(q)) == 0);
+    check_steady_allocs(model, rng);
 }

@@ -12,21 +12,15 @@
 #include <string>
 #include <vector>
 
+#include "tests/test_random.hpp"
 #include "flashlm/kernels/gemm.hpp"
 #include "flashlm/kernels/gemm_bf16.hpp"
 #include "flashlm/ops/tied_head_ce.hpp"
 
 using namespace flashlm::kernels;
+using flashlm::test::randn;
 
 namespace {
-
-std::vector<float> randn(int64_t n, unsigned seed) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> d(0.0f, 1.0f);
-    std::vector<float> v(size_t(n > 0 ? n : 0));
-    for (auto& x : v) x = d(rng);
-    return v;
-}
 
 std::vector<Bf16Kernel> kernels_here() {
     std::vector<Bf16Kernel> ks;

@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "tests/test_random.hpp"
 #include "flashlm/kernels/dense.hpp"
 #include "flashlm/kernels/ternary_matmul.hpp"
 #include "flashlm/kernels/ternary_tiles.hpp"
@@ -18,16 +19,9 @@
 #include "flashlm/train/sampler.hpp"
 
 using namespace flashlm::kernels;
+using flashlm::test::randn;
 
 namespace {
-
-std::vector<float> randn(int64_t n, unsigned seed, float stddev = 1.0f) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> d(0.0f, stddev);
-    std::vector<float> v(static_cast<size_t>(n));
-    for (auto& x : v) x = d(rng);
-    return v;
-}
 
 struct Shape {
     int64_t rows, cols, M;

@@ -9,9 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "tests/test_random.hpp"
 #include "flashlm/kernels/popcount_gemm.hpp"
 
 using namespace flashlm::kernels;
+using flashlm::test::randn;
 
 namespace {
 
@@ -20,14 +22,6 @@ std::vector<int8_t> random_ternary(int64_t n, unsigned seed) {
     std::uniform_int_distribution<int> d(-1, 1);
     std::vector<int8_t> v(static_cast<size_t>(n));
     for (auto& x : v) x = int8_t(d(rng));
-    return v;
-}
-
-std::vector<float> randn(int64_t n, unsigned seed) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> d(0.0f, 1.0f);
-    std::vector<float> v(static_cast<size_t>(n));
-    for (auto& x : v) x = d(rng);
     return v;
 }
 

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/test_random.hpp"
 #include "flashlm/kernels/ternary_gemm_i8.hpp"
 #include "flashlm/ops/bitlinear.hpp"
 #include "flashlm/ops/bitlinear_blockwise.hpp"
@@ -22,14 +23,6 @@
 using namespace flashlm;
 
 namespace {
-
-std::vector<float> normal(int64_t n, unsigned seed, float stddev = 1.0f) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> d(0.0f, stddev);
-    std::vector<float> v(static_cast<size_t>(n));
-    for (auto& x : v) x = d(rng);
-    return v;
-}
 
 // Leaves the process-wide switch off whatever a test does.
 struct Int8Forward {
@@ -62,7 +55,7 @@ TEST_CASE("ternary_gemm_i8: integer reference on the scalar path, every SIMD pat
         CAPTURE(s.M);
         CAPTURE(s.N);
         CAPTURE(s.K);
-        const auto w = normal(s.N * s.K, ++seed, 0.05f), x = normal(s.M * s.K, ++seed);
+        const auto w = test::randn(s.N * s.K, ++seed, 0.05f), x = test::randn(s.M * s.K, ++seed);
         std::vector<float> wq(w.size()), alpha(size_t(s.N));
         ops::quantize_absmean_rows(w.data(), wq.data(), s.N, s.K, alpha.data());  // per-row scales
         // Reference: the inference int8 family's activation codes, the integer dot product, the rescale.
@@ -138,7 +131,7 @@ Run run_op(const BitLinearFn& op, const std::vector<float>& x0, const std::vecto
 
 TEST_CASE("int8 training forward: within the activation rounding of the float forward, float STE gradients") {
     const int64_t M = 150, N = 70, K = 200;
-    const auto x = normal(M * K, 1), w = normal(N * K, 2, 0.05f), dy = normal(M * N, 3);
+    const auto x = test::randn(M * K, 1), w = test::randn(N * K, 2, 0.05f), dy = test::randn(M * N, 3);
     const std::pair<const char*, BitLinearFn> quantizers[] = {
         {"Q1 absmean", [](auto& t, auto& a, auto& b) { return ops::bitlinear(t, a, b); }},
         {"Q1' absmean", [](auto& t, auto& a, auto& b) { return ops::bitlinear_q1p(t, a, b); }},
@@ -193,7 +186,7 @@ TEST_CASE("int8 training forward: within the activation rounding of the float fo
 
 TEST_CASE("int8 training forward: the blockwise quantizer (several scales per row) keeps the float forward") {
     const int64_t M = 20, N = 8, K = 300;  // 2400 weights: ten Q5 blocks, straddling rows
-    const auto x = normal(M * K, 4), w = normal(N * K, 5, 0.05f), dy = normal(M * N, 6);
+    const auto x = test::randn(M * K, 4), w = test::randn(N * K, 5, 0.05f), dy = test::randn(M * N, 6);
     const BitLinearFn op = [](auto& t, auto& a, auto& b) { return ops::bitlinear_blockwise(t, a, b); };
     const Run f = run_op(op, x, w, dy, M, N, K);
     Int8Forward on(true);

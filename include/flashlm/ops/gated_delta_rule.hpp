@@ -77,6 +77,27 @@ struct Dims {
     int64_t thread_scratch() const { return (std::min(chunk, L) + 2) * mat() + 3 * dv; }
 };
 
+// What both backward passes read back from a node recorded by gated_delta_rule (its slot layout):
+// in = q, k, v, g; saved = δ, checkpoints (+ per-thread scratch after them), β, dβ; i = H, compat, chunk, block.
+template <class T>
+struct SavedNode {
+    Dims d;
+    bool compat;
+    const T* delta;
+    const T* ckpt;  // [B·H, chunks, dk·dv]: S entering each chunk
+    T* scratch;     // per-thread, right after the checkpoints
+    const T* beta;
+    T* dbeta;
+    explicit SavedNode(const Node<T>& n)
+        : d{n.in[0].dim(0), n.in[0].dim(1), n.i[0], n.in[0].dim(2) / n.i[0], n.in[2].dim(2) / n.i[0], n.i[2]},
+          compat(n.i[1] != 0),
+          delta(n.saved[0]),
+          ckpt(n.saved[1]),
+          scratch(n.saved[1] + d.B * d.H * d.chunks() * d.mat()),
+          beta(n.saved[2]),
+          dbeta(n.saved[3]) {}
+};
+
 }  // namespace gdn
 
 // Which algorithm the op runs. `chunked` (what bolt-deltanet trains with) is the chunkwise-parallel form of
@@ -93,16 +114,13 @@ void gated_delta_rule_chunked_backward(Node<T>& n) {
     const Tensor<T>& k = n.in[1];
     const Tensor<T>& v = n.in[2];
     const Tensor<T>& g = n.in[3];
-    const T* beta = n.saved[2];
-    T* dbeta = n.saved[3];
-    const int64_t H = n.i[0];
-    const bool compat = n.i[1] != 0;
-    const gdn::Dims d{q.dim(0), q.dim(1), H, q.dim(2) / H, v.dim(2) / H, n.i[2]};
-    const int64_t L = d.L, dk = d.dk, dv = d.dv, M = d.mat(), nc = d.chunks(), C = d.chunk, Bk = n.i[3];
+    const gdn::SavedNode<T> s(n);
+    const gdn::Dims& d = s.d;
+    const T *beta = s.beta, *delta = s.delta, *ckpt = s.ckpt;
+    T *dbeta = s.dbeta, *scratch = s.scratch;
+    const bool compat = s.compat;
+    const int64_t H = d.H, L = d.L, dk = d.dk, dv = d.dv, M = d.mat(), nc = d.chunks(), C = d.chunk, Bk = n.i[3];
     const int64_t nb = (C + Bk - 1) / Bk;  // blocks per checkpoint span
-    const T* delta = n.saved[0];
-    const T* ckpt = n.saved[1];  // [B·H, chunks, dk·dv]: S entering each span
-    T* scratch = n.saved[1] + d.B * H * nc * M;
     const int64_t cw = gdn::ChunkWork<T>::floats(Bk, dk, dv) + (nb + 1) * M;
     const T* dO = n.out.grad;
     parallel_for_tid(d.B * H, d.B * H * L * M * 12, [&](int64_t u0, int64_t u1, int tid) {
@@ -140,15 +158,12 @@ void gated_delta_rule_backward(Node<T>& n) {
     const Tensor<T>& k = n.in[1];
     const Tensor<T>& v = n.in[2];
     const Tensor<T>& g = n.in[3];
-    const T* beta = n.saved[2];
-    T* dbeta = n.saved[3];
-    const int64_t H = n.i[0];
-    const bool compat = n.i[1] != 0;
-    const gdn::Dims d{q.dim(0), q.dim(1), H, q.dim(2) / H, v.dim(2) / H, n.i[2]};
-    const int64_t L = d.L, dk = d.dk, dv = d.dv, M = d.mat(), nc = d.chunks();
-    const T* delta = n.saved[0];
-    const T* ckpt = n.saved[1];                          // [B·H, chunks, dk·dv]: S before each chunk
-    T* scratch = n.saved[1] + d.B * H * nc * M;          // per-thread
+    const gdn::SavedNode<T> s(n);
+    const gdn::Dims& d = s.d;
+    const T *beta = s.beta, *delta = s.delta, *ckpt = s.ckpt;
+    T *dbeta = s.dbeta, *scratch = s.scratch;
+    const bool compat = s.compat;
+    const int64_t H = d.H, L = d.L, dk = d.dk, dv = d.dv, M = d.mat(), nc = d.chunks();
     const T* dO = n.out.grad;
     using MatC = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
     using Mat = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;

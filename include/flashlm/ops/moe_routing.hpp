@@ -7,15 +7,17 @@
 //    [M, D] block, the expert runs on that block only, and its rows are added back at their positions
 //    (scatter_add_rows_into: the later experts add into the first one's output in place).
 //  - scale_rows: x ⊙ s with one scalar per row (the gate on an expert's output, the soft MoD weight
-//    σ(router(x)) on the attention output).
+//    σ(router(x)) on the attention output); ops/scale.hpp's mul_col does the arithmetic.
 // Row indices are copied into the tape (as T values, exact below 2²⁴ rows), so the caller's index
 // buffer need not outlive the forward.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <string>
 
 #include "flashlm/autograd/tape.hpp"
 #include "flashlm/core/parallel.hpp"
+#include "flashlm/ops/scale.hpp"
 
 namespace flashlm::ops {
 
@@ -25,6 +27,38 @@ T* save_rows(Tape<T>& tape, const int32_t* rows, int64_t M) {
     T* r = tape.scratch(std::max<int64_t>(M, 1));
     for (int64_t m = 0; m < M; ++m) r[m] = T(rows[m]);
     return r;
+}
+
+// The row checks every scatter-add shares: y's rows fit dst's width, and every index lies inside dst.
+template <class T>
+void check_scatter_rows(const char* op, const Tensor<T>& dst, const Tensor<T>& y, const int32_t* rows) {
+    const int64_t N = dst.rows(), M = y.rows();
+    FLASHLM_CHECK(y.cols() == dst.cols(), std::string(op) + ": rows " + y.shape.str() + " do not match " + dst.shape.str());
+    FLASHLM_CHECK(N < (int64_t(1) << 24), std::string(op) + ": more than 2^24 rows");
+    for (int64_t m = 0; m < M; ++m)
+        FLASHLM_CHECK(rows[m] >= 0 && rows[m] < N, std::string(op) + ": row index outside " + dst.shape.str());
+}
+
+// dst[rows[m]] += y[m]. Serial: the rows may repeat, and the adds must not race.
+template <class T>
+void add_rows_at(T* dst, const T* y, const int32_t* rows, int64_t M, int64_t D) {
+    for (int64_t m = 0; m < M; ++m) {
+        T* d = dst + int64_t(rows[m]) * D;
+        const T* src = y + m * D;
+        for (int64_t c = 0; c < D; ++c) d[c] += src[c];
+    }
+}
+
+// dy[m] += dout[rows[m]], the gradient of add_rows_at for y (rows saved as T values on the tape).
+template <class T>
+void gather_add_rows(const T* dout, const T* saved_rows, int64_t M, int64_t D, T* dy) {
+    parallel_for(M, M * D, [&](int64_t b_, int64_t e_) {
+        for (int64_t m = b_; m < e_; ++m) {
+            const T* src = dout + int64_t(saved_rows[m]) * D;
+            T* dst = dy + m * D;
+            for (int64_t c = 0; c < D; ++c) dst[c] += src[c];
+        }
+    });
 }
 }  // namespace detail
 
@@ -128,32 +162,17 @@ void scatter_add_rows_backward(Node<T>& n) {
             for (int64_t i = b_; i < e_; ++i) d[i] += n.out.grad[i];
         });
     }
-    if (n.in[1].grad) {
-        parallel_for(M, M * D, [&](int64_t b_, int64_t e_) {
-            for (int64_t m = b_; m < e_; ++m) {
-                const T* src = n.out.grad + int64_t(n.saved[0][m]) * D;
-                T* dst = n.in[1].grad + m * D;
-                for (int64_t c = 0; c < D; ++c) dst[c] += src[c];
-            }
-        });
-    }
+    if (n.in[1].grad) detail::gather_add_rows(n.out.grad, n.saved[0], M, D, n.in[1].grad);
 }
 
 // base [N, D] (any leading shape) plus y [M, D] added at rows[0 … M) (repeats accumulate) -> base's shape.
 template <class T>
 Tensor<T> scatter_add_rows(Tape<T>& tape, const Tensor<T>& base, const Tensor<T>& y, const int32_t* rows) {
-    const int64_t N = base.rows(), D = base.cols(), M = y.rows();
-    FLASHLM_CHECK(y.cols() == D, "scatter_add_rows: rows " + y.shape.str() + " do not match " + base.shape.str());
-    FLASHLM_CHECK(N < (int64_t(1) << 24), "scatter_add_rows: more than 2^24 rows");
-    for (int64_t m = 0; m < M; ++m)
-        FLASHLM_CHECK(rows[m] >= 0 && rows[m] < N, "scatter_add_rows: row index outside " + base.shape.str());
+    detail::check_scatter_rows("scatter_add_rows", base, y, rows);
+    const int64_t M = y.rows();
     Tensor<T> out = tape.make(base.shape, tape.recording({base, y}));
     std::memcpy(out.data, base.data, size_t(base.numel()) * sizeof(T));
-    for (int64_t m = 0; m < M; ++m) {
-        T* dst = out.data + int64_t(rows[m]) * D;
-        const T* src = y.data + m * D;
-        for (int64_t c = 0; c < D; ++c) dst[c] += src[c];
-    }
+    detail::add_rows_at(out.data, y.data, rows, M, base.cols());
     if (out.grad) {
         auto& n = tape.record(&scatter_add_rows_backward<T>);
         n.in[0] = base;
@@ -166,15 +185,7 @@ Tensor<T> scatter_add_rows(Tape<T>& tape, const Tensor<T>& base, const Tensor<T>
 
 template <class T>
 void scatter_add_rows_into_backward(Node<T>& n) {
-    const int64_t M = n.in[1].rows(), D = n.in[1].cols();
-    if (!n.in[1].grad) return;
-    parallel_for(M, M * D, [&](int64_t b_, int64_t e_) {
-        for (int64_t m = b_; m < e_; ++m) {
-            const T* src = n.out.grad + int64_t(n.saved[0][m]) * D;
-            T* dst = n.in[1].grad + m * D;
-            for (int64_t c = 0; c < D; ++c) dst[c] += src[c];
-        }
-    });
+    if (n.in[1].grad) detail::gather_add_rows(n.out.grad, n.saved[0], n.in[1].rows(), n.in[1].cols(), n.in[1].grad);
 }
 
 // acc[rows[m]] += y[m] in place (repeats accumulate); returns acc. For the second and later experts of a
@@ -184,16 +195,9 @@ void scatter_add_rows_into_backward(Node<T>& n) {
 // d acc, and d acc reaches the first node's base unchanged.
 template <class T>
 Tensor<T> scatter_add_rows_into(Tape<T>& tape, const Tensor<T>& acc, const Tensor<T>& y, const int32_t* rows) {
-    const int64_t N = acc.rows(), D = acc.cols(), M = y.rows();
-    FLASHLM_CHECK(y.cols() == D, "scatter_add_rows_into: rows " + y.shape.str() + " do not match " + acc.shape.str());
-    FLASHLM_CHECK(N < (int64_t(1) << 24), "scatter_add_rows_into: more than 2^24 rows");
-    for (int64_t m = 0; m < M; ++m)
-        FLASHLM_CHECK(rows[m] >= 0 && rows[m] < N, "scatter_add_rows_into: row index outside " + acc.shape.str());
-    for (int64_t m = 0; m < M; ++m) {
-        T* dst = acc.data + int64_t(rows[m]) * D;
-        const T* src = y.data + m * D;
-        for (int64_t c = 0; c < D; ++c) dst[c] += src[c];
-    }
+    detail::check_scatter_rows("scatter_add_rows_into", acc, y, rows);
+    const int64_t M = y.rows();
+    detail::add_rows_at(acc.data, y.data, rows, M, acc.cols());
     if (acc.grad && tape.recording({y})) {
         auto& n = tape.record(&scatter_add_rows_into_backward<T>);
         n.in[1] = y;
@@ -203,44 +207,12 @@ Tensor<T> scatter_add_rows_into(Tape<T>& tape, const Tensor<T>& acc, const Tenso
     return acc;
 }
 
-template <class T>
-void scale_rows_backward(Node<T>& n) {
-    const Tensor<T>&x = n.in[0], &s = n.in[1];
-    const int64_t R = x.rows(), D = x.cols();
-    parallel_for(R, R * D, [&](int64_t b_, int64_t e_) {
-        for (int64_t r = b_; r < e_; ++r) {
-            const T* g = n.out.grad + r * D;
-            const T* xr = x.data + r * D;
-            if (x.grad) {
-                T* dx = x.grad + r * D;
-                for (int64_t c = 0; c < D; ++c) dx[c] += g[c] * s.data[r];
-            }
-            if (s.grad) {
-                T acc = 0;
-                for (int64_t c = 0; c < D; ++c) acc += g[c] * xr[c];
-                s.grad[r] += acc;
-            }
-        }
-    });
-}
-
-// x [..., D] times one scalar per row: s holds x.rows() values (e.g. [N, 1] or [B, L, 1]).
+// x [..., D] times one scalar per row, s: [..., 1] with x.rows() rows. The same op as mul_col's column 0.
 template <class T>
 Tensor<T> scale_rows(Tape<T>& tape, const Tensor<T>& x, const Tensor<T>& s) {
-    FLASHLM_CHECK(s.numel() == x.rows(), "scale_rows: " + s.shape.str() + " is not one scalar per row of " + x.shape.str());
-    const int64_t R = x.rows(), D = x.cols();
-    Tensor<T> y = tape.make(x.shape, tape.recording({x, s}));
-    parallel_for(R, R * D, [&](int64_t b_, int64_t e_) {
-        for (int64_t r = b_; r < e_; ++r)
-            for (int64_t c = 0; c < D; ++c) y.data[r * D + c] = x.data[r * D + c] * s.data[r];
-    });
-    if (y.grad) {
-        auto& n = tape.record(&scale_rows_backward<T>);
-        n.in[0] = x;
-        n.in[1] = s;
-        n.out = y;
-    }
-    return y;
+    FLASHLM_CHECK(s.cols() == 1 && s.rows() == x.rows(),
+                  "scale_rows: " + s.shape.str() + " is not one scalar per row of " + x.shape.str());
+    return mul_col(tape, x, s, 0);
 }
 
 }  // namespace flashlm::ops

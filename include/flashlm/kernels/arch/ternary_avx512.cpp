@@ -167,18 +167,19 @@ void TernaryRows::operator()(xsimd::avx512bw, const I8Job& j) const noexcept {
 namespace flashlm::kernels::detail {
 namespace {
 
-// Tiles [t, t + NT) of a DenseI8Job. Per group of 4 columns: x[4g..4g+3] broadcast to every lane and
-// biased to unsigned (xor 0x80), one vpdpbusd per tile against its 64 weight bytes (16 rows × 4); two
-// accumulators per tile (even / odd groups) hide the latency. Σ (x + 128) · q − 128 · Σ q = Σ x · q.
-template <int NT>
-void dense_i8_tiles(const DenseI8Job& j, int64_t t) {
+// The loop both int8 tile kernels share. Per group of 4 columns: x[4g..4g+3] broadcast to every lane and
+// biased to unsigned (xor 0x80, unless Biased: x already holds x + 128 as bytes), one vpdpbusd per tile
+// against the 16 rows × 4 weight bytes that w(i, g) returns; two accumulators per tile (even / odd
+// groups) hide the latency. Then Σ (x + 128) · q − 128 · Σ q = Σ x · q per lane (lane l = row 16t + l),
+// times the weight scale ws(i) over the activation scale, stored under a mask at the ragged end.
+template <int NT, bool Biased, class Weights, class WScale>
+inline void i8_tiles(const int8_t* x, int64_t G, const int32_t* row_sums, float xscale, int64_t rows, float* y,
+                     int64_t t, Weights w, WScale ws) {
     const __m512i bias = _mm512_set1_epi8(char(0x80));
-    const int64_t G = j.groups, tile = G * 64;
-    const int8_t* w = j.w + t * tile;
     const auto xg = [&](int64_t g) {
         int32_t v;
-        std::memcpy(&v, j.x + 4 * g, 4);
-        return _mm512_xor_si512(_mm512_set1_epi32(v), bias);
+        std::memcpy(&v, x + 4 * g, 4);
+        return Biased ? _mm512_set1_epi32(v) : _mm512_xor_si512(_mm512_set1_epi32(v), bias);
     };
     __m512i a[NT][2];
     for (int i = 0; i < NT; ++i) a[i][0] = a[i][1] = _mm512_setzero_si512();
@@ -186,23 +187,34 @@ void dense_i8_tiles(const DenseI8Job& j, int64_t t) {
     for (; g + 2 <= G; g += 2) {
         const __m512i x0 = xg(g), x1 = xg(g + 1);
         for (int i = 0; i < NT; ++i) {
-            a[i][0] = _mm512_dpbusd_epi32(a[i][0], x0, _mm512_loadu_si512(w + i * tile + g * 64));
-            a[i][1] = _mm512_dpbusd_epi32(a[i][1], x1, _mm512_loadu_si512(w + i * tile + g * 64 + 64));
+            a[i][0] = _mm512_dpbusd_epi32(a[i][0], x0, w(i, g));
+            a[i][1] = _mm512_dpbusd_epi32(a[i][1], x1, w(i, g + 1));
         }
     }
     if (g < G) {
         const __m512i x0 = xg(g);
-        for (int i = 0; i < NT; ++i) a[i][0] = _mm512_dpbusd_epi32(a[i][0], x0, _mm512_loadu_si512(w + i * tile + g * 64));
+        for (int i = 0; i < NT; ++i) a[i][0] = _mm512_dpbusd_epi32(a[i][0], x0, w(i, g));
     }
-    const __m512 xs = _mm512_set1_ps(j.xscale);
+    const __m512 xs = _mm512_set1_ps(xscale);
     for (int i = 0; i < NT; ++i) {
         const int64_t r0 = (t + i) * 16;
-        const __m512i corr = _mm512_slli_epi32(_mm512_loadu_si512(j.row_sums + r0), 7);
+        const __m512i corr = _mm512_slli_epi32(_mm512_loadu_si512(row_sums + r0), 7);
         const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(a[i][0], a[i][1]), corr);
-        const __m512 y = _mm512_div_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(dot), _mm512_loadu_ps(j.wscale + r0)), xs);
-        const int64_t n = j.rows - r0;
-        _mm512_mask_storeu_ps(j.y + r0, n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1), y);
+        const __m512 yv = _mm512_div_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(dot), ws(r0)), xs);
+        const int64_t n = rows - r0;
+        _mm512_mask_storeu_ps(y + r0, n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1), yv);
     }
+}
+
+// Tiles [t, t + NT) of a DenseI8Job: 64 weight bytes (16 rows × 4) per tile and group, a scale per row.
+template <int NT>
+void dense_i8_tiles(const DenseI8Job& j, int64_t t) {
+    const int64_t tile = j.groups * 64;
+    const int8_t* w = j.w + t * tile;
+    i8_tiles<NT, false>(
+        j.x, j.groups, j.row_sums, j.xscale, j.rows, j.y, t,
+        [&](int i, int64_t g) { return _mm512_loadu_si512(w + i * tile + g * 64); },
+        [&](int64_t r0) { return _mm512_loadu_ps(j.wscale + r0); });
 }
 
 // Rows [r, r + NR) of a DenseF32Job: one accumulator per row (NR independent FMA chains), x from L1,
@@ -227,51 +239,25 @@ void dense_f32_rows(const DenseF32Job& j, int64_t r) {
     for (int i = 0; i < NR; ++i) j.y[r + i] = _mm512_reduce_add_ps(a[i]);
 }
 
-// Tiles [t, t + NT) of a TernTilesI8Job (ternary_tiles.hpp). Per group of 4 columns: x[4g..4g+3]
-// broadcast to every lane and biased to unsigned (xor 0x80); per tile the two planes become {-1, 0, 1}
-// bytes with two mask moves and feed one vpdpbusd (16 rows × 4 columns); two accumulators per tile
-// (even / odd groups). Lane i is row 16t + i: no horizontal sums. Σ (x + 128) · q − 128 · Σ q = Σ x · q.
-// Biased: x already holds x + 128 (as bytes, x ^ 0x80), so a group is one broadcast load.
+// Tiles [t, t + NT) of a TernTilesI8Job (ternary_tiles.hpp): per tile and group the two bit planes become
+// {-1, 0, 1} bytes with two mask moves; one scale for the whole tensor. Lane i is row 16t + i: no
+// horizontal sums. Biased: x already holds x + 128, so a group is one broadcast load.
 template <int NT, bool Biased>
 void tern_i8_tiles(const TernTilesI8Job& j, int64_t t) {
-    const __m512i bias = _mm512_set1_epi8(char(0x80)), one = _mm512_set1_epi8(1), minus_one = _mm512_set1_epi8(-1);
+    const __m512i one = _mm512_set1_epi8(1), minus_one = _mm512_set1_epi8(-1);
     const int64_t G = j.groups;
     const uint64_t* w = j.planes + t * G * 2;
-    const auto xg = [&](int64_t g) {
-        int32_t v;
-        std::memcpy(&v, j.x + 4 * g, 4);
-        return Biased ? _mm512_set1_epi32(v) : _mm512_xor_si512(_mm512_set1_epi32(v), bias);
-    };
-    const auto q = [&](int i, int64_t g) {
-        const uint64_t* p = w + (i * G + g) * 2;
-        __mmask64 nz, neg;
-        std::memcpy(&nz, p, 8);
-        std::memcpy(&neg, p + 1, 8);
-        return _mm512_mask_mov_epi8(_mm512_maskz_mov_epi8(nz, one), neg, minus_one);
-    };
-    __m512i a[NT][2];
-    for (int i = 0; i < NT; ++i) a[i][0] = a[i][1] = _mm512_setzero_si512();
-    int64_t g = 0;
-    for (; g + 2 <= G; g += 2) {
-        const __m512i x0 = xg(g), x1 = xg(g + 1);
-        for (int i = 0; i < NT; ++i) {
-            a[i][0] = _mm512_dpbusd_epi32(a[i][0], x0, q(i, g));
-            a[i][1] = _mm512_dpbusd_epi32(a[i][1], x1, q(i, g + 1));
-        }
-    }
-    if (g < G) {
-        const __m512i x0 = xg(g);
-        for (int i = 0; i < NT; ++i) a[i][0] = _mm512_dpbusd_epi32(a[i][0], x0, q(i, g));
-    }
-    const __m512 ws = _mm512_set1_ps(j.wscale), xs = _mm512_set1_ps(j.xscale);
-    for (int i = 0; i < NT; ++i) {
-        const int64_t r0 = (t + i) * 16;
-        const __m512i corr = _mm512_slli_epi32(_mm512_loadu_si512(j.row_sums + r0), 7);
-        const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(a[i][0], a[i][1]), corr);
-        const __m512 y = _mm512_div_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(dot), ws), xs);
-        const int64_t n = j.rows - r0;
-        _mm512_mask_storeu_ps(j.y + r0, n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1), y);
-    }
+    const __m512 ws = _mm512_set1_ps(j.wscale);
+    i8_tiles<NT, Biased>(
+        j.x, G, j.row_sums, j.xscale, j.rows, j.y, t,
+        [&](int i, int64_t g) {
+            const uint64_t* p = w + (i * G + g) * 2;
+            __mmask64 nz, neg;
+            std::memcpy(&nz, p, 8);
+            std::memcpy(&neg, p + 1, 8);
+            return _mm512_mask_mov_epi8(_mm512_maskz_mov_epi8(nz, one), neg, minus_one);
+        },
+        [&](int64_t) { return ws; });
 }
 
 }  // namespace
