@@ -42,6 +42,8 @@ function(flashlm_add_kernels target)
     return()  # the dispatcher is scalar-only off x86-64 and AArch64
   endif()
   target_sources(${target} PRIVATE "${_dir}/ternary_sse2.cpp" "${_dir}/ternary_avx2.cpp" "${_dir}/ternary_avx512.cpp")
+  # The bf16 GEMM of --matmul bf16 (target-attribute kernels, checked at run time; no per-file flags).
+  target_sources(${target} PRIVATE "${_dir}/gemm_bf16.cpp")
   # Source-file options come after the target's own (e.g. -march=native), so the -mno-* switches win.
   set_source_files_properties("${_dir}/ternary_sse2.cpp" TARGET_DIRECTORY ${target}
     PROPERTIES COMPILE_OPTIONS "-msse2;-mno-sse3")

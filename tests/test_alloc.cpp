@@ -20,13 +20,16 @@
 #include "examples/supernova2.hpp"
 #include "examples/supernova2_engine.hpp"
 
-extern "C" {
-void* __libc_malloc(size_t);
-void* __libc_calloc(size_t, size_t);
-void* __libc_realloc(void*, size_t);
-void* __libc_memalign(size_t, size_t);
-void __libc_free(void*);
-}
+// Under AddressSanitizer (scripts/sanitize.sh) malloc belongs to ASan's allocator: a replacement here
+// would hand it memory it does not know. ASan calls a hook on every allocation instead (malloc, calloc,
+// realloc, the aligned ones and operator new alike), which counts the same events.
+#if defined(__SANITIZE_ADDRESS__)
+#define FLASHLM_TEST_ALLOC_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FLASHLM_TEST_ALLOC_ASAN 1
+#endif
+#endif
 
 namespace {
 std::atomic<long> g_allocs{0};
@@ -35,6 +38,15 @@ inline void note() {
     if (g_counting.load(std::memory_order_relaxed)) g_allocs.fetch_add(1, std::memory_order_relaxed);
 }
 }  // namespace
+
+#ifndef FLASHLM_TEST_ALLOC_ASAN
+extern "C" {
+void* __libc_malloc(size_t);
+void* __libc_calloc(size_t, size_t);
+void* __libc_realloc(void*, size_t);
+void* __libc_memalign(size_t, size_t);
+void __libc_free(void*);
+}
 
 extern "C" {
 void* malloc(size_t n) {
@@ -64,6 +76,15 @@ void* memalign(size_t align, size_t n) {
     return __libc_memalign(align, n);
 }
 }
+#else
+// From <sanitizer/allocator_interface.h>, which g++ does not ship.
+extern "C" int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void*, size_t),
+                                                         void (*free_hook)(const volatile void*));
+namespace {
+void on_malloc(const volatile void*, size_t) { note(); }
+[[maybe_unused]] const int g_hooked = __sanitizer_install_malloc_and_free_hooks(on_malloc, nullptr);
+}  // namespace
+#endif
 
 using namespace flashlm;
 

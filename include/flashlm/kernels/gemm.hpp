@@ -10,7 +10,7 @@
 #include "flashlm/core/parallel.hpp"
 #include "flashlm/core/storage.hpp"
 #include "flashlm/core/tensor.hpp"
-#include "flashlm/kernels/gemm_bf16.hpp"
+#include "flashlm/kernels/gemm_bf16_api.hpp"
 
 namespace flashlm::kernels {
 
@@ -66,7 +66,7 @@ void gemm_rows(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T
     });
 }
 
-// `--matmul bf16` (gemm_bf16.hpp): float products go to the bf16 kernel, except inside a parallel region
+// `--matmul bf16` (gemm_bf16_api.hpp): float products go to the bf16 kernel, except inside a parallel region
 // (its packing buffers are shared).
 template <class T>
 bool use_bf16() {

@@ -29,6 +29,9 @@
 // run only after a run-time check (bf16_kernel(): CPUID, and for AMX the Linux arch_prctl permission for
 // the tile state); FLASHLM_ISA set to anything but avx512 hides both, like the ternary kernels.
 // gemm_bf16_reference emulates the same arithmetic in scalar code (tests, and the definition).
+// This header is the kernels: include it only where they are compiled (kernels/arch/gemm_bf16.cpp, one per
+// program, and the tests/benchmarks that call bf16_detail directly); everything else includes
+// gemm_bf16_api.hpp, whose gemm_bf16 / gemm_bf16_packed / pack_bf16_b call register_bf16_kernels()'s pointers.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -50,11 +53,6 @@
 #else
 #include <immintrin.h>
 #endif
-#include <cpuid.h>
-#if defined(__linux__)
-#include <sys/syscall.h>
-#include <unistd.h>
-#endif
 #define FLASHLM_BF16_X86 1
 #define FLASHLM_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512bf16")))
 #define FLASHLM_AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512bf16,amx-tile,amx-bf16")))
@@ -63,6 +61,7 @@
 #endif
 
 #include "flashlm/core/parallel.hpp"
+#include "flashlm/kernels/gemm_bf16_api.hpp"
 
 namespace flashlm::kernels {
 
@@ -83,110 +82,6 @@ inline float from_bf16(uint16_t h) {
     return f;
 }
 inline float round_bf16(float f) { return from_bf16(to_bf16(f)); }
-
-// How an operand is stored: k_inner = K contiguous (A: row-major [M,K]; B: [N,K], i.e. xWᵀ's W);
-// k_outer = K is the slow index (A: [K,M], the transposed dyᵀ; B: row-major [K,N]).
-enum class KLayout { k_inner, k_outer };
-
-// ---- run-time availability -------------------------------------------------------------------------
-
-// Which bf16 kernel runs: amx (AMX-BF16 tiles, tdpbf16ps), avx512 (AVX512_BF16 vdpbf16ps) or none.
-// Both take the same packed operands and give the same sums up to the order inside a pair.
-enum class Bf16Kernel { none, avx512, amx };
-
-namespace bf16_detail {
-
-inline bool cpu_has_avx512_bf16() {
-#if FLASHLM_BF16_X86
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bf16");
-#else
-    return false;
-#endif
-}
-
-// AMX needs the CPU bits (CPUID.7.0:EDX bit 22 AMX-BF16, bit 24 AMX-TILE) and the kernel's permission
-// for the 8 KiB tile state (Linux >= 5.16, arch_prctl ARCH_REQ_XCOMP_PERM), asked once per process.
-inline bool cpu_has_amx_bf16() {
-#if FLASHLM_BF16_X86 && defined(__linux__)
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-    if (!((d >> 22) & 1u) || !((d >> 24) & 1u) || !cpu_has_avx512_bf16()) return false;
-    constexpr long k_arch_req_xcomp_perm = 0x1023, k_xfeature_xtiledata = 18;
-    return syscall(SYS_arch_prctl, k_arch_req_xcomp_perm, k_xfeature_xtiledata) == 0;
-#else
-    return false;
-#endif
-}
-
-// FLASHLM_BF16=avx512|amx forces one (benchmarks, tests); FLASHLM_ISA set below avx512 hides both.
-inline std::atomic<Bf16Kernel>& kernel_slot() {
-    static std::atomic<Bf16Kernel> slot{[] {
-        if (const char* env = std::getenv("FLASHLM_ISA"); env && *env && std::string(env) != "avx512")
-            return Bf16Kernel::none;
-        const bool avx = cpu_has_avx512_bf16(), amx = avx && cpu_has_amx_bf16();
-        if (const char* env = std::getenv("FLASHLM_BF16"); env && *env) {
-            if (std::string(env) == "avx512" && avx) return Bf16Kernel::avx512;
-            if (std::string(env) == "amx" && amx) return Bf16Kernel::amx;
-            std::fprintf(stderr, "flashlm: FLASHLM_BF16=%s is not available on this CPU\n", env);
-        }
-        return amx ? Bf16Kernel::amx : avx ? Bf16Kernel::avx512 : Bf16Kernel::none;
-    }()};
-    return slot;
-}
-
-}  // namespace bf16_detail
-
-inline Bf16Kernel bf16_kernel() { return bf16_detail::kernel_slot().load(std::memory_order_relaxed); }
-inline bool bf16_available() { return bf16_kernel() != Bf16Kernel::none; }
-inline const char* bf16_kernel_name(Bf16Kernel k) {
-    return k == Bf16Kernel::amx ? "amx" : k == Bf16Kernel::avx512 ? "avx512_bf16" : "none";
-}
-// Switches between the kernels the CPU has (tests and benchmarks run both); false if k is unavailable.
-inline bool set_bf16_kernel(Bf16Kernel k) {
-    static const Bf16Kernel best = bf16_kernel();
-    const bool ok = k == Bf16Kernel::none || k == best || (k == Bf16Kernel::avx512 && best == Bf16Kernel::amx);
-    if (ok) bf16_detail::kernel_slot().store(k, std::memory_order_relaxed);
-    return ok;
-}
-
-// Which arithmetic the float training GEMMs (kernels::gemm_nt/nn/tn) use. Process-wide; switch it only
-// while no GEMM runs.
-enum class Matmul { f32, bf16 };
-
-inline std::atomic<Matmul>& matmul_slot() {
-    static std::atomic<Matmul> slot{Matmul::f32};
-    return slot;
-}
-inline Matmul matmul_mode() { return matmul_slot().load(std::memory_order_relaxed); }
-
-inline Matmul parse_matmul(const std::string& name) {
-    if (name == "f32") return Matmul::f32;
-    if (name == "bf16") return Matmul::bf16;
-    throw std::invalid_argument("--matmul must be f32 or bf16, not '" + name + "'");
-}
-
-// Throws (one clear message) when bf16 is asked for on a CPU without AVX512_BF16.
-inline void set_matmul(Matmul m) {
-    if (m == Matmul::bf16 && !bf16_available())
-        throw std::runtime_error(
-            "--matmul bf16 needs a CPU with AVX512_BF16 (vdpbf16ps: Intel Cooper Lake / Sapphire Rapids or newer, AMD "
-            "Zen 4 or newer); this CPU lacks it (or FLASHLM_ISA hides it). Use --matmul f32");
-    matmul_slot().store(m, std::memory_order_relaxed);
-}
-
-// Sets the mode for a scope (the training steps; evaluation back in f32) and restores the previous one.
-class MatmulScope {
-public:
-    explicit MatmulScope(Matmul m) : prev_(matmul_mode()) { set_matmul(m); }
-    ~MatmulScope() { matmul_slot().store(prev_, std::memory_order_relaxed); }
-    MatmulScope(const MatmulScope&) = delete;
-    MatmulScope& operator=(const MatmulScope&) = delete;
-
-private:
-    Matmul prev_;
-};
 
 // ---- scalar reference -------------------------------------------------------------------------------
 
@@ -504,12 +399,6 @@ inline void pack_b(const float* B, int64_t ldb, KLayout lb, int64_t N, int64_t K
 
 // B packed once for several products that share it (the tied head's embedding, used by every row
 // block of a step). Valid for the kernel that was active when it was packed.
-struct Bf16PackedB {
-    std::vector<uint32_t> data;
-    int64_t N = 0, K = 0, kp = 0;
-    Bf16Kernel kernel = Bf16Kernel::none;
-};
-
 #if FLASHLM_BF16_X86
 namespace bf16_detail {
 
@@ -573,18 +462,19 @@ inline void zero_k(int64_t M, int64_t N, float* C, int64_t ldc, bool accumulate)
 }  // namespace bf16_detail
 #endif
 
+namespace bf16_detail {
+
 // C[M,N] = alpha · A·B (+ C), bf16 operands, f32 sums. Needs bf16_available(); A, B as in the reference.
 // Called from outside parallel regions (it forks its own threads). Allocates only when a call is bigger
 // than any before it (the packing buffers are kept).
-inline void gemm_bf16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, KLayout la, const float* B,
-                      int64_t ldb, KLayout lb, float* C, int64_t ldc, bool accumulate, float alpha = 1.0f) {
+inline void gemm_bf16_impl(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, KLayout la, const float* B,
+                           int64_t ldb, KLayout lb, float* C, int64_t ldc, bool accumulate, float alpha) {
     if (M <= 0 || N <= 0) return;
 #if FLASHLM_BF16_X86
     const Bf16Kernel kern = bf16_kernel();
     if (kern == Bf16Kernel::none) throw std::runtime_error("gemm_bf16: this CPU has no AVX512_BF16");
-    if (K <= 0) return bf16_detail::zero_k(M, N, C, ldc, accumulate);
-    bf16_detail::run(M, N, K, bf16_detail::pairs_for(kern, K), kern, A, lda, la, nullptr, B, ldb, lb, C, ldc, accumulate,
-                     alpha);
+    if (K <= 0) return zero_k(M, N, C, ldc, accumulate);
+    run(M, N, K, pairs_for(kern, K), kern, A, lda, la, nullptr, B, ldb, lb, C, ldc, accumulate, alpha);
 #else
     (void)A, (void)lda, (void)la, (void)B, (void)ldb, (void)lb, (void)C, (void)ldc, (void)accumulate, (void)alpha, (void)K;
     throw std::runtime_error("gemm_bf16: needs x86-64 with AVX512_BF16");
@@ -592,12 +482,12 @@ inline void gemm_bf16(int64_t M, int64_t N, int64_t K, const float* A, int64_t l
 }
 
 // Packs B ([K,N] as the product sees it, layout lb) for gemm_bf16_packed.
-inline void pack_bf16_b(const float* B, int64_t ldb, KLayout lb, int64_t N, int64_t K, Bf16PackedB& out) {
+inline void pack_bf16_b_impl(const float* B, int64_t ldb, KLayout lb, int64_t N, int64_t K, Bf16PackedB& out) {
 #if FLASHLM_BF16_X86
     out.kernel = bf16_kernel();
     if (out.kernel == Bf16Kernel::none) throw std::runtime_error("pack_bf16_b: this CPU has no AVX512_BF16");
-    out.N = N, out.K = K, out.kp = bf16_detail::pairs_for(out.kernel, K);
-    if (N > 0 && K > 0) bf16_detail::pack_b(B, ldb, lb, N, K, out.kp, out.kernel == Bf16Kernel::amx, out.data);
+    out.N = N, out.K = K, out.kp = pairs_for(out.kernel, K);
+    if (N > 0 && K > 0) pack_b(B, ldb, lb, N, K, out.kp, out.kernel == Bf16Kernel::amx, out.data);
 #else
     (void)B, (void)ldb, (void)lb, (void)N, (void)K, (void)out;
     throw std::runtime_error("pack_bf16_b: needs x86-64 with AVX512_BF16");
@@ -605,32 +495,30 @@ inline void pack_bf16_b(const float* B, int64_t ldb, KLayout lb, int64_t N, int6
 }
 
 // C[M, b.N] = alpha · A·B (+ C) with B from pack_bf16_b.
-inline void gemm_bf16_packed(int64_t M, const float* A, int64_t lda, KLayout la, const Bf16PackedB& b, float* C,
-                             int64_t ldc, bool accumulate, float alpha = 1.0f) {
+inline void gemm_bf16_packed_impl(int64_t M, const float* A, int64_t lda, KLayout la, const Bf16PackedB& b, float* C,
+                                  int64_t ldc, bool accumulate, float alpha) {
     if (M <= 0 || b.N <= 0) return;
 #if FLASHLM_BF16_X86
     if (b.kernel != bf16_kernel()) throw std::logic_error("gemm_bf16_packed: B was packed for another kernel");
-    if (b.K <= 0) return bf16_detail::zero_k(M, b.N, C, ldc, accumulate);
-    bf16_detail::run(M, b.N, b.K, b.kp, b.kernel, A, lda, la, b.data.data(), nullptr, 0, KLayout::k_inner, C, ldc,
-                     accumulate, alpha);
+    if (b.K <= 0) return zero_k(M, b.N, C, ldc, accumulate);
+    run(M, b.N, b.K, b.kp, b.kernel, A, lda, la, b.data.data(), nullptr, 0, KLayout::k_inner, C, ldc, accumulate,
+        alpha);
 #else
     (void)A, (void)lda, (void)la, (void)C, (void)ldc, (void)accumulate, (void)alpha;
     throw std::runtime_error("gemm_bf16_packed: needs x86-64 with AVX512_BF16");
 #endif
 }
 
-// The three products of a linear layer, same argument order as kernels::gemm_nt/nn/tn (gemm.hpp).
-// C[M,N] (+)= A[M,K] · B[N,K]ᵀ
-inline void gemm_bf16_nt(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C, bool accumulate) {
-    gemm_bf16(M, N, K, A, K, KLayout::k_inner, B, K, KLayout::k_inner, C, N, accumulate);
-}
-// C[M,N] (+)= A[M,K] · B[K,N]
-inline void gemm_bf16_nn(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C, bool accumulate) {
-    gemm_bf16(M, N, K, A, K, KLayout::k_inner, B, N, KLayout::k_outer, C, N, accumulate);
-}
-// C[M,N] (+)= A[K,M]ᵀ · B[K,N]
-inline void gemm_bf16_tn(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C, bool accumulate) {
-    gemm_bf16(M, N, K, A, M, KLayout::k_outer, B, N, KLayout::k_outer, C, N, accumulate);
+}  // namespace bf16_detail
+
+// Points gemm_bf16_api.hpp's entry points at these kernels (kernels/arch/gemm_bf16.cpp calls it during
+// static initialisation, before main).
+inline bool register_bf16_kernels() {
+    Bf16Hooks& h = bf16_hooks();
+    h.gemm = &bf16_detail::gemm_bf16_impl;
+    h.pack_b = &bf16_detail::pack_bf16_b_impl;
+    h.gemm_packed = &bf16_detail::gemm_bf16_packed_impl;
+    return true;
 }
 
 }  // namespace flashlm::kernels

@@ -229,9 +229,7 @@ inline bool popcount_path_available(PopcountPath p) {
         case PopcountPath::scalar: return true;
 #ifdef FLASHLM_POPCNT_X86
         case PopcountPath::avx2: return detail::cpu_has(Isa::avx2);
-        case PopcountPath::avx512:
-            __builtin_cpu_init();
-            return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq");
+        case PopcountPath::avx512: return cpu_features().avx512f && cpu_features().avx512vpopcntdq;
 #endif
 #ifdef FLASHLM_POPCNT_NEON
         case PopcountPath::neon: return true;

@@ -34,6 +34,7 @@
 #endif
 
 #include "flashlm/core/parallel.hpp"
+#include "flashlm/kernels/cpu_features.hpp"
 #include "flashlm/kernels/ternary_abi.hpp"
 #include "flashlm/kernels/ternary_pack.hpp"
 
@@ -54,15 +55,12 @@ inline constexpr int64_t k_parallel_min_work = int64_t(1) << 17;
 
 inline bool cpu_has(Isa isa) {
 #if defined(__x86_64__) || defined(__i386__)
-    const auto a = xsimd::available_architectures();
+    const CpuFeatures& f = cpu_features();  // CPUID + XGETBV, shared with the popcount and bf16 kernels
     switch (isa) {
         case Isa::scalar: return true;
-        case Isa::sse2: return a.sse2;
-        case Isa::avx2: return a.avx2 && a.fma3_avx2;
-        case Isa::avx512:
-            // xsimd 8.1 knows neither VL nor VNNI; the compiler runtime does (and checks OS support).
-            __builtin_cpu_init();
-            return a.avx512bw && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+        case Isa::sse2: return f.sse2;
+        case Isa::avx2: return f.avx2 && f.fma;
+        case Isa::avx512: return f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl && f.avx512vnni;
         default: return false;
     }
 #elif defined(__aarch64__)

@@ -18,7 +18,7 @@
 
 #include "flashlm/data/batcher.hpp"
 #include "flashlm/io/checkpoint.hpp"
-#include "flashlm/kernels/gemm_bf16.hpp"
+#include "flashlm/kernels/gemm_bf16_api.hpp"
 #include "flashlm/optim/adamw.hpp"
 #include "flashlm/optim/clip.hpp"
 #include "flashlm/optim/schedule.hpp"
