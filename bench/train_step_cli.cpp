@@ -7,6 +7,8 @@
 //   bench_train_step_cli --model bolt --recompute ...                # blocks recomputed in backward
 //   bench_train_step_cli --model bolt --quant int8 ...               # BitLinear forward in int8
 //   bench_train_step_cli --model bolt --matmul bf16 ...              # bf16 training GEMMs (kernels/gemm_bf16.hpp)
+//   bench_train_step_cli --model bolt --memory-report ...            # + where the memory goes (stderr)
+//   bench_train_step_cli --model bolt --unfused ...                  # Bolt blocks as the op-by-op chain
 // Output: {"impl":"flashlm","model":..,"tok_s":..,"gflop_s":..,"peak_rss_mb":..,"minflt_per_step":..,
 //          "cpu_util":..,"optimizer":..,"phase_ms":{...}}
 // The optimizer is the recipe's (AdamW, or SGD with momentum for supernova2-engine); its phase is named
@@ -24,6 +26,7 @@
 #include <vector>
 
 #include "bench/fma_peak.hpp"
+#include "bench/memory_report.hpp"
 #include "examples/registry.hpp"
 
 using namespace flashlm;
@@ -35,6 +38,7 @@ struct Args {
     std::string model = "bolt";
     int64_t batch = 16, seq = 256, threads = 1, steps = 5, warmup = 2;
     bool print_config = false, peak = false, recompute = false;
+    bool memory_report = false, unfused = false;
     std::string quant = "none";  // --quant int8: BitLinear forward through the int8 kernels
     std::string matmul = "f32";
 };
@@ -43,7 +47,7 @@ struct Args {
     std::fprintf(stderr,
                  "bench_train_step_cli: %s\nusage: bench_train_step_cli [--model NAME] [--batch N] [--seq N] "
                  "[--threads N] [--steps N] [--warmup N] [--print-config] [--peak] [--recompute] [--quant none|int8]\n"
-                 "       [--matmul f32|bf16]\n",
+                 "       [--matmul f32|bf16] [--memory-report] [--unfused]\n",
                  why.c_str());
     std::exit(2);
 }
@@ -55,6 +59,8 @@ Args parse(int argc, char** argv) {
         if (flag == "--print-config") { a.print_config = true; continue; }
         if (flag == "--peak") { a.peak = true; continue; }
         if (flag == "--recompute") { a.recompute = true; continue; }
+        if (flag == "--memory-report") { a.memory_report = true; continue; }
+        if (flag == "--unfused") { a.unfused = true; continue; }
         if (i + 1 >= argc) usage("missing value for " + flag);
         if (flag == "--model") { a.model = argv[++i]; continue; }
         if (flag == "--quant") {
@@ -122,6 +128,7 @@ int main(int argc, char** argv) try {
         return 0;
     }
 
+    const double rss_before_model = bench::resident_mib();
     const auto& entry = examples::find_model(a.model);
     const Recipe rc = entry.recipe(int(a.threads));
     nlohmann::json cfg = {{"vocab_size", rc.vocab}, {"seq_len", std::max(a.seq, rc.seq)}};
@@ -130,6 +137,11 @@ int main(int argc, char** argv) try {
     Rng rng(42);
     model->init(rng);
     if (!model->set_recompute(a.recompute)) usage("--recompute is not available for " + a.model);
+    if (a.unfused) {
+        auto* bolt = dynamic_cast<examples::Bolt<float>*>(model.get());
+        if (!bolt) usage("--unfused is only for the Bolt family");
+        bolt->set_unfused(true);
+    }
     ops::set_int8_forward(a.quant == "int8");
     kernels::set_matmul(kernels::parse_matmul(a.matmul));
     nlohmann::json recipe = {{"lr", rc.lr}, {"beta1", rc.beta1}, {"beta2", rc.beta2}, {"eps", rc.eps},
@@ -187,6 +199,7 @@ int main(int argc, char** argv) try {
     for (int64_t i = 0; i < a.steps; ++i) step(true);
     const double elapsed = seconds(start, clock_type::now());
     getrusage(RUSAGE_SELF, &r1);
+    if (a.memory_report) bench::print_memory_report(tape, model->params(), rss_before_model);
 
     const double steps = double(a.steps), ms = 1e3 / steps;
     const double tok_s = double(n) * steps / elapsed;
@@ -200,7 +213,7 @@ int main(int argc, char** argv) try {
                 "\"steps\": %lld, \"tok_s\": %.1f, \"gflop_s\": %.1f, \"step_ms\": %.2f, \"peak_rss_mb\": %.1f, "
                 "\"minflt_per_step\": %.1f, \"cpu_util\": %.2f, \"loss\": %.5f, \"optimizer\": \"%s\", "
                 "\"phase_ms\": {\"zero_grad\": %.2f, \"forward\": %.2f, \"backward\": %.2f, \"clip\": %.2f, \"%s\": %.2f}}\n",
-                a.model.c_str(), (std::string(a.recompute ? "+recompute" : "") + (a.quant == "int8" ? "+int8" : "")).c_str(),
+                a.model.c_str(), (std::string(a.recompute ? "+recompute" : "") + (a.quant == "int8" ? "+int8" : "") + (a.unfused ? "+unfused" : "")).c_str(),
                 a.matmul == "bf16" ? "+bf16" : "", (long long)a.batch, (long long)a.seq, (long long)a.threads, (long long)a.steps, tok_s,
                 tok_s * train_flops_per_token(model->params()) * 1e-9, elapsed * ms, double(r1.ru_maxrss) / 1024.0,
                 double(r1.ru_minflt - r0.ru_minflt) / steps, cpu_util, double(loss_value), rc.optimizer.c_str(), phase[0] * ms,

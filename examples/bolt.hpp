@@ -9,6 +9,7 @@
 
 #include <flashlm/flashlm.hpp>
 #include <flashlm/nn/frozen_ternary.hpp>
+#include <flashlm/ops/prenorm_residual.hpp>
 
 namespace flashlm::examples {
 
@@ -75,7 +76,17 @@ struct BoltBlock {
         if (block_norms) norm2.init(rng);
         ffn.init(rng);
     }
+    bool unfused = false;  // tests: the op-by-op chain the fused sublayers must match bit for bit
+
     Tensor<T> operator()(Tape<T>& tape, Tensor<T> x) const {
+        // v4 (block norms, Q1 absmean): each sublayer is one node that keeps only what its backward
+        // can't recompute cheaply and shares the residual's gradient (ops/prenorm_residual.hpp).
+        if (block_norms && mixer.up.opt.quant == nn::WeightQuant::absmean && !unfused) {
+            x = ops::prenorm_gated_conv_residual(tape, x, norm1.ps->get(norm1.scale), mixer.up.w(), mixer.conv.w(),
+                                                 mixer.down.w(), norm1.eps);
+            return ops::prenorm_ternary_glu_residual(tape, x, norm2.ps->get(norm2.scale), ffn.gate.w(), ffn.up.w(),
+                                                     ffn.down.w(), norm2.eps);
+        }
         x = ops::add(tape, x, mixer(tape, block_norms ? norm1(tape, x) : x));
         return ops::add(tape, x, ffn(tape, block_norms ? norm2(tape, x) : x));
     }
@@ -119,6 +130,10 @@ public:
         return ops::linear(tape, hidden(tape, ids, B, L), embedding_.w());
     }
     std::unique_ptr<Generator> make_generator(Quant q) const override;
+    // Tests: run the blocks as the unfused op chain.
+    void set_unfused(bool on) {
+        for (auto& b : blocks_) b.unfused = on;
+    }
     bool set_recompute(bool on) override {
         segments_.clear();
         if (on)

@@ -46,6 +46,7 @@
 #include <flashlm/ops/moe_routing.hpp>
 #include <flashlm/ops/moe_expert.hpp>
 #include <flashlm/ops/residual_sum.hpp>
+#include <flashlm/ops/prenorm_residual.hpp>
 
 using namespace flashlm;
 
@@ -345,6 +346,14 @@ std::vector<OpCase<T>> op_table() {
                      T* work = tp.scratch(ops::expert_glu_work_size(4, 4, 6));
                      return ops::expert_glu_median(tp, in[0], rows, 4, in[1], in[2], in[3], work);
                  }, {0}});
+    // Bolt's fused sublayers: x, the norm gain and the conv weight here; the ternary weights' STE
+    // gradients are checked bit for bit against the unfused chain in tests/variants/bolt_fused.cpp.
+    t.push_back({"prenorm_gated_conv_residual", {Shape{2, 5, 4}, Shape{4}, Shape{8, 4}, Shape{4, 1, 3}, Shape{4, 4}}, [](Tape<T>& tp, V& in) {
+                     return ops::prenorm_gated_conv_residual(tp, in[0], in[1], in[2], in[3], in[4], 1e-6);
+                 }, {0, 1, 3}});
+    t.push_back({"prenorm_ternary_glu_residual", {Shape{2, 3, 4}, Shape{4}, Shape{6, 4}, Shape{6, 4}, Shape{4, 6}}, [](Tape<T>& tp, V& in) {
+                     return ops::prenorm_ternary_glu_residual(tp, in[0], in[1], in[2], in[3], in[4], 1e-6);
+                 }, {0, 1}});
     return t;
 }
 

@@ -13,13 +13,14 @@ namespace flashlm {
 template <class T>
 struct Node {
     void (*backward)(Node&) = nullptr;
-    Tensor<T> in[4];
+    Tensor<T> in[6];  // fused ops (ops/prenorm_residual.hpp) read a residual, a norm gain and three weights
     Tensor<T> out;
     T* saved[4] = {nullptr, nullptr, nullptr, nullptr};
     const int32_t* ids = nullptr;
     int64_t i[4] = {0, 0, 0, 0};
     double f[2] = {0, 0};
     const void* ctx = nullptr;  // an op's own context that outlives the step (ops/recompute.hpp)
+    std::size_t arena_mark = 0;  // arena elements handed out before this node was recorded (memory reports)
 };
 
 template <class T>
@@ -50,8 +51,17 @@ public:
     Node<T>& record(void (*bw)(Node<T>&)) {
         nodes_.emplace_back();
         nodes_.back().backward = bw;
+        nodes_.back().arena_mark = arena_.used();
         return nodes_.back();
     }
+    // Memory that only one node's backward uses at a time (fused ops' recomputed activations and inner
+    // gradients): one buffer for every node of the tape instead of arena space per node. Grown on the
+    // first step and kept, so later steps allocate nothing; the pointer is valid until the next call.
+    T* workspace(int64_t n) {
+        if (std::size_t(n) > work_.size()) work_.resize_uninitialized(std::size_t(n));
+        return work_.data();
+    }
+    std::size_t workspace_size() const { return work_.size(); }
 
     // Seeds d(loss)/d(loss) = 1 and runs every node in reverse; gradients accumulate.
     void backward(const Tensor<T>& loss) {
@@ -91,6 +101,7 @@ public:
 
 private:
     Arena<T> arena_;
+    Storage<T> work_;
     std::vector<Node<T>> nodes_;
     bool grad_enabled_ = true;
 };

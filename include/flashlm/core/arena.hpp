@@ -51,6 +51,8 @@ public:
         return t;
     }
     std::size_t peak() const { return peak_; }
+    // Elements handed out since the last reset.
+    std::size_t used() const { return retired_ + used_; }
 
 private:
     // Not zero-filled: alloc() hands out recycled memory anyway, and alloc_zeroed() zeroes what it hands

@@ -9,35 +9,55 @@
 
 namespace flashlm::ops {
 
+// dx += r (u − x̂ · mean(u⊙x̂)) (dx may be null), dg += Σ_rows dy⊙x̂ (dg may be null) for M rows of D.
+// Shared with fused callers (ops/prenorm_residual.hpp), which must get the very same numbers.
+template <class T>
+void rmsnorm_backward_raw(const T* x, const T* g, const T* r, const T* dy, T* dx, T* dg, int64_t M, int64_t D) {
+    if (dx) {
+        parallel_for(M, M * D, [&](int64_t b_, int64_t e_) {
+            for (int64_t i = b_; i < e_; ++i) {
+                const T* xi = x + i * D;
+                const T* dyi = dy + i * D;
+                T dot = 0;
+                for (int64_t c = 0; c < D; ++c) dot += dyi[c] * g[c] * xi[c];
+                const T ri = r[i];
+                const T k = dot * ri * ri / T(D);
+                T* dxi = dx + i * D;
+                for (int64_t c = 0; c < D; ++c) dxi[c] += ri * (dyi[c] * g[c] - xi[c] * k);
+            }
+        });
+    }
+    if (dg) {
+        for (int64_t i = 0; i < M; ++i) {
+            const T* xi = x + i * D;
+            const T* dyi = dy + i * D;
+            const T ri = r[i];
+            for (int64_t c = 0; c < D; ++c) dg[c] += dyi[c] * xi[c] * ri;
+        }
+    }
+}
+
+// y = x · r · g row by row, r[i] = 1/sqrt(mean(x_i²) + eps).
+template <class T>
+void rmsnorm_raw(const T* x, const T* g, double eps, T* y, T* r, int64_t M, int64_t D) {
+    parallel_for(M, M * D, [&](int64_t b_, int64_t e_) {
+        for (int64_t i = b_; i < e_; ++i) {
+            const T* xi = x + i * D;
+            T ss = 0;
+            for (int64_t c = 0; c < D; ++c) ss += xi[c] * xi[c];
+            const T ri = T(1) / std::sqrt(ss / T(D) + T(eps));
+            r[i] = ri;
+            T* yi = y + i * D;
+            for (int64_t c = 0; c < D; ++c) yi[c] = xi[c] * ri * g[c];
+        }
+    });
+}
+
 template <class T>
 void rmsnorm_backward(Node<T>& n) {
     const Tensor<T>& x = n.in[0];
     const Tensor<T>& g = n.in[1];
-    const int64_t M = x.rows(), D = x.cols();
-    const T* r = n.saved[0];
-    const T* dy = n.out.grad;
-    if (x.grad) {
-        parallel_for(M, M * D, [&](int64_t b_, int64_t e_) {
-            for (int64_t i = b_; i < e_; ++i) {
-                const T* xi = x.data + i * D;
-                const T* dyi = dy + i * D;
-                T dot = 0;
-                for (int64_t c = 0; c < D; ++c) dot += dyi[c] * g.data[c] * xi[c];
-                const T ri = r[i];
-                const T k = dot * ri * ri / T(D);
-                T* dxi = x.grad + i * D;
-                for (int64_t c = 0; c < D; ++c) dxi[c] += ri * (dyi[c] * g.data[c] - xi[c] * k);
-            }
-        });
-    }
-    if (g.grad) {
-        for (int64_t i = 0; i < M; ++i) {
-            const T* xi = x.data + i * D;
-            const T* dyi = dy + i * D;
-            const T ri = r[i];
-            for (int64_t c = 0; c < D; ++c) g.grad[c] += dyi[c] * xi[c] * ri;
-        }
-    }
+    rmsnorm_backward_raw(x.data, g.data, n.saved[0], n.out.grad, x.grad, g.grad, x.rows(), x.cols());
 }
 
 template <class T>
@@ -46,17 +66,7 @@ Tensor<T> rmsnorm(Tape<T>& tape, const Tensor<T>& x, const Tensor<T>& g, double 
     const int64_t M = x.rows(), D = x.cols();
     Tensor<T> y = tape.make(x.shape, tape.recording({x, g}));
     T* r = tape.scratch(M);
-    parallel_for(M, M * D, [&](int64_t b_, int64_t e_) {
-        for (int64_t i = b_; i < e_; ++i) {
-            const T* xi = x.data + i * D;
-            T ss = 0;
-            for (int64_t c = 0; c < D; ++c) ss += xi[c] * xi[c];
-            const T ri = T(1) / std::sqrt(ss / T(D) + T(eps));
-            r[i] = ri;
-            T* yi = y.data + i * D;
-            for (int64_t c = 0; c < D; ++c) yi[c] = xi[c] * ri * g.data[c];
-        }
-    });
+    rmsnorm_raw(x.data, g.data, eps, y.data, r, M, D);
     if (y.grad) {
         auto& n = tape.record(&rmsnorm_backward<T>);
         n.in[0] = x;

@@ -1,0 +1,84 @@
+#pragma once
+// `bench_train_step_cli --memory-report`: where a training step's resident memory goes, printed to
+// stderr after the timed steps. The tape arena is split by op: a node's share is what the arena handed
+// out between the previous node's record and its own (its saved buffers, its output and the output's
+// gradient), so the lines sum to the arena's use after the forward.
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <string>
+#include <utility>
+
+#include "examples/registry.hpp"
+#include "flashlm/ops/prenorm_residual.hpp"
+
+namespace flashlm::bench {
+
+inline double resident_mib() {
+    std::FILE* f = std::fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    double kb = -1;
+    while (std::fgets(line, sizeof line, f))
+        if (std::strncmp(line, "VmRSS:", 6) == 0) kb = std::strtod(line + 6, nullptr);
+    std::fclose(f);
+    return kb / 1024.0;
+}
+
+inline const char* op_name(void (*bw)(Node<float>&)) {
+    using N = Node<float>;
+    static const std::pair<void (*)(N&), const char*> k_names[] = {
+        {&ops::embedding_backward<float>, "embedding"},
+        {&ops::rmsnorm_backward<float>, "rmsnorm"},
+        {&ops::bitlinear_backward<float>, "bitlinear"},
+        {&ops::linear_backward<float>, "linear"},
+        {&ops::gated_causal_conv_backward<float>, "gated_causal_conv"},
+        {&ops::swiglu_backward<float>, "swiglu"},
+        {&ops::add_backward<float>, "add"},
+        {&ops::tied_head_ce_backward<float>, "tied_head_cross_entropy"},
+        {&ops::recompute_backward<float>, "recompute"},
+        {&ops::prenorm_gated_conv_residual_backward<float>, "prenorm_gated_conv_residual"},
+        {&ops::prenorm_ternary_glu_residual_backward<float>, "prenorm_ternary_glu_residual"},
+    };
+    for (const auto& [f, name] : k_names)
+        if (f == bw) return name;
+    return "other";
+}
+
+// Call after a step (the tape still holds its graph: reset() runs at the start of the next step).
+inline void print_memory_report(const Tape<float>& tape, const ParamStore<float>& params, double rss_before_model) {
+    constexpr double mib = 1.0 / (1024.0 * 1024.0);
+    const auto& nodes = tape.nodes();
+    struct Row {
+        std::size_t count = 0, total = 0, grad = 0;
+    };
+    std::map<std::string, Row> rows;
+    std::size_t prev = 0;
+    for (const auto& n : nodes) {
+        Row& r = rows[op_name(n.backward)];
+        r.count += 1;
+        r.total += n.arena_mark - prev;
+        prev = n.arena_mark;
+    }
+    // An output gradient is the op's own unless it shares an input's (the fused residual ops).
+    for (const auto& n : nodes) {
+        if (!n.out.grad) continue;
+        bool shared = false;
+        for (const auto& t : n.in) shared = shared || (t.grad && t.grad == n.out.grad);
+        if (!shared) rows[op_name(n.backward)].grad += std::size_t(n.out.numel());
+    }
+    const double fb = sizeof(float) * mib;
+    std::fprintf(stderr, "memory report (MiB; arena shares by op: allocations up to and including its record)\n");
+    std::fprintf(stderr, "  %-30s %6s %10s %12s\n", "op", "nodes", "arena", "of it grads");
+    for (const auto& [name, r] : rows)
+        std::fprintf(stderr, "  %-30s %6zu %10.1f %12.1f\n", name.c_str(), r.count, double(r.total) * fb, double(r.grad) * fb);
+    std::fprintf(stderr, "  %-30s %6s %10.1f\n", "after the last node", "", double(tape.arena().used() - prev) * fb);
+    std::fprintf(stderr, "  arena: used %.1f, peak %.1f, capacity %.1f (untouched capacity is not resident)\n",
+                 double(tape.arena().used()) * fb, double(tape.arena().peak()) * fb, double(tape.arena().capacity()) * fb);
+    std::fprintf(stderr, "  tape workspace (backward recomputation, inner gradients): %.1f\n", double(tape.workspace_size()) * fb);
+    const double p = double(params.flat_size()) * fb;
+    std::fprintf(stderr, "  parameters %.1f + gradients %.1f + AdamW moments %.1f = %.1f\n", p, p, 2 * p, 4 * p);
+    std::fprintf(stderr, "  resident before the model was built: %.1f; now: %.1f\n", rss_before_model, resident_mib());
+}
+
+}  // namespace flashlm::bench
