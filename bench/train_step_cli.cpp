@@ -9,6 +9,7 @@
 //   bench_train_step_cli --model bolt --matmul bf16 ...              # bf16 training GEMMs (kernels/gemm_bf16.hpp)
 //   bench_train_step_cli --model bolt --memory-report ...            # + where the memory goes (stderr)
 //   bench_train_step_cli --model bolt --unfused ...                  # Bolt blocks as the op-by-op chain
+//   bench_train_step_cli --model bolt --hash ...                     # FNV-1a of loss + all gradients per step
 // Output: {"impl":"flashlm","model":..,"tok_s":..,"gflop_s":..,"peak_rss_mb":..,"minflt_per_step":..,
 //          "cpu_util":..,"optimizer":..,"phase_ms":{...}}
 // The optimizer is the recipe's (AdamW, or SGD with momentum for supernova2-engine); its phase is named
@@ -39,6 +40,7 @@ struct Args {
     int64_t batch = 16, seq = 256, threads = 1, steps = 5, warmup = 2;
     bool print_config = false, peak = false, recompute = false;
     bool memory_report = false, unfused = false;
+    bool hash = false;  // checks that a kernel change keeps every bit (stderr, one line per step)
     std::string quant = "none";  // --quant int8: BitLinear forward through the int8 kernels
     std::string matmul = "f32";
 };
@@ -47,7 +49,7 @@ struct Args {
     std::fprintf(stderr,
                  "bench_train_step_cli: %s\nusage: bench_train_step_cli [--model NAME] [--batch N] [--seq N] "
                  "[--threads N] [--steps N] [--warmup N] [--print-config] [--peak] [--recompute] [--quant none|int8]\n"
-                 "       [--matmul f32|bf16] [--memory-report] [--unfused]\n",
+                 "       [--matmul f32|bf16] [--memory-report] [--unfused] [--hash]\n",
                  why.c_str());
     std::exit(2);
 }
@@ -61,6 +63,7 @@ Args parse(int argc, char** argv) {
         if (flag == "--recompute") { a.recompute = true; continue; }
         if (flag == "--memory-report") { a.memory_report = true; continue; }
         if (flag == "--unfused") { a.unfused = true; continue; }
+        if (flag == "--hash") { a.hash = true; continue; }
         if (i + 1 >= argc) usage("missing value for " + flag);
         if (flag == "--model") { a.model = argv[++i]; continue; }
         if (flag == "--quant") {
@@ -178,6 +181,15 @@ int main(int argc, char** argv) try {
         const auto t2 = clock_type::now();
         tape.backward(loss);
         const auto t3 = clock_type::now();
+        if (a.hash) {
+            uint64_t h = 1469598103934665603ull;
+            auto mix = [&h](const void* p, size_t bytes) {
+                for (size_t i = 0; i < bytes; ++i) h = (h ^ static_cast<const unsigned char*>(p)[i]) * 1099511628211ull;
+            };
+            mix(loss.data, sizeof(float));
+            mix(model->params().grads(), model->params().flat_size() * sizeof(float));
+            std::fprintf(stderr, "hash loss=%.7f grads=%016llx\n", double(loss.data[0]), (unsigned long long)h);
+        }
         optim::clip_grad_norm(model->params(), rc.clip);
         const auto t4 = clock_type::now();
         if (use_sgd)

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "flashlm/core/parallel.hpp"
 #include "flashlm/core/storage.hpp"
 
 namespace flashlm {
@@ -31,7 +32,7 @@ public:
     }
     T* alloc_zeroed(std::size_t n) {
         T* p = alloc(n);
-        std::memset(static_cast<void*>(p), 0, n * sizeof(T));
+        parallel_memset_zero(static_cast<void*>(p), n * sizeof(T));
         return p;
     }
     // Invalidates every pointer handed out since the last reset.

@@ -6,6 +6,8 @@
 #include <new>
 #include <utility>
 
+#include "flashlm/core/parallel.hpp"
+
 namespace flashlm {
 
 inline constexpr std::size_t k_alignment = 64;
@@ -41,7 +43,7 @@ public:
         size_ = n;
     }
     void zero() {
-        if (size_) std::memset(static_cast<void*>(data_), 0, size_ * sizeof(T));
+        if (size_) parallel_memset_zero(static_cast<void*>(data_), size_ * sizeof(T));
     }
     T* data() { return data_; }
     const T* data() const { return data_; }

@@ -59,10 +59,19 @@ void gemm_rows(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T
     const int64_t row_step = LhsOrder == Eigen::RowMajor ? lda : 1;
     // Row blocks of at least 16 keep Eigen's micro-kernel busy.
     const int64_t blocks = (m + 15) / 16;
+    // Eigen's kernel adds into C, so an overwrite zeroes C first. Zeroing a thread's whole range at once
+    // wrote megabytes that the GEMM then read back from memory; zeroing row chunks of about 512 KiB just
+    // before each is multiplied keeps them in L2. Chunks of at least 128 rows keep the repacking of B (once
+    // per call) below 1 % of the products. Eigen's depth blocking depends on k alone, so every element
+    // sees the same additions in the same order as one call over the whole range.
+    const int64_t chunk = accumulate ? m : std::max<int64_t>(128, (int64_t(512 << 10) / int64_t(sizeof(T)) / std::max<int64_t>(n, 1)) / 16 * 16);
     parallel_for_tid(blocks, 2 * m * n * k, [&](int64_t b0, int64_t b1, int tid) {
         const int64_t r0 = b0 * 16, r1 = std::min(m, b1 * 16);
-        if (!accumulate) std::fill(c + r0 * n, c + r1 * n, T(0));
-        if (k > 0) gemm_acc<T, LhsOrder, RhsOrder>(r1 - r0, n, k, a + r0 * row_step, lda, b, ldb, c + r0 * n, n, T(1), tid);
+        for (int64_t c0 = r0; c0 < r1; c0 += chunk) {
+            const int64_t c1 = std::min(r1, c0 + chunk);
+            if (!accumulate) std::fill(c + c0 * n, c + c1 * n, T(0));
+            if (k > 0) gemm_acc<T, LhsOrder, RhsOrder>(c1 - c0, n, k, a + c0 * row_step, lda, b, ldb, c + c0 * n, n, T(1), tid);
+        }
     });
 }
 
