@@ -249,6 +249,7 @@ TEST_CASE("recomputed Bolt blocks give the same loss and gradients and keep only
 
     auto run = [&](bool recompute, std::vector<double>& grads, size_t& arena_peak) {
         REQUIRE(model.set_recompute(recompute));
+        model.set_unfused(!recompute);  // plain: the op chain, whose tape holds every block's insides
         Tape<double> tape;
         model.params().zero_grad();
         Tensor<double> loss = model.loss(tape, ids.data(), targets.data(), B, L);
@@ -272,4 +273,5 @@ TEST_CASE("recomputed Bolt blocks give the same loss and gradients and keep only
     // the main tape keeps the embedding, the block outputs and the head's buffers, not the blocks' insides
     CHECK(double(peak_re) < 0.5 * double(peak_plain));
     model.set_recompute(false);
+    model.set_unfused(false);
 }
