@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "examples/nova.hpp"
-#include "examples/registry.hpp"
 #include "tests/parity_harness.hpp"
 
 using namespace flashlm;
@@ -76,13 +75,6 @@ double cached_vs_full(examples::Nova<float>& model, const std::vector<int32_t>& 
 TEST_CASE("nova parameter count matches VARIANTS.md (4,987,392)") {
     examples::Nova<float> m("nova", examples::NovaConfig{});
     CHECK(m.params().count() == 4987392);
-    // recipe and registry
-    const auto& e = examples::find_model("nova");
-    const Recipe rc = e.recipe(2);
-    CHECK(rc.lr == doctest::Approx(5e-4));
-    CHECK(rc.warmup == 100);
-    CHECK(rc.batch * rc.accum * rc.seq == 4096);
-    CHECK(e.make(nlohmann::json{{"vocab_size", 4096}})->params().count() == 4987392);
     CHECK_THROWS_WITH_AS(examples::NovaConfig::from_json({{"d_head", 7}}, {}), doctest::Contains("even"),
                          std::invalid_argument);
 }

@@ -6,7 +6,6 @@
 #include <cmath>
 #include <vector>
 
-#include "examples/registry.hpp"
 #include "examples/supernova2_engine.hpp"
 #include "flashlm/optim/sgd.hpp"
 #include "tests/parity_harness.hpp"
@@ -92,24 +91,6 @@ TEST_CASE("cached supernova2-engine generation equals a full forward for 100 tok
     }
     auto gen = m.make_generator(Quant::exact);
     CHECK_THROWS_AS(gen->step(97), std::out_of_range);
-}
-
-TEST_CASE("flashlm import infers the supernova2-engine config (depth from the suffixed layer names) from the shapes") {
-    examples::Supernova2Engine<float> m("supernova2-engine", engine_tiny());
-    io::TensorShapes s;
-    for (const auto& p : m.params().infos())
-        s[p.name] = std::vector<int64_t>(p.shape.dims.begin(), p.shape.dims.begin() + p.shape.rank);
-    const auto& entry = examples::find_model("supernova2-engine");
-    REQUIRE(entry.infer_config);
-    const nlohmann::json j = entry.infer_config(s);
-    CHECK(j == nlohmann::json{{"vocab_size", 97}, {"d_model", 40}, {"d_ffn", 48}, {"n_layers", 3}});
-    nlohmann::json cfg = j;
-    cfg["seq_len"] = 32;
-    CHECK(entry.make(cfg)->config() == m.config());
-    // A file without layer 1's tensors but with layer 2's still asks for 3 layers (the import then names
-    // the missing tensors) rather than loading a shallower model.
-    s.erase("gamma_1"), s.erase("W_up_1"), s.erase("W_down_1");
-    CHECK(entry.infer_config(s)["n_layers"] == 3);
 }
 
 TEST_CASE("q4_linear: upstream_compat's weight gradient is the default's without the activation scale") {
