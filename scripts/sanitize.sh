@@ -19,8 +19,9 @@
 # generation, every subcommand), test_errors.sh (every bad input), test_data.sh and the tokenizer CLI.
 # Left to the full run: test_variants, test_parity and test_alloc (three more sanitized builds) and the
 # slow CLI scripts (per-variant training, import_export, faults, mpi).
-# ThreadSanitizer is not run: Debian's libgomp is not TSan-instrumented, so every OpenMP barrier and
-# reduction would be reported as a race (see docs/errors.md).
+# ThreadSanitizer is not run here: Debian's libgomp is not TSan-instrumented, so every OpenMP barrier and
+# reduction would be reported as a race; scripts/tsan.sh uses clang with LLVM's libomp + Archer instead
+# (see docs/errors.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ci=0
