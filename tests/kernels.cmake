@@ -20,3 +20,4 @@ target_sources(test_kernels PRIVATE test_popcount.cpp)
 target_sources(test_kernels PRIVATE test_ternary_gemm_i8.cpp)  # int8 training forward (train --quant int8)
 # bf16 GEMM of `flashlm train --matmul bf16`: kernels against the scalar reference (FLASHLM_ISA case included).
 target_sources(test_kernels PRIVATE test_gemm_bf16.cpp)
+target_sources(test_kernels PRIVATE test_gemm_prepacked.cpp)  # B packed once per gemm_rows call (kernels/gemm_prepacked.hpp)

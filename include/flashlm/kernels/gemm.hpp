@@ -4,6 +4,7 @@
 // owns a packing workspace that grows once (first step) and is reused, and threads take disjoint row
 // ranges of C, so a training step allocates nothing and the result is deterministic.
 #include <algorithm>
+#include <utility>
 #include <type_traits>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include "flashlm/core/storage.hpp"
 #include "flashlm/core/tensor.hpp"
 #include "flashlm/kernels/gemm_bf16_api.hpp"
+#include "flashlm/kernels/gemm_prepacked.hpp"
 
 namespace flashlm::kernels {
 
@@ -19,6 +21,7 @@ namespace detail {
 template <class T>
 struct Workspace {
     Storage<T> a, b;
+    PackedLhs<T> lhs;  // B packed once for all chunks of one gemm_rows call (gemm_prepacked.hpp)
 };
 
 template <class T>
@@ -53,26 +56,78 @@ void gemm_acc(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T*
     Gemm::run(m, n, k, a, lda, b, ldb, c, 1, ldc, alpha, blocking, nullptr);
 }
 
+// Eigen's kernel adds into C, so an overwrite zeroes C first. Zeroing a thread's whole range at once
+// wrote megabytes that the GEMM then read back from memory; zeroing row chunks of about 512 KiB just
+// before each is multiplied keeps them in L2. Chunks of at least 128 rows keep the repacking of the
+// activation operand (once per chunk) small. Eigen's depth blocking depends on k alone, so every element
+// sees the same additions in the same order as one call over the whole range.
+template <class T>
+int64_t chunk_rows(int64_t m, int64_t n, bool accumulate) {
+    return accumulate ? m : std::max<int64_t>(128, (int64_t(512 << 10) / int64_t(sizeof(T)) / std::max<int64_t>(n, 1)) / 16 * 16);
+}
+
+// The (mc, kc) of Eigen's loop for a chunk of `rows` rows of C[., n] with depth k (Blocking, without buffers).
+template <class T>
+std::pair<Eigen::Index, Eigen::Index> chunk_mc_kc(int64_t rows, int64_t n, int64_t k) {
+    Eigen::Index kc = k, mc = n, nc = rows;
+    Eigen::internal::computeProductBlockingSizes<T, T, 1>(kc, mc, nc, Eigen::Index(1));
+    return {std::min<Eigen::Index>(n, mc), kc};
+}
+
 // Threads split the rows of C. Row r of A starts at a + r·row_step (row-major: lda; column-major: 1).
+// `shared`: B already packed (pack_b_shared) for every chunk whose blocking matches; else, when a thread has
+// several chunks, it packs B once for all of them (gemm_prepacked.hpp; bit-identical to packing per chunk).
 template <class T, int LhsOrder, int RhsOrder>
-void gemm_rows(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, T* c, bool accumulate) {
+void gemm_rows(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, T* c, bool accumulate,
+               const PackedLhs<T>* shared = nullptr) {
     const int64_t row_step = LhsOrder == Eigen::RowMajor ? lda : 1;
     // Row blocks of at least 16 keep Eigen's micro-kernel busy.
     const int64_t blocks = (m + 15) / 16;
-    // Eigen's kernel adds into C, so an overwrite zeroes C first. Zeroing a thread's whole range at once
-    // wrote megabytes that the GEMM then read back from memory; zeroing row chunks of about 512 KiB just
-    // before each is multiplied keeps them in L2. Chunks of at least 128 rows keep the repacking of B (once
-    // per call) below 1 % of the products. Eigen's depth blocking depends on k alone, so every element
-    // sees the same additions in the same order as one call over the whole range.
-    const int64_t chunk = accumulate ? m : std::max<int64_t>(128, (int64_t(512 << 10) / int64_t(sizeof(T)) / std::max<int64_t>(n, 1)) / 16 * 16);
+    const int64_t chunk = chunk_rows<T>(m, n, accumulate);
     parallel_for_tid(blocks, 2 * m * n * k, [&](int64_t b0, int64_t b1, int tid) {
         const int64_t r0 = b0 * 16, r1 = std::min(m, b1 * 16);
+        // B up to 4 MiB is packed once per thread and call when the thread runs several chunks.
+        const bool own = !shared && r1 - r0 > chunk && n * k * int64_t(sizeof(T)) <= (int64_t(4) << 20);
+        if (k > 0 && (shared || own)) {
+            Workspace<T>& ws = workspace<T>(tid);
+            if (own) ws.lhs.ready = false;
+            for (int64_t c0 = r0; c0 < r1; c0 += chunk) {
+                const int64_t c1 = std::min(r1, c0 + chunk);
+                if (!accumulate) std::fill(c + c0 * n, c + c1 * n, T(0));
+                Blocking<T> blocking(c1 - c0, n, k, ws);
+                const Eigen::Index mc = std::min<Eigen::Index>(n, blocking.mc()), kc = blocking.kc();
+                if (own && (!ws.lhs.ready || ws.lhs.mc != mc || ws.lhs.kc != kc))
+                    pack_lhs_all<T, LhsOrder, RhsOrder>(ws.lhs, b, ldb, n, k, mc, kc);
+                const PackedLhs<T>& p = own ? ws.lhs : *shared;
+                if (p.mc == mc && p.kc == kc && p.rows == n && p.depth == k)
+                    run_prepacked<T, LhsOrder, RhsOrder>(p, c1 - c0, a + c0 * row_step, lda, c + c0 * n, n, T(1),
+                                                         blocking.nc(), blocking.blockB());
+                else  // this chunk's blocking differs from the shared packing: Eigen's own loop
+                    gemm_acc<T, LhsOrder, RhsOrder>(c1 - c0, n, k, a + c0 * row_step, lda, b, ldb, c + c0 * n, n, T(1), tid);
+            }
+            return;
+        }
         for (int64_t c0 = r0; c0 < r1; c0 += chunk) {
             const int64_t c1 = std::min(r1, c0 + chunk);
             if (!accumulate) std::fill(c + c0 * n, c + c1 * n, T(0));
             if (k > 0) gemm_acc<T, LhsOrder, RhsOrder>(c1 - c0, n, k, a + c0 * row_step, lda, b, ldb, c + c0 * n, n, T(1), tid);
         }
     });
+}
+
+// Packs B of gemm_rows(m, n, k, ...) once, for many calls with the same B and m (into: n·k floats, or null
+// for p's own buffer), with the blocking gemm_rows' first chunk will use; the threads share the packing.
+template <class T>
+std::pair<Eigen::Index, Eigen::Index> shared_mc_kc(int64_t m, int64_t n, int64_t k, bool accumulate) {
+    const int64_t blocks = (m + 15) / 16;
+    const int64_t team = go_parallel(blocks, 2 * m * n * k) ? max_threads() : 1;
+    const int64_t rows = std::max<int64_t>(1, std::min({m, chunk_rows<T>(m, n, accumulate), blocks / team * 16}));
+    return chunk_mc_kc<T>(rows, n, k);
+}
+template <class T, int LhsOrder, int RhsOrder>
+void pack_b_shared(PackedLhs<T>& p, int64_t m, int64_t n, int64_t k, const T* b, int64_t ldb, bool accumulate, T* into) {
+    const auto [mc, kc] = shared_mc_kc<T>(m, n, k, accumulate);
+    pack_lhs_all<T, LhsOrder, RhsOrder>(p, b, ldb, n, k, mc, kc, into, true);
 }
 
 // `--matmul bf16` (gemm_bf16_api.hpp): float products go to the bf16 kernel, except inside a parallel region
@@ -107,6 +162,38 @@ void gemm_tn(int64_t M, int64_t N, int64_t K, const T* A, const T* B, T* C, bool
     if constexpr (std::is_same_v<T, float>)
         if (detail::use_bf16<T>()) return gemm_bf16_tn(M, N, K, A, B, C, accumulate);
     detail::gemm_rows<T, Eigen::ColMajor, Eigen::RowMajor>(M, N, K, A, M, B, N, C, accumulate);
+}
+
+// B packed once for many products with the same B and row count (the tied head: E over its row blocks).
+// Numbers are bit-identical to the unpacked calls. The f32 path only: under --matmul bf16 these forward to
+// the bf16 kernels, which pack B themselves.
+template <class T>
+using PackedB = detail::PackedLhs<T>;
+// Elements (64-byte aligned start required) that `into` of pack_b_nt / pack_b_nn must hold.
+template <class T>
+int64_t packed_b_size(int64_t M, int64_t N, int64_t K, bool accumulate) {
+    const auto [mc, kc] = detail::shared_mc_kc<T>(M, N, K, accumulate);
+    return detail::packed_size<T>(N, K, mc, kc);
+}
+template <class T>
+void pack_b_nt(PackedB<T>& p, int64_t M, int64_t N, int64_t K, const T* B, bool accumulate, T* into = nullptr) {
+    detail::pack_b_shared<T, Eigen::RowMajor, Eigen::ColMajor>(p, M, N, K, B, K, accumulate, into);
+}
+template <class T>
+void pack_b_nn(PackedB<T>& p, int64_t M, int64_t N, int64_t K, const T* B, bool accumulate, T* into = nullptr) {
+    detail::pack_b_shared<T, Eigen::RowMajor, Eigen::RowMajor>(p, M, N, K, B, N, accumulate, into);
+}
+template <class T>
+void gemm_nt_packed(int64_t M, int64_t N, int64_t K, const T* A, const T* B, T* C, bool accumulate, const PackedB<T>& p) {
+    if constexpr (std::is_same_v<T, float>)
+        if (detail::use_bf16<T>()) return gemm_bf16_nt(M, N, K, A, B, C, accumulate);
+    detail::gemm_rows<T, Eigen::RowMajor, Eigen::ColMajor>(M, N, K, A, K, B, K, C, accumulate, &p);
+}
+template <class T>
+void gemm_nn_packed(int64_t M, int64_t N, int64_t K, const T* A, const T* B, T* C, bool accumulate, const PackedB<T>& p) {
+    if constexpr (std::is_same_v<T, float>)
+        if (detail::use_bf16<T>()) return gemm_bf16_nn(M, N, K, A, B, C, accumulate);
+    detail::gemm_rows<T, Eigen::RowMajor, Eigen::RowMajor>(M, N, K, A, K, B, N, C, accumulate, &p);
 }
 
 }  // namespace flashlm::kernels
