@@ -75,7 +75,7 @@ inline void print_memory_report(const Tape<float>& tape, const ParamStore<float>
     std::fprintf(stderr, "  %-30s %6s %10.1f\n", "after the last node", "", double(tape.arena().used() - prev) * fb);
     std::fprintf(stderr, "  arena: used %.1f, peak %.1f, capacity %.1f (untouched capacity is not resident)\n",
                  double(tape.arena().used()) * fb, double(tape.arena().peak()) * fb, double(tape.arena().capacity()) * fb);
-    std::fprintf(stderr, "  tape workspace (backward recomputation, inner gradients): %.1f\n", double(tape.workspace_size()) * fb);
+    std::fprintf(stderr, "  tape workspace (backward recomputation, inner gradients, the head's packed E): %.1f\n", double(tape.workspace_size()) * fb);
     const double p = double(params.flat_size()) * fb;
     std::fprintf(stderr, "  parameters %.1f + gradients %.1f + AdamW moments %.1f = %.1f\n", p, p, 2 * p, 4 * p);
     std::fprintf(stderr, "  resident before the model was built: %.1f; now: %.1f\n", rss_before_model, resident_mib());
