@@ -17,26 +17,27 @@ using namespace flashlm::kernels;
 namespace {
 
 // Row-major C[m, n] += A · B over row chunks [c0, c1): once with Eigen's run per chunk, once with B packed once.
-template <int LhsOrder, int RhsOrder>
+template <class T, int LhsOrder, int RhsOrder>
 void check_prepacked_bits(int64_t m, int64_t n, int64_t k, int64_t chunk) {
     const int64_t lda = LhsOrder == Eigen::RowMajor ? k : m, ldb = RhsOrder == Eigen::RowMajor ? n : k;
     const int64_t row_step = LhsOrder == Eigen::RowMajor ? lda : 1;
-    const std::vector<float> a = flashlm::test::randn(size_t(m * k), 1), b = flashlm::test::randn(size_t(k * n), 2);
-    std::vector<float> ref(size_t(m * n), 0.5f), got(size_t(m * n), 0.5f);
-    detail::Workspace<float> ws;
+    const std::vector<float> af = flashlm::test::randn(size_t(m * k), 1), bf = flashlm::test::randn(size_t(k * n), 2);
+    const std::vector<T> a(af.begin(), af.end()), b(bf.begin(), bf.end());
+    std::vector<T> ref(size_t(m * n), T(0.5)), got(size_t(m * n), T(0.5));
+    detail::Workspace<T> ws;
     for (int64_t c0 = 0; c0 < m; c0 += chunk) {
         const int64_t c1 = std::min(m, c0 + chunk);
-        detail::gemm_acc<float, LhsOrder, RhsOrder>(c1 - c0, n, k, a.data() + c0 * row_step, lda, b.data(), ldb,
-                                                    ref.data() + c0 * n, n, 1.0f, 0);
-        detail::Blocking<float> blocking(c1 - c0, n, k, ws);
+        detail::gemm_acc<T, LhsOrder, RhsOrder>(c1 - c0, n, k, a.data() + c0 * row_step, lda, b.data(), ldb,
+                                                    ref.data() + c0 * n, n, T(1), 0);
+        detail::Blocking<T> blocking(c1 - c0, n, k, ws);
         const Eigen::Index mc = std::min<Eigen::Index>(n, blocking.mc()), kc = blocking.kc();
         if (!ws.lhs.ready || ws.lhs.mc != mc || ws.lhs.kc != kc)
-            detail::pack_lhs_all<float, LhsOrder, RhsOrder>(ws.lhs, b.data(), ldb, n, k, mc, kc);
-        detail::run_prepacked<float, LhsOrder, RhsOrder>(ws.lhs, c1 - c0, a.data() + c0 * row_step, lda,
-                                                         got.data() + c0 * n, n, 1.0f, blocking.nc(), blocking.blockB());
+            detail::pack_lhs_all<T, LhsOrder, RhsOrder>(ws.lhs, b.data(), ldb, n, k, mc, kc);
+        detail::run_prepacked<T, LhsOrder, RhsOrder>(ws.lhs, c1 - c0, a.data() + c0 * row_step, lda,
+                                                         got.data() + c0 * n, n, T(1), blocking.nc(), blocking.blockB());
     }
-    CHECK(std::memcmp(ref.data(), got.data(), ref.size() * sizeof(float)) == 0);
-    CHECK(ref[size_t(m * n - 1)] != 0.5f);
+    CHECK(std::memcmp(ref.data(), got.data(), ref.size() * sizeof(T)) == 0);
+    CHECK(ref[size_t(m * n - 1)] != T(0.5));
 }
 
 }  // namespace
@@ -47,9 +48,11 @@ TEST_CASE("gemm_prepacked: B packed once gives Eigen's bits on every chunk, all 
     const int64_t shapes[][4] = {{300, 77, 192, 128}, {257, 200, 1000, 64}, {130, 700, 40, 48}, {64, 33, 3, 16}};
     for (const auto& s : shapes) {
         CAPTURE(s[0]);
-        check_prepacked_bits<Eigen::RowMajor, Eigen::ColMajor>(s[0], s[1], s[2], s[3]);  // nt
-        check_prepacked_bits<Eigen::RowMajor, Eigen::RowMajor>(s[0], s[1], s[2], s[3]);  // nn
-        check_prepacked_bits<Eigen::ColMajor, Eigen::RowMajor>(s[0], s[1], s[2], s[3]);  // tn
+        check_prepacked_bits<float, Eigen::RowMajor, Eigen::ColMajor>(s[0], s[1], s[2], s[3]);  // nt
+        check_prepacked_bits<float, Eigen::RowMajor, Eigen::RowMajor>(s[0], s[1], s[2], s[3]);  // nn
+        check_prepacked_bits<float, Eigen::ColMajor, Eigen::RowMajor>(s[0], s[1], s[2], s[3]);  // tn
+        check_prepacked_bits<double, Eigen::RowMajor, Eigen::ColMajor>(s[0], s[1], s[2], s[3]);  // f64 (gradcheck)
+        check_prepacked_bits<double, Eigen::ColMajor, Eigen::RowMajor>(s[0], s[1], s[2], s[3]);
     }
 }
 
