@@ -69,8 +69,8 @@ TEST_CASE("sigmoid_array and SiLU keep the scalar formulas' bits") {
     tape.run_backward();
     for (size_t i = 0; i < x.size(); ++i) {
         const float sg = ops::sigmoid_scalar(x[i]), dy = 0.5f + float(i % 7);
-        // σ saved by forward instead of recomputed: the same formula, up to where the compiler fuses
-        // multiply-adds (bench_train_step_cli --hash shows the trained models' bits unchanged)
+        // the same formula, up to where the compiler fuses multiply-adds (bench_train_step_cli --hash
+        // shows the trained models' bits unchanged)
         const float ref = dy * sg * (1.0f + x[i] * (1.0f - sg));
         REQUIRE(std::abs(g[i] - ref) <= 1e-6f * std::abs(ref) + 1e-30f);
     }
