@@ -36,16 +36,32 @@ inline void pack_bitplanes(const int8_t* q, int64_t rows, int64_t K, uint8_t* va
         }
 }
 
-// Planes → out[rows, K] in {−1, 0, 1} (upstream's unpack_ternary_f32).
+// Planes → out[rows, K] in {−1, 0, 1} (upstream's unpack_ternary_f32), times row_scale[r] if given.
+// Branch-free (integer −1/0/1, then one conversion): about half the entries are zero at random, so a
+// branch per element mispredicted often enough to make this the largest part of Q4's backward. The
+// values are the same bits as the branchy form: ±1 and +0 exactly, then ±s and +0 (s > 0).
 template <class T>
-void unpack_bitplanes(const uint8_t* val, const uint8_t* sign, int64_t rows, int64_t K, T* out) {
-    const int64_t KB = bitplane_bytes(K);
-    for (int64_t r = 0; r < rows; ++r)
-        for (int64_t k = 0; k < K; ++k) {
-            const uint8_t bit = uint8_t(0x80u >> (k & 7));
-            const int64_t b = r * KB + k / 8;
-            out[r * K + k] = (val[b] & bit) ? ((sign[b] & bit) ? T(-1) : T(1)) : T(0);
+void unpack_bitplanes(const uint8_t* val, const uint8_t* sign, int64_t rows, int64_t K, T* out,
+                      const T* row_scale = nullptr) {
+    const int64_t KB = bitplane_bytes(K), full = K / 8;
+    for (int64_t r = 0; r < rows; ++r) {
+        const uint8_t* v = val + r * KB;
+        const uint8_t* s = sign + r * KB;
+        T* o = out + r * K;
+        for (int64_t b = 0; b < full; ++b) {
+            const unsigned vb = v[b], sb = s[b];
+            for (int t = 0; t < 8; ++t) {
+                const int nz = int((vb >> (7 - t)) & 1u), neg = int((sb >> (7 - t)) & 1u);
+                o[b * 8 + t] = T(nz * (1 - 2 * neg));
+            }
         }
+        for (int64_t k = full * 8; k < K; ++k) {
+            const uint8_t bit = uint8_t(0x80u >> (k & 7));
+            o[k] = (v[k / 8] & bit) ? ((s[k / 8] & bit) ? T(-1) : T(1)) : T(0);
+        }
+        if (row_scale)
+            for (int64_t k = 0; k < K; ++k) o[k] *= row_scale[r];
+    }
 }
 
 // Activation requantize (upstream requantize_f32): per row, τ = 0.6745 · mean_k |x| (0.6745·E|x| ≈ the

@@ -61,8 +61,9 @@ void causal_attention_backward(Node<T>& n) {
     const int64_t R = k_attn_rows, L = d.L, nthreads = n.i[2];
     parallel_for_tid(d.B * d.H, 4 * d.B * d.H * L * L * (d.dk + d.dv), [&](int64_t b0, int64_t b1, int tid) {
         if (tid >= nthreads) return;  // cannot happen: the scratch was sized for max_threads()
-        T* Pb = scratch + int64_t(tid) * 2 * R * L;  // P̃ block [R, L]
-        T* dPb = Pb + R * L;                          // dP̃, then dS, block [R, L]
+        T* Pb = scratch + int64_t(tid) * (2 * R * L + L);  // P̃ block [R, L]
+        T* dPb = Pb + R * L;                                // dP̃, then dS, block [R, L]
+        T* mk = dPb + R * L;                                // one row's dropout factors [L]
         for (int64_t bh = b0; bh < b1; ++bh) {
             const int64_t b = bh / d.H, h = bh % d.H;
             const T* Q = q.data + b * L * d.cq + h * d.dk;
@@ -87,16 +88,19 @@ void causal_attention_backward(Node<T>& n) {
                     const uint64_t key = uint64_t(bh * L + row);
                     ArrMap pe(P, row + 1);
                     pe = (pe - z).exp();
-                    if (p > 0) {  // dP̃ → dP through the dropout mask
-                        for (int64_t j = 0; j <= row; ++j)
-                            dP[j] *= dropout_keep(seed, key * 0x100000001B3ull + uint64_t(j), thr) ? keep_scale : T(0);
+                    if (p > 0) {  // dP̃ → dP through the dropout mask (drawn once per row, used twice)
+                        dropout_factors(seed, key * 0x100000001B3ull, row + 1, thr, keep_scale, mk);
+                        for (int64_t j = 0; j <= row; ++j) dP[j] *= mk[j];
                     }
                     const T dot = (pe * ArrMap(dP, row + 1)).sum();
-                    for (int64_t j = 0; j <= row; ++j) {
-                        const T pj = P[j];
-                        dP[j] = pj * (dP[j] - dot);  // dS
-                        // P → P̃ for dV
-                        if (p > 0) P[j] = dropout_keep(seed, key * 0x100000001B3ull + uint64_t(j), thr) ? pj * keep_scale : T(0);
+                    if (p > 0) {
+                        for (int64_t j = 0; j <= row; ++j) {
+                            const T pj = P[j];
+                            dP[j] = pj * (dP[j] - dot);                  // dS
+                            P[j] = mk[j] != T(0) ? pj * keep_scale : T(0);  // P → P̃ for dV
+                        }
+                    } else {
+                        for (int64_t j = 0; j <= row; ++j) dP[j] = P[j] * (dP[j] - dot);
                     }
                     for (int64_t j = row + 1; j < r1; ++j) P[j] = 0, dP[j] = 0;
                 }
@@ -125,12 +129,13 @@ Tensor<T> causal_attention(Tape<T>& tape, const Tensor<T>& q, const Tensor<T>& k
     const bool rec = tape.recording({q, k, v});
     Tensor<T> o = tape.make(v.shape, rec);
     T* lse = tape.scratch(d.B * d.H * L);
-    T* scratch = tape.scratch(int64_t(nthreads) * R * L);
+    T* scratch = tape.scratch(int64_t(nthreads) * (R * L + L));
     const uint64_t thr = dropout_threshold(dropout);
     const T keep_scale = dropout > 0 ? T(1 / (1 - dropout)) : T(1);
     const T sc = T(scale);
     parallel_for_tid(d.B * d.H, 2 * d.B * d.H * L * L * (d.dk + d.dv), [&](int64_t b0, int64_t b1, int tid) {
-        T* Sb = scratch + int64_t(tid) * R * L;
+        T* Sb = scratch + int64_t(tid) * (R * L + L);
+        T* mk = Sb + R * L;  // one row's dropout factors [L]
         for (int64_t bh = b0; bh < b1; ++bh) {
             const int64_t b = bh / d.H, h = bh % d.H;
             const T* Q = q.data + b * L * d.cq + h * d.dk;
@@ -155,8 +160,8 @@ Tensor<T> causal_attention(Tape<T>& tape, const Tensor<T>& q, const Tensor<T>& k
                     lse[bh * L + row] = mx + std::log(sum);
                     if (dropout > 0) {
                         const uint64_t key = uint64_t(bh * L + row);
-                        for (int64_t j = 0; j <= row; ++j)
-                            S[j] = dropout_keep(seed, key * 0x100000001B3ull + uint64_t(j), thr) ? S[j] * inv * keep_scale : T(0);
+                        dropout_factors(seed, key * 0x100000001B3ull, row + 1, thr, keep_scale, mk);
+                        for (int64_t j = 0; j <= row; ++j) S[j] = mk[j] != T(0) ? S[j] * inv * keep_scale : T(0);
                     } else {
                         for (int64_t j = 0; j <= row; ++j) S[j] *= inv;
                     }
@@ -173,7 +178,7 @@ Tensor<T> causal_attention(Tape<T>& tape, const Tensor<T>& q, const Tensor<T>& k
         n.in[2] = v;
         n.out = o;
         n.saved[0] = lse;
-        n.saved[1] = tape.scratch(int64_t(nthreads) * 2 * R * L);
+        n.saved[1] = tape.scratch(int64_t(nthreads) * (2 * R * L + L));
         n.i[0] = n_heads, n.i[1] = int64_t(seed), n.i[2] = nthreads;
         n.f[0] = scale, n.f[1] = dropout;
     }

@@ -22,6 +22,14 @@ inline bool dropout_keep(uint64_t seed, uint64_t index, uint64_t threshold) {
     return (mix64(seed ^ mix64(index)) >> 32) >= threshold;
 }
 
+// out[j] = keep(seed, base + j) ? scale : 0 for j < n: n consecutive mask entries as factors. A loop of
+// its own so the compiler vectorises the hash (64-bit multiplies); a branch per element inside a
+// numeric loop keeps that loop scalar.
+template <class T>
+void dropout_factors(uint64_t seed, uint64_t base, int64_t n, uint64_t threshold, T scale, T* out) {
+    for (int64_t j = 0; j < n; ++j) out[j] = (mix64(seed ^ mix64(base + uint64_t(j))) >> 32) >= threshold ? scale : T(0);
+}
+
 template <class T>
 void dropout_backward(Node<T>& n) {
     const int64_t N = n.out.numel();

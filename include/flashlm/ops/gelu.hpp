@@ -57,8 +57,11 @@ void geglu_backward(Node<T>& n) {
             T* da = h.grad + r * 2 * F;
             T* db = da + F;
             for (int64_t c = 0; c < F; ++c) {
-                da[c] += g[c] * b[c] * gelu_grad_scalar(a[c]);
-                db[c] += g[c] * gelu_scalar(a[c]);
+                // gelu_scalar and gelu_grad_scalar share erf(a/√2): computed once, the same bits as both
+                const T x = a[c], e = std::erf(x * T(M_SQRT1_2));
+                const T cdf = T(0.5) * (T(1) + e);
+                da[c] += g[c] * b[c] * (cdf + x * std::exp(T(-0.5) * x * x) * T(0.5 * M_2_SQRTPI * M_SQRT1_2));
+                db[c] += g[c] * (T(0.5) * x * (T(1) + e));
             }
         }
     });

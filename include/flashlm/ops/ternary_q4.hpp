@@ -59,9 +59,7 @@ void q4_linear_backward(Node<T>& n) {
         const T* f = n.saved[1];
         T* xt = n.saved[3];
         parallel_for(M, M * K, [&](int64_t i0, int64_t i1) {
-            kernels::unpack_bitplanes(xv + i0 * KB, xs + i0 * KB, i1 - i0, K, xt + i0 * K);
-            for (int64_t i = i0; i < i1; ++i)
-                for (int64_t k = 0; k < K; ++k) xt[i * K + k] *= f[i];
+            kernels::unpack_bitplanes(xv + i0 * KB, xs + i0 * KB, i1 - i0, K, xt + i0 * K, f + i0);
         });
         kernels::gemm_tn(N, K, M, dy, xt, W.grad, true);
     }

@@ -1,0 +1,70 @@
+#pragma once
+// expf over an array, vectorisable, with the same bits as glibc's expf (2.28+, the FMA variant that
+// x86-64 CPUs with AVX2/FMA run; ARM's optimized-routines algorithm): exp(x) = 2^(k/32) · p(r) in double,
+// k = round(x·32/ln2), table 2^(i/32), a cubic in r, one rounding to float at the end. The operations
+// and their fused multiply-adds are the ones libm's __expf_fma executes, so a loop of these gives what a
+// loop of std::exp gave, but the compiler vectorises it (gathers from the 32-entry table) where a libm
+// call per element stays scalar. |x| ≥ ~88, infinities and NaN take std::exp (overflow, underflow and
+// errno as libm does them).
+// tests/variants/pointwise_speed.cpp checks the bits against std::exp where libm is this algorithm.
+// Without hardware FMA (a build without -march=native on x86) it is a plain std::exp loop.
+#include <bit>
+#include <cmath>
+#include <cstdint>
+
+namespace flashlm::kernels {
+
+namespace detail {
+// 2^(i/32) as double bits, minus i << 47 (libm's __exp2f_data.tab; adding k << 47 puts k/32 into the
+// exponent).
+inline constexpr uint64_t k_exp2f_tab[32] = {
+    0x3ff0000000000000ull, 0x3fefd9b0d3158574ull, 0x3fefb5586cf9890full, 0x3fef9301d0125b51ull,
+    0x3fef72b83c7d517bull, 0x3fef54873168b9aaull, 0x3fef387a6e756238ull, 0x3fef1e9df51fdee1ull,
+    0x3fef06fe0a31b715ull, 0x3feef1a7373aa9cbull, 0x3feedea64c123422ull, 0x3feece086061892dull,
+    0x3feebfdad5362a27ull, 0x3feeb42b569d4f82ull, 0x3feeab07dd485429ull, 0x3feea47eb03a5585ull,
+    0x3feea09e667f3bcdull, 0x3fee9f75e8ec5f74ull, 0x3feea11473eb0187ull, 0x3feea589994cce13ull,
+    0x3feeace5422aa0dbull, 0x3feeb737b0cdc5e5ull, 0x3feec49182a3f090ull, 0x3feed503b23e255dull,
+    0x3feee89f995ad3adull, 0x3feeff76f2fb5e47ull, 0x3fef199bdd85529cull, 0x3fef3720dcef9069ull,
+    0x3fef5818dcfba487ull, 0x3fef7c97337b9b5full, 0x3fefa4afa2a490daull, 0x3fefd0765b6e4540ull,
+};
+inline constexpr double k_expf_invln2n = 0x1.71547652b82fep+5;  // 32/ln 2
+inline constexpr double k_expf_shift = 0x1.8p+52;                // round-to-int by addition
+inline constexpr double k_expf_c0 = 0x1.c6af84b912394p-20, k_expf_c1 = 0x1.ebfce50fac4f3p-13,
+                        k_expf_c2 = 0x1.62e42ff0c52d6p-6;
+
+// Whether libm's expf takes its special path (|x| ≥ 2^6·1.375 ≈ 88, inf, NaN) for these bits.
+inline bool expf_special(uint32_t bits) { return ((bits >> 20) & 0x7ffu) > 0x42au; }
+
+inline float expf_core(float x) {
+    const double xd = double(x);
+    double kd = std::fma(k_expf_invln2n, xd, k_expf_shift);
+    const uint64_t ki = std::bit_cast<uint64_t>(kd);
+    kd -= k_expf_shift;
+    const double r = std::fma(k_expf_invln2n, xd, -kd);
+    const double s = std::bit_cast<double>(k_exp2f_tab[ki & 31] + (ki << 47));
+    const double z = std::fma(r, k_expf_c0, k_expf_c1);
+    const double r2 = r * r;
+    double y = std::fma(r, k_expf_c2, 1.0);
+    y = std::fma(z, r2, y);
+    return float(y * s);
+}
+}  // namespace detail
+
+// y[i] = expf(x[i]) for i < n (x and y must not overlap).
+inline void expf_array(const float* x, float* y, int64_t n) {
+#if defined(__FMA__) || defined(__aarch64__)
+    unsigned special = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        y[i] = detail::expf_core(x[i]);
+        special |= unsigned(detail::expf_special(std::bit_cast<uint32_t>(x[i])));
+    }
+    if (special)  // rare: the lanes libm handles apart
+        for (int64_t i = 0; i < n; ++i)
+            if (detail::expf_special(std::bit_cast<uint32_t>(x[i]))) y[i] = std::exp(x[i]);
+#else
+    // no hardware FMA in this build: std::fma would be a libm call per operation
+    for (int64_t i = 0; i < n; ++i) y[i] = std::exp(x[i]);
+#endif
+}
+
+}  // namespace flashlm::kernels
