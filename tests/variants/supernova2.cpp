@@ -13,6 +13,9 @@
 #include "tests/generation_check.hpp"
 #include "tests/parity_harness.hpp"
 
+// Own namespace: test_variants is a unity build, so the files' helpers share one translation unit.
+namespace supernova2_test {
+
 using namespace flashlm;
 using examples::Supernova2;
 using examples::Supernova2Config;
@@ -300,3 +303,5 @@ TEST_CASE("supernova2 matches PyTorch: tiny config, top-2 of 4 experts") {
     WideRouter model("supernova2", tiny());
     parity::check_parity("supernova2", model, "supernova2-tiny", 2, 24, 4321);
 }
+
+}  // namespace supernova2_test
