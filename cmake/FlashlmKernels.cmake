@@ -36,6 +36,7 @@ function(flashlm_add_kernels target)
       PROPERTIES COMPILE_OPTIONS "-march=armv8-a")
     set_source_files_properties("${_dir}/ternary_neon_dotprod.cpp" TARGET_DIRECTORY ${target}
       PROPERTIES COMPILE_OPTIONS "-march=armv8.2-a+dotprod")
+    _flashlm_kernels_alone(${target} "${_dir}/ternary_neon.cpp" "${_dir}/ternary_neon_dotprod.cpp")
     return()
   endif()
   if(NOT CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64|i.86)$")
@@ -51,6 +52,16 @@ function(flashlm_add_kernels target)
     PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma;-mno-avx512f")
   set_source_files_properties("${_dir}/ternary_avx512.cpp" TARGET_DIRECTORY ${target}
     PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma;-mavx512f;-mavx512bw;-mavx512dq;-mavx512vl;-mavx512vnni")
+  _flashlm_kernels_alone(${target} "${_dir}/ternary_sse2.cpp" "${_dir}/ternary_avx2.cpp" "${_dir}/ternary_avx512.cpp"
+    "${_dir}/gemm_bf16.cpp")
+endfunction()
+
+# A target with a precompiled header or a unity build must compile the kernel files alone: with the
+# header forced in (or the target's other files pasted in), inline library code compiled with, e.g.,
+# -mavx512f could become the copy the linker keeps for the whole program.
+function(_flashlm_kernels_alone target)
+  set_source_files_properties(${ARGN} TARGET_DIRECTORY ${target}
+    PROPERTIES SKIP_PRECOMPILE_HEADERS ON SKIP_UNITY_BUILD_INCLUSION ON)
 endfunction()
 
 # Ship this file with the package so that installed consumers get flashlm_add_kernels() too (the .cpp

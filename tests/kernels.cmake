@@ -1,7 +1,7 @@
 # Ternary packing and the dispatched matvec/matmul kernels (every SIMD path against the scalar one).
 include_guard(GLOBAL)
-add_executable(test_kernels test_main.cpp test_kernels.cpp)
-target_link_libraries(test_kernels PRIVATE flashlm::flashlm flashlm_warnings doctest::doctest)
+add_executable(test_kernels test_kernels.cpp)
+target_link_libraries(test_kernels PRIVATE flashlm::flashlm flashlm_warnings doctest::doctest flashlm_test_main)
 target_include_directories(test_kernels PRIVATE ${PROJECT_SOURCE_DIR})  # tests/test_random.hpp
 flashlm_add_kernels(test_kernels)
 add_test(NAME kernels COMMAND test_kernels)

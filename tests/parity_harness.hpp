@@ -39,8 +39,10 @@ inline double l2(const float* a, int64_t n) {
 }
 
 inline void require_torch() {
-    const std::string cmd = std::string(k_python) + " -c 'import torch, numpy' > /dev/null 2>&1";
-    if (std::system(cmd.c_str()) != 0)
+    // Checked once per process: importing torch costs ~1 CPU-s, and a test binary runs dozens of checks.
+    static const bool available =
+        std::system((std::string(k_python) + " -c 'import torch, numpy' > /dev/null 2>&1").c_str()) == 0;
+    if (!available)
         FAIL(k_python << " cannot import torch and numpy; run scripts/install-deps.sh "
                          "(Debian: python3-torch python3-numpy)");
 }

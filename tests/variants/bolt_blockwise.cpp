@@ -10,6 +10,9 @@
 #include "tests/generation_check.hpp"
 #include "tests/parity_harness.hpp"
 
+// Own namespace: test_variants is a unity build, so the files' helpers share one translation unit.
+namespace bolt_blockwise_test {
+
 using namespace flashlm;
 
 namespace {
@@ -134,3 +137,5 @@ TEST_CASE("bolt-blockwise matches PyTorch: real config, seq 64") {
     examples::Bolt<float> model("bolt-blockwise", c);
     flashlm::parity::check_parity("bolt-blockwise", model, "bolt-blockwise-real", 2, 64, 42);
 }
+
+}  // namespace bolt_blockwise_test

@@ -11,6 +11,9 @@
 #include "examples/bolt_deltanet.hpp"
 #include "tests/parity_harness.hpp"
 
+// Own namespace: test_variants is a unity build, so the files' helpers share one translation unit.
+namespace bolt_deltanet_test {
+
 using namespace flashlm;
 using examples::BoltDeltaNet;
 using examples::BoltDeltaNetConfig;
@@ -225,3 +228,5 @@ TEST_CASE("gated_delta_rule: the chunked form equals the sequential reference (o
         }
     }
 }
+
+}  // namespace bolt_deltanet_test

@@ -8,6 +8,9 @@
 
 #include "examples/bolt.hpp"
 
+// Own namespace: test_variants is a unity build, so the files' helpers share one translation unit.
+namespace bolt_fused_test {
+
 using namespace flashlm;
 
 namespace {
@@ -62,3 +65,5 @@ TEST_CASE("bolt's fused sublayers give the op chain's loss and gradients bit for
     // Per block the chain keeps 20 [M, D] and 6 [M, H] buffers, the fused nodes 5 and 2.
     CHECK(double(fused.arena_after_forward) < 0.45 * double(chain.arena_after_forward));
 }
+
+}  // namespace bolt_fused_test

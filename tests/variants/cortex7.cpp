@@ -11,6 +11,9 @@
 #include "examples/cortex7.hpp"
 #include "tests/parity_harness.hpp"
 
+// Own namespace: test_variants is a unity build, so the files' helpers share one translation unit.
+namespace cortex7_test {
+
 using namespace flashlm;
 using examples::Cortex7;
 using examples::Cortex7Config;
@@ -233,3 +236,5 @@ TEST_CASE("cortex upstream_compat matches PyTorch: double-shifted loss, clamped 
     Cortex7<float> model("cortex", c);
     parity::check_parity("cortex", model, "cortex7-compat", 2, 96, 777);
 }
+
+}  // namespace cortex7_test

@@ -9,6 +9,9 @@
 #include "examples/nova.hpp"
 #include "tests/parity_harness.hpp"
 
+// Own namespace: test_variants is a unity build, so the files' helpers share one translation unit.
+namespace nova_test {
+
 using namespace flashlm;
 
 namespace {
@@ -156,3 +159,5 @@ TEST_CASE("nova matches PyTorch: real config, seq 32") {
     examples::Nova<float> model("nova", c);
     flashlm::parity::check_parity("nova", model, "nova-real", 2, 32, 42);
 }
+
+}  // namespace nova_test

@@ -12,6 +12,9 @@
 #include "examples/nova_diff.hpp"
 #include "tests/parity_harness.hpp"
 
+// Own namespace: test_variants is a unity build, so the files' helpers share one translation unit.
+namespace nova_diff_test {
+
 using namespace flashlm;
 using examples::NovaDiff;
 using examples::NovaDiffConfig;
@@ -219,3 +222,5 @@ TEST_CASE("nova-diff matches PyTorch: real config, seq 16") {
     NovaDiff<float> model("nova-diff", NovaDiffConfig{});
     flashlm::parity::check_parity("nova-diff", model, "nova-diff-real", 1, 16, 42, key_biases(12));
 }
+
+}  // namespace nova_diff_test

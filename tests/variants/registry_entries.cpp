@@ -7,6 +7,9 @@
 
 #include "examples/registry.hpp"
 
+// Own namespace: test_variants is a unity build, so the files' helpers share one translation unit.
+namespace registry_entries_test {
+
 using namespace flashlm;
 
 TEST_CASE("nova registry entry: upstream recipe, make() from a config") {
@@ -51,3 +54,5 @@ TEST_CASE("flashlm import infers the supernova2-engine config (depth from the su
     s.erase("gamma_1"), s.erase("W_up_1"), s.erase("W_down_1");
     CHECK(entry.infer_config(s)["n_layers"] == 3);
 }
+
+}  // namespace registry_entries_test

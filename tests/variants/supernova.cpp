@@ -11,6 +11,9 @@
 #include "tests/generation_check.hpp"
 #include "tests/parity_harness.hpp"
 
+// Own namespace: test_variants is a unity build, so the files' helpers share one translation unit.
+namespace supernova_test {
+
 using namespace flashlm;
 using examples::Supernova;
 using examples::SupernovaConfig;
@@ -126,3 +129,5 @@ TEST_CASE("supernova upstream_compat matches PyTorch: whole-sequence planner mea
     Supernova<float> model("supernova", c);
     parity::check_parity("supernova", model, "supernova-compat", 2, 20, 777);
 }
+
+}  // namespace supernova_test

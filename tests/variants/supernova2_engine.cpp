@@ -10,6 +10,9 @@
 #include "flashlm/optim/sgd.hpp"
 #include "tests/parity_harness.hpp"
 
+// Own namespace: test_variants is a unity build, so the files' helpers share one translation unit.
+namespace supernova2_engine_test {
+
 using namespace flashlm;
 
 namespace {
@@ -162,3 +165,5 @@ TEST_CASE("supernova2-engine PyTorch parity (tiny config, both modes)") {
         parity::check_parity("supernova2-engine", m, compat ? "sn2e-compat" : "sn2e", 2, 16, 1234);
     }
 }
+
+}  // namespace supernova2_engine_test

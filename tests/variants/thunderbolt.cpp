@@ -9,6 +9,9 @@
 #include "examples/thunderbolt.hpp"
 #include "tests/parity_harness.hpp"
 
+// Own namespace: test_variants is a unity build, so the files' helpers share one translation unit.
+namespace thunderbolt_test {
+
 using namespace flashlm;
 using flashlm::parity::check_parity;
 
@@ -186,3 +189,5 @@ TEST_CASE("thunderbolt matches PyTorch: real config, seq 32") {
     examples::Thunderbolt<float> model("thunderbolt", c);
     check_parity("thunderbolt", model, "thunderbolt-real", 2, 32, 42);
 }
+
+}  // namespace thunderbolt_test

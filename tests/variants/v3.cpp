@@ -9,6 +9,9 @@
 #include "tests/generation_check.hpp"
 #include "tests/parity_harness.hpp"
 
+// Own namespace: test_variants is a unity build, so the files' helpers share one translation unit.
+namespace v3_test {
+
 using namespace flashlm;
 
 namespace {
@@ -64,3 +67,5 @@ TEST_CASE("v3 matches PyTorch: real config, seq 72") {
     examples::V3<float> model("v3", c);
     flashlm::parity::check_parity("v3", model, "v3-real", 2, 72, 42);
 }
+
+}  // namespace v3_test
