@@ -15,6 +15,9 @@
 #include "flashlm/ops/activation.hpp"
 #include "flashlm/ops/dropout.hpp"
 
+// Own namespace: test_variants is a unity build, so the files' helpers share one translation unit.
+namespace pointwise_speed_test {
+
 using namespace flashlm;
 
 namespace {
@@ -117,3 +120,5 @@ TEST_CASE("dropout_factors equals dropout_keep element by element") {
     CHECK(dropped > 10);  // p = 0.1 of 300: the mask is not all-keep
     CHECK(dropped < 60);
 }
+
+}  // namespace pointwise_speed_test
