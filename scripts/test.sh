@@ -5,4 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --test
 scripts/build.sh -DFLASHLM_BUILD_TESTS=ON -DFLASHLM_BUILD_BENCH=ON
+# ctest runs two tests at once on 2 cores and most of them run 2 OpenMP threads, so threads wait for
+# partners that are descheduled; libgomp's default spin-wait then burns the CPU the other lane needs
+# (tests/cli/variants/v3.sh next to bolt_deltanet.sh: 8.4 CPU-s spinning, 2.5 passive; alone the same).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 cd build && ctest --output-on-failure --timeout 1200 -j"$(nproc)"
