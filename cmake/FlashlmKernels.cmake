@@ -28,6 +28,12 @@ if(NOT FLASHLM_KERNELS_SOURCE_DIR)
 endif()
 
 function(flashlm_add_kernels target)
+  # Inside the flashlm project the kernels are compiled once (the top-level CMakeLists.txt's
+  # flashlm_kernel_objects) and every binary links those objects.
+  if(TARGET flashlm_kernel_objects AND NOT target STREQUAL "flashlm_kernel_objects")
+    target_link_libraries(${target} PRIVATE flashlm_kernel_objects)
+    return()
+  endif()
   set(_dir "${FLASHLM_KERNELS_SOURCE_DIR}")
   if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64|ARM64)$")
     # Armv8.0 Advanced SIMD for every AArch64 CPU, sdot for those that report it (HWCAP_ASIMDDP).
