@@ -378,4 +378,10 @@ std::unique_ptr<Generator> BoltDeltaNet<T>::make_generator(Quant q) const {
     else return nullptr;
 }
 
+// Binaries that link flashlm_models get the float model from examples/registry.cpp instead of compiling it
+// again (the library's CMake target defines FLASHLM_EXTERN_MODELS for them).
+#ifdef FLASHLM_EXTERN_MODELS
+extern template class BoltDeltaNet<float>;
+#endif
+
 }  // namespace flashlm::examples

@@ -281,4 +281,10 @@ std::unique_ptr<Generator> Nova<T>::make_generator(Quant) const {
     }
 }
 
+// Binaries that link flashlm_models get the float model from examples/registry.cpp instead of compiling it
+// again (the library's CMake target defines FLASHLM_EXTERN_MODELS for them).
+#ifdef FLASHLM_EXTERN_MODELS
+extern template class Nova<float>;
+#endif
+
 }  // namespace flashlm::examples

@@ -4,6 +4,19 @@
 
 namespace flashlm::examples {
 
+// The one copy of every float model that flashlm_models' users link (examples/*.hpp declare them extern there).
+template class Bolt<float>;
+template class BoltDeltaNet<float>;
+template class Cortex<float>;
+template class Cortex7<float>;
+template class Nova<float>;
+template class NovaDiff<float>;
+template class Supernova<float>;
+template class Supernova2<float>;
+template class Supernova2Engine<float>;
+template class Thunderbolt<float>;
+template class V3<float>;
+
 namespace {
 
 // v7.1/v7.2 recipe (VARIANTS.md §10): AdamW 3e-3, betas (0.9, 0.95), wd 0.01, batch 16 × accum 1,

@@ -426,4 +426,10 @@ inline nlohmann::json infer_supernova_config(const io::TensorShapes& s) {
     return j;
 }
 
+// Binaries that link flashlm_models get the float model from examples/registry.cpp instead of compiling it
+// again (the library's CMake target defines FLASHLM_EXTERN_MODELS for them).
+#ifdef FLASHLM_EXTERN_MODELS
+extern template class Supernova<float>;
+#endif
+
 }  // namespace flashlm::examples

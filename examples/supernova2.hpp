@@ -497,4 +497,10 @@ std::unique_ptr<Generator> Supernova2<T>::make_generator(Quant q) const {
     }
 }
 
+// Binaries that link flashlm_models get the float model from examples/registry.cpp instead of compiling it
+// again (the library's CMake target defines FLASHLM_EXTERN_MODELS for them).
+#ifdef FLASHLM_EXTERN_MODELS
+extern template class Supernova2<float>;
+#endif
+
 }  // namespace flashlm::examples

@@ -226,4 +226,10 @@ inline Recipe supernova2_engine_recipe() {
     return rc;
 }
 
+// Binaries that link flashlm_models get the float model from examples/registry.cpp instead of compiling it
+// again (the library's CMake target defines FLASHLM_EXTERN_MODELS for them).
+#ifdef FLASHLM_EXTERN_MODELS
+extern template class Supernova2Engine<float>;
+#endif
+
 }  // namespace flashlm::examples
