@@ -9,61 +9,6 @@
 
 namespace flashlm::ops {
 
-// The per-row sums run k_layernorm_rows rows side by side: each row's sum keeps its own sequential order
-// (every bit as in a one-row loop), but the rows' add chains overlap instead of each waiting out the
-// add latency per element.
-inline constexpr int64_t k_layernorm_rows = 8;
-
-template <int64_t R, class T>
-void layernorm_backward_rows(const T* x, const T* w, const T* mu, const T* r, const T* dy, T* dx, int64_t i0, int64_t D) {
-    T su[R] = {}, sux[R] = {}, mi[R], ri[R];
-    for (int64_t j = 0; j < R; ++j) mi[j] = mu[i0 + j], ri[j] = r[i0 + j];
-    for (int64_t c = 0; c < D; ++c) {
-#pragma GCC unroll 8
-        for (int64_t j = 0; j < R; ++j) {
-            const int64_t o = (i0 + j) * D + c;
-            const T u = dy[o] * w[c];
-            su[j] += u;
-            sux[j] += u * (x[o] - mi[j]) * ri[j];
-        }
-    }
-    for (int64_t j = 0; j < R; ++j) {
-        const int64_t i = i0 + j;
-        const T* xi = x + i * D;
-        const T* dyi = dy + i * D;
-        const T m = mi[j], rj = ri[j];
-        const T sui = su[j] / T(D), suxi = sux[j] / T(D);
-        T* dxi = dx + i * D;
-        for (int64_t c = 0; c < D; ++c) dxi[c] += rj * (dyi[c] * w[c] - sui - (xi[c] - m) * rj * suxi);
-    }
-}
-
-template <int64_t R, class T>
-void layernorm_rows(const T* x, const T* w, const T* b, double eps, T* y, T* mu, T* r, int64_t i0, int64_t D) {
-    T s[R] = {}, ss[R] = {}, m[R];
-    for (int64_t c = 0; c < D; ++c) {
-#pragma GCC unroll 8
-        for (int64_t j = 0; j < R; ++j) s[j] += x[(i0 + j) * D + c];
-    }
-    for (int64_t j = 0; j < R; ++j) m[j] = s[j] / T(D);
-    for (int64_t c = 0; c < D; ++c) {
-#pragma GCC unroll 8
-        for (int64_t j = 0; j < R; ++j) {
-            const T d = x[(i0 + j) * D + c] - m[j];
-            ss[j] += d * d;
-        }
-    }
-    for (int64_t j = 0; j < R; ++j) {
-        const int64_t i = i0 + j;
-        const T* xi = x + i * D;
-        const T mj = m[j];
-        const T ri = T(1) / std::sqrt(ss[j] / T(D) + T(eps));
-        mu[i] = mj, r[i] = ri;
-        T* yi = y + i * D;
-        for (int64_t c = 0; c < D; ++c) yi[c] = (xi[c] - mj) * ri * w[c] + b[c];
-    }
-}
-
 template <class T>
 void layernorm_backward(Node<T>& n) {
     const Tensor<T>& x = n.in[0];
@@ -75,10 +20,20 @@ void layernorm_backward(Node<T>& n) {
     const T* dy = n.out.grad;
     if (x.grad) {
         parallel_for(M, 4 * M * D, [&](int64_t b_, int64_t e_) {
-            int64_t i = b_;
-            for (; i + k_layernorm_rows <= e_; i += k_layernorm_rows)
-                layernorm_backward_rows<k_layernorm_rows>(x.data, w.data, mu, r, dy, x.grad, i, D);
-            for (; i < e_; ++i) layernorm_backward_rows<1>(x.data, w.data, mu, r, dy, x.grad, i, D);
+            for (int64_t i = b_; i < e_; ++i) {
+                const T* xi = x.data + i * D;
+                const T* dyi = dy + i * D;
+                const T mi = mu[i], ri = r[i];
+                T su = 0, sux = 0;
+                for (int64_t c = 0; c < D; ++c) {
+                    const T u = dyi[c] * w.data[c];
+                    su += u;
+                    sux += u * (xi[c] - mi) * ri;
+                }
+                su /= T(D), sux /= T(D);
+                T* dxi = x.grad + i * D;
+                for (int64_t c = 0; c < D; ++c) dxi[c] += ri * (dyi[c] * w.data[c] - su - (xi[c] - mi) * ri * sux);
+            }
         });
     }
     // Parameter gradients sum over rows: serial in row order so the result does not depend on threads.
@@ -105,10 +60,18 @@ Tensor<T> layernorm(Tape<T>& tape, const Tensor<T>& x, const Tensor<T>& w, const
     T* mu = tape.scratch(M);
     T* r = tape.scratch(M);
     parallel_for(M, 3 * M * D, [&](int64_t b_, int64_t e_) {
-        int64_t i = b_;
-        for (; i + k_layernorm_rows <= e_; i += k_layernorm_rows)
-            layernorm_rows<k_layernorm_rows>(x.data, w.data, b.data, eps, y.data, mu, r, i, D);
-        for (; i < e_; ++i) layernorm_rows<1>(x.data, w.data, b.data, eps, y.data, mu, r, i, D);
+        for (int64_t i = b_; i < e_; ++i) {
+            const T* xi = x.data + i * D;
+            T s = 0;
+            for (int64_t c = 0; c < D; ++c) s += xi[c];
+            const T m = s / T(D);
+            T ss = 0;
+            for (int64_t c = 0; c < D; ++c) ss += (xi[c] - m) * (xi[c] - m);
+            const T ri = T(1) / std::sqrt(ss / T(D) + T(eps));
+            mu[i] = m, r[i] = ri;
+            T* yi = y.data + i * D;
+            for (int64_t c = 0; c < D; ++c) yi[c] = (xi[c] - m) * ri * w.data[c] + b.data[c];
+        }
     });
     if (y.grad) {
         auto& n = tape.record(&layernorm_backward<T>);

@@ -11,38 +11,20 @@ namespace flashlm::ops {
 
 // dx += r (u − x̂ · mean(u⊙x̂)) (dx may be null), dg += Σ_rows dy⊙x̂ (dg may be null) for M rows of D.
 // Shared with fused callers (ops/prenorm_residual.hpp), which must get the very same numbers.
-// The per-row sums below run k_norm_rows rows side by side: each row's sum keeps its own sequential
-// order (so every bit matches the one-row loop), but the rows' add chains overlap instead of each
-// waiting out the add latency per element.
-inline constexpr int64_t k_norm_rows = 8;
-
-template <int64_t R, class T>
-void rmsnorm_backward_rows(const T* x, const T* g, const T* r, const T* dy, T* dx, int64_t i0, int64_t D) {
-    T dot[R] = {};
-    for (int64_t c = 0; c < D; ++c) {
-#pragma GCC unroll 8
-        for (int64_t j = 0; j < R; ++j) dot[j] += dy[(i0 + j) * D + c] * g[c] * x[(i0 + j) * D + c];
-    }
-    for (int64_t j = 0; j < R; ++j) {
-        const int64_t i = i0 + j;
-        const T* xi = x + i * D;
-        const T* dyi = dy + i * D;
-        const T ri = r[i];
-        const T k = dot[j] * ri * ri / T(D);
-        T* dxi = dx + i * D;
-        for (int64_t c = 0; c < D; ++c) dxi[c] += ri * (dyi[c] * g[c] - xi[c] * k);
-    }
-}
-
-// dx += r (u − x̂ · mean(u⊙x̂)) (dx may be null), dg += Σ_rows dy⊙x̂ (dg may be null) for M rows of D.
-// Shared with fused callers (ops/prenorm_residual.hpp), which must get the very same numbers.
 template <class T>
 void rmsnorm_backward_raw(const T* x, const T* g, const T* r, const T* dy, T* dx, T* dg, int64_t M, int64_t D) {
     if (dx) {
         parallel_for(M, M * D, [&](int64_t b_, int64_t e_) {
-            int64_t i = b_;
-            for (; i + k_norm_rows <= e_; i += k_norm_rows) rmsnorm_backward_rows<k_norm_rows>(x, g, r, dy, dx, i, D);
-            for (; i < e_; ++i) rmsnorm_backward_rows<1>(x, g, r, dy, dx, i, D);
+            for (int64_t i = b_; i < e_; ++i) {
+                const T* xi = x + i * D;
+                const T* dyi = dy + i * D;
+                T dot = 0;
+                for (int64_t c = 0; c < D; ++c) dot += dyi[c] * g[c] * xi[c];
+                const T ri = r[i];
+                const T k = dot * ri * ri / T(D);
+                T* dxi = dx + i * D;
+                for (int64_t c = 0; c < D; ++c) dxi[c] += ri * (dyi[c] * g[c] - xi[c] * k);
+            }
         });
     }
     if (dg) {
@@ -55,30 +37,19 @@ void rmsnorm_backward_raw(const T* x, const T* g, const T* r, const T* dy, T* dx
     }
 }
 
-template <int64_t R, class T>
-void rmsnorm_rows(const T* x, const T* g, double eps, T* y, T* r, int64_t i0, int64_t D) {
-    T ss[R] = {};
-    for (int64_t c = 0; c < D; ++c) {
-#pragma GCC unroll 8
-        for (int64_t j = 0; j < R; ++j) ss[j] += x[(i0 + j) * D + c] * x[(i0 + j) * D + c];
-    }
-    for (int64_t j = 0; j < R; ++j) {
-        const int64_t i = i0 + j;
-        const T* xi = x + i * D;
-        const T ri = T(1) / std::sqrt(ss[j] / T(D) + T(eps));
-        r[i] = ri;
-        T* yi = y + i * D;
-        for (int64_t c = 0; c < D; ++c) yi[c] = xi[c] * ri * g[c];
-    }
-}
-
 // y = x · r · g row by row, r[i] = 1/sqrt(mean(x_i²) + eps).
 template <class T>
 void rmsnorm_raw(const T* x, const T* g, double eps, T* y, T* r, int64_t M, int64_t D) {
     parallel_for(M, M * D, [&](int64_t b_, int64_t e_) {
-        int64_t i = b_;
-        for (; i + k_norm_rows <= e_; i += k_norm_rows) rmsnorm_rows<k_norm_rows>(x, g, eps, y, r, i, D);
-        for (; i < e_; ++i) rmsnorm_rows<1>(x, g, eps, y, r, i, D);
+        for (int64_t i = b_; i < e_; ++i) {
+            const T* xi = x + i * D;
+            T ss = 0;
+            for (int64_t c = 0; c < D; ++c) ss += xi[c] * xi[c];
+            const T ri = T(1) / std::sqrt(ss / T(D) + T(eps));
+            r[i] = ri;
+            T* yi = y + i * D;
+            for (int64_t c = 0; c < D; ++c) yi[c] = xi[c] * ri * g[c];
+        }
     });
 }
 
