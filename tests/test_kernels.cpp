@@ -16,6 +16,7 @@
 #include "flashlm/kernels/ternary_matmul.hpp"
 #include "flashlm/kernels/ternary_tiles.hpp"
 #include "flashlm/ops/bitlinear.hpp"
+#include "flashlm/optim/clip.hpp"
 #include "flashlm/train/sampler.hpp"
 
 using namespace flashlm::kernels;
@@ -556,4 +557,23 @@ TEST_CASE("int8 head stays within the quantisation error bound of the float GEMV
     }
     MESSAGE("int8 head: worst error / bound = " << worst_rel);
     CHECK(bad == 0);
+}
+
+// grad_norm sums in eight partial sums per thread range (optim/clip.hpp): against a long double sum, for
+// lengths that leave a tail, and the clip that follows.
+TEST_CASE("grad_norm: eight partial sums match a long double sum; clip_grad_norm scales to max_norm") {
+    flashlm::ParamStore<float> ps;
+    ps.add("a", flashlm::Shape{13}, false);
+    ps.add("b", flashlm::Shape{7, 143}, true);
+    ps.allocate();
+    const auto g = randn(int64_t(ps.flat_size()), 91, 0.5f);
+    std::copy(g.begin(), g.end(), ps.grads());
+    long double ref = 0;
+    for (float v : g) ref += (long double)v * v;
+    const double want = double(std::sqrt(ref));
+    CHECK(flashlm::optim::grad_norm(ps) == doctest::Approx(want).epsilon(1e-14));
+    const double pre = flashlm::optim::clip_grad_norm(ps, 1.0);
+    CHECK(pre == doctest::Approx(want).epsilon(1e-14));
+    CHECK(flashlm::optim::grad_norm(ps) == doctest::Approx(1.0).epsilon(1e-6));
+    CHECK(ps.grads()[20] == doctest::Approx(g[20] / (want + 1e-6)).epsilon(1e-6));
 }

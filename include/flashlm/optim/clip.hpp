@@ -13,10 +13,17 @@ template <class T>
 double grad_norm(const ParamStore<T>& params) {
     const T* g = params.grads();
     const int64_t n = int64_t(params.flat_size());
+    // Eight partial sums per thread's range: one serial chain of double adds waited out the add latency
+    // per element (82 → 30 ms for 43M gradients on one thread). The order already depends on
+    // the thread count through parallel_sum; the clip factor, rounded to float, does not change with it
+    // but for ties at the last bit.
     return std::sqrt(parallel_sum(n, n, [&](int64_t b, int64_t e) {
-        double s = 0;
-        for (int64_t i = b; i < e; ++i) s += double(g[i]) * double(g[i]);
-        return s;
+        double s[8] = {};
+        int64_t i = b;
+        for (; i + 8 <= e; i += 8)
+            for (int j = 0; j < 8; ++j) s[j] += double(g[i + j]) * double(g[i + j]);
+        for (; i < e; ++i) s[0] += double(g[i]) * double(g[i]);
+        return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
     }));
 }
 
