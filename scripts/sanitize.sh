@@ -44,7 +44,7 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktra
 export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
 cd_ctest() { cd "$build" && ctest --output-on-failure --timeout 1800 -j"$(nproc)" "$@"; }
 if [[ $ci == 1 ]]; then
-  cmake --build "$build" -j"$(nproc)" --target test_core test_kernels test_parity test_alloc tokenizer_parity flashlm_cli
+  cmake --build "$build" -j"$(nproc)" --target flashlm_sanitize_ci  # tests/CMakeLists.txt
   cd_ctest -R '^(core|kernels|kernels_isa_env|parity|alloc|tokenizers|cli|cli_errors|cli_tokenizers|data|cli_(supernova|supernova2_engine))$' "$@"
   exit
 fi
