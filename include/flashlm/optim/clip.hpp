@@ -14,7 +14,7 @@ double grad_norm(const ParamStore<T>& params) {
     const T* g = params.grads();
     const int64_t n = int64_t(params.flat_size());
     // Eight partial sums per thread's range: one serial chain of double adds waited out the add latency
-    // per element (82 → 30 ms for 43M gradients on one thread). The order already depends on
+    // per element (153 → 55 ms for 43M gradients on one thread, docs/training-speed.md). The order already depends on
     // the thread count through parallel_sum; the clip factor, rounded to float, does not change with it
     // but for ties at the last bit.
     return std::sqrt(parallel_sum(n, n, [&](int64_t b, int64_t e) {
