@@ -282,8 +282,8 @@ std::unique_ptr<Generator> Nova<T>::make_generator(Quant) const {
 }
 
 // Binaries that link flashlm_models get the float model from examples/registry.cpp instead of compiling it
-// again (the library's CMake target defines FLASHLM_EXTERN_MODELS for them).
-#ifdef FLASHLM_EXTERN_MODELS
+// again (the library's CMake target defines FLASHLM_EXTERN_NOVA for them when FLASHLM_MODELS lists it).
+#ifdef FLASHLM_EXTERN_NOVA
 extern template class Nova<float>;
 #endif
 

@@ -427,8 +427,8 @@ inline nlohmann::json infer_supernova_config(const io::TensorShapes& s) {
 }
 
 // Binaries that link flashlm_models get the float model from examples/registry.cpp instead of compiling it
-// again (the library's CMake target defines FLASHLM_EXTERN_MODELS for them).
-#ifdef FLASHLM_EXTERN_MODELS
+// again (the library's CMake target defines FLASHLM_EXTERN_SUPERNOVA for them when FLASHLM_MODELS lists it).
+#ifdef FLASHLM_EXTERN_SUPERNOVA
 extern template class Supernova<float>;
 #endif
 

@@ -498,8 +498,8 @@ std::unique_ptr<Generator> Supernova2<T>::make_generator(Quant q) const {
 }
 
 // Binaries that link flashlm_models get the float model from examples/registry.cpp instead of compiling it
-// again (the library's CMake target defines FLASHLM_EXTERN_MODELS for them).
-#ifdef FLASHLM_EXTERN_MODELS
+// again (the library's CMake target defines FLASHLM_EXTERN_SUPERNOVA2 for them when FLASHLM_MODELS lists it).
+#ifdef FLASHLM_EXTERN_SUPERNOVA2
 extern template class Supernova2<float>;
 #endif
 

@@ -227,8 +227,8 @@ inline Recipe supernova2_engine_recipe() {
 }
 
 // Binaries that link flashlm_models get the float model from examples/registry.cpp instead of compiling it
-// again (the library's CMake target defines FLASHLM_EXTERN_MODELS for them).
-#ifdef FLASHLM_EXTERN_MODELS
+// again (the library's CMake target defines FLASHLM_EXTERN_SUPERNOVA2_ENGINE for them when FLASHLM_MODELS lists it).
+#ifdef FLASHLM_EXTERN_SUPERNOVA2_ENGINE
 extern template class Supernova2Engine<float>;
 #endif
 

@@ -250,8 +250,8 @@ std::unique_ptr<Generator> Thunderbolt<T>::make_generator(Quant q) const {
 }
 
 // Binaries that link flashlm_models get the float model from examples/registry.cpp instead of compiling it
-// again (the library's CMake target defines FLASHLM_EXTERN_MODELS for them).
-#ifdef FLASHLM_EXTERN_MODELS
+// again (the library's CMake target defines FLASHLM_EXTERN_THUNDERBOLT for them when FLASHLM_MODELS lists it).
+#ifdef FLASHLM_EXTERN_THUNDERBOLT
 extern template class Thunderbolt<float>;
 #endif
 

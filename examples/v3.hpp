@@ -251,8 +251,8 @@ std::unique_ptr<Generator> V3<T>::make_generator(Quant q) const {
 }
 
 // Binaries that link flashlm_models get the float model from examples/registry.cpp instead of compiling it
-// again (the library's CMake target defines FLASHLM_EXTERN_MODELS for them).
-#ifdef FLASHLM_EXTERN_MODELS
+// again (the library's CMake target defines FLASHLM_EXTERN_V3 for them when FLASHLM_MODELS lists it).
+#ifdef FLASHLM_EXTERN_V3
 extern template class V3<float>;
 #endif
 
