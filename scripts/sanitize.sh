@@ -40,7 +40,7 @@ opt=$([[ $ci == 1 ]] && echo "-O1" || echo "-O2 -g")
 # The CI step's CLI holds only the model families its tests train (bolt, cortex3/cortex6, supernova,
 # supernova2-engine): each other family's model costs ~35 CPU-s more to compile sanitized.
 models=$([[ $ci == 1 ]] && echo "-DFLASHLM_MODELS=bolt;cortex;supernova;supernova2_engine" || echo "-UFLASHLM_MODELS")
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=None -DFLASHLM_BUILD_BENCH=OFF -DFLASHLM_BUILD_TESTS=ON "$models" \
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=None -DFLASHLM_BUILD_BENCH=OFF -DFLASHLM_BUILD_TESTS=ON "$models" -DFLASHLM_RELEASE_UNIT_TESTS=ON \
   -DCMAKE_CXX_FLAGS="$opt -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
   -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
 build=$(realpath "$build")

@@ -38,7 +38,8 @@ full="${models[0]}"
 for x in "${models[@]}"; do [[ $x == cortex6 ]] && full=cortex6; done
 for m in "${models[@]}"; do
   d="$work/$m"; mkdir -p "$d"
-  "$bin" train --model "$m" --data "$data" --steps 2 --seq 32 --batch 2 --vocab 400 --threads 1 --eval-windows 4 \
+  # --accum 1: the recipes of nova, nova-diff, v3 and thunderbolt accumulate 8-32 micro-batches per step.
+  "$bin" train --model "$m" --data "$data" --steps 2 --seq 32 --batch 2 --accum 1 --vocab 400 --threads 1 --eval-windows 4 \
     --out "$d/run" > "$d/train.log" 2>&1 || { fail "$m: train: $(tail -3 "$d/train.log")"; continue; }
   ck="$d/run/checkpoint.safetensors" tok="$d/run/tokenizer.model"
   "$bin" export --checkpoint "$ck" --out "$d/exp.safetensors" > "$d/export.log" 2>"$work/err" || { fail "$m: export: $(cat "$work/err")"; continue; }
@@ -84,7 +85,7 @@ done
 
 # Fine-tuning an import: train --resume starts at step 0 from the imported weights.
 m="$full" d="$work/$full"
-"$bin" train --model "$m" --resume "$d/imp-bf16.safetensors" --data "$data" --steps 2 --seq 32 --batch 2 --threads 1 \
+"$bin" train --model "$m" --resume "$d/imp-bf16.safetensors" --data "$data" --steps 2 --seq 32 --batch 2 --accum 1 --threads 1 \
   --eval-windows 4 --out "$d/ft" > "$d/ft.log" 2>&1 && grep -q "resumed from .* at step 0" "$d/ft.log" && grep -q "finished at step 2" "$d/ft.log" \
   && pass "$m: train --resume fine-tunes an imported checkpoint" || fail "$m: fine-tune: $(tail -3 "$d/ft.log")"
 
