@@ -1,7 +1,7 @@
 // The AVX-512F f32 GEMM (kernels/gemm_f32.hpp) behind float gemm_nt/nn/tn: against a double-precision
 // reference on ragged shapes (M, N, K not multiples of the 14 × 32 tile, several depth blocks, both
 // thread splits), overwrite and accumulate, the packed-B path of the tied head, equal bits for 1 and 2
-// threads, and FLASHLM_ISA hiding it (ctest kernels_isa_env).
+// threads, accumulation as C + Σ, and FLASHLM_ISA hiding it (ctest kernels_isa_env).
 #include <doctest/doctest.h>
 #include <omp.h>
 
@@ -87,6 +87,24 @@ TEST_CASE("gemm_f32: nt / nn / tn against a double reference, overwrite and accu
                 CHECK(c1 == c2);     // one ordered sum per element, whatever the split
                 CHECK(c2 == again);  // and run to run
             }
+}
+
+TEST_CASE("gemm_f32: accumulating adds the finished sum to C (C + Σ), so two products add into C in either order") {
+    if (!set_f32_kernel(true)) {
+        MESSAGE("skipped: the f32 kernel cannot run here");
+        return;
+    }
+    // K = 700: two depth blocks, the partial sums kept apart from C; K = 40: one.
+    for (const int64_t K : {int64_t(700), int64_t(40)}) {
+        const int64_t M = 31, N = 45;
+        const auto x = randn(M * K, 51), w1 = randn(N * K, 52), w2 = randn(N * K, 53);
+        std::vector<float> c12(size_t(M * N), 0.0f), c21(c12.size(), 0.0f);
+        gemm_nt<float>(M, N, K, x.data(), w1.data(), c12.data(), true);
+        gemm_nt<float>(M, N, K, x.data(), w2.data(), c12.data(), true);
+        gemm_nt<float>(M, N, K, x.data(), w2.data(), c21.data(), true);
+        gemm_nt<float>(M, N, K, x.data(), w1.data(), c21.data(), true);
+        CHECK(c12 == c21);
+    }
 }
 
 TEST_CASE("gemm_f32: B packed once (the tied head's E) gives the unpacked call's bits") {

@@ -12,8 +12,9 @@
 //  - A, per thread, in chunks of up to mc rows and one depth block: [tile][kc][14].
 // Depth is blocked (kc ≤ k_kc_max, a function of K alone) so that a B panel slice (kc × 32 floats) stays
 // in L1 while the tiles of an A chunk (in L2) stream past it. Each C element is one ordered f32 sum over
-// k = 0..K-1 (started from C when accumulating; a later depth block resumes from the stored partial sum),
-// whatever the thread count or the split: results are deterministic and equal for any number of threads.
+// k = 0..K-1 (a later depth block resumes from the stored partial sum), added to C when accumulating
+// (C + Σ, as Eigen), whatever the thread count or the split: results are deterministic and equal for any
+// number of threads.
 // Threads take disjoint row tiles of C, or column panels when C has more panels than tiles, in one
 // OpenMP region without barriers. Workspaces grow once and are kept.
 // This header is the kernel: include it only where it is compiled (kernels/arch/gemm_f32.cpp, and tests
@@ -149,15 +150,16 @@ FLASHLM_F32_TARGET inline void pack_a_chunk(const float* A, int64_t lda, KLayout
     }
 }
 
-// C tile (R rows, columns < ncols ≤ 32) = Σ_k a[k·14 + r] · b[k·32 + c], started from C when load_c.
+// out tile (R rows, columns < ncols ≤ 32) = (out +) init + Σ_k a[k·14 + r] · b[k·32 + c]: the sum starts
+// from `init` (a partial sum of earlier depth blocks; null: zero) and is added to `out` when add_out.
 template <int R>
-FLASHLM_F32_TARGET inline void micro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t ncols,
-                                     bool load_c) {
+FLASHLM_F32_TARGET inline void micro(int64_t kc, const float* a, const float* b, const float* init, int64_t ild, float* out,
+                                     int64_t ldo, int64_t ncols, bool add_out) {
     const __mmask16 m0 = lanes(ncols), m1 = lanes(ncols - 16);
     __m512 c0[R], c1[R];
     for (int r = 0; r < R; ++r) {
-        c0[r] = load_c ? _mm512_maskz_loadu_ps(m0, c + r * ldc) : _mm512_setzero_ps();
-        c1[r] = load_c ? _mm512_maskz_loadu_ps(m1, c + r * ldc + 16) : _mm512_setzero_ps();
+        c0[r] = init ? _mm512_maskz_loadu_ps(m0, init + r * ild) : _mm512_setzero_ps();
+        c1[r] = init ? _mm512_maskz_loadu_ps(m1, init + r * ild + 16) : _mm512_setzero_ps();
     }
 #pragma GCC unroll 2
     for (int64_t k = 0; k < kc; ++k) {
@@ -169,19 +171,25 @@ FLASHLM_F32_TARGET inline void micro(int64_t kc, const float* a, const float* b,
         }
     }
     for (int r = 0; r < R; ++r) {
-        _mm512_mask_storeu_ps(c + r * ldc, m0, c0[r]);
-        _mm512_mask_storeu_ps(c + r * ldc + 16, m1, c1[r]);
+        float* o = out + r * ldo;
+        if (add_out) {
+            c0[r] = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, o), c0[r]);
+            c1[r] = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, o + 16), c1[r]);
+        }
+        _mm512_mask_storeu_ps(o, m0, c0[r]);
+        _mm512_mask_storeu_ps(o + 16, m1, c1[r]);
     }
 }
 
 template <int... R>
-FLASHLM_F32_TARGET inline void micro_rows(int rows, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                                          int64_t ncols, bool load_c, std::integer_sequence<int, R...>) {
-    ((rows == R + 1 ? micro<R + 1>(kc, a, b, c, ldc, ncols, load_c) : void()), ...);
+FLASHLM_F32_TARGET inline void micro_rows(int rows, int64_t kc, const float* a, const float* b, const float* init,
+                                          int64_t ild, float* out, int64_t ldo, int64_t ncols, bool add_out,
+                                          std::integer_sequence<int, R...>) {
+    ((rows == R + 1 ? micro<R + 1>(kc, a, b, init, ild, out, ldo, ncols, add_out) : void()), ...);
 }
 
 struct Workspace {
-    Storage<float> a, b;
+    Storage<float> a, b, p;  // packed A chunk, packed B group, partial sums (accumulating over depth blocks)
 };
 inline Workspace& workspace(int tid) {
     static std::vector<Workspace> ws(k_max_threads);
@@ -206,9 +214,14 @@ FLASHLM_F32_TARGET inline void compute(int64_t N, int64_t K, const float* A, int
                                        int64_t ldb, KLayout lb, const float* bp, float* C, int64_t ldc, bool accumulate,
                                        int64_t r0, int64_t r1, int64_t j0, int64_t j1, Workspace& ws) {
     const int64_t kc = depth_block(K), mc = chunk_rows(kc), gp = group_panels(kc);
+    // An accumulating product is C + Σ (the sum from zero, then added, as Eigen's), so that the order in
+    // which several products add into one C does not change its bits. Over several depth blocks the partial
+    // sums wait in ws.p; an overwrite keeps them in C.
+    const bool partial = accumulate && K > kc;
+    const int64_t pld = (j1 - j0) * k_nr;
     for (int64_t k0 = 0; k0 < K; k0 += kc) {
         const int64_t akc = std::min(kc, K - k0);
-        const bool load_c = accumulate || k0 > 0;
+        const bool first = k0 == 0, last = k0 + akc == K;
         for (int64_t g0 = j0; g0 < j1; g0 += gp) {
             const int64_t g1 = std::min(j1, g0 + gp);
             const float* bg = bp ? bp + g0 * K * k_nr + k0 * k_nr : ws.b.data();
@@ -220,13 +233,20 @@ FLASHLM_F32_TARGET inline void compute(int64_t N, int64_t K, const float* A, int
                 for (int64_t j = g0; j < g1; ++j) {
                     const float* b = bg + (j - g0) * bstride;
                     const int64_t n0 = j * k_nr, ncols = std::min<int64_t>(k_nr, N - n0);
-                    int64_t i = i0;
                     const float* a = ws.a.data();
-                    for (; i + k_mr <= i1; i += k_mr, a += akc * k_mr)
-                        micro<k_mr>(akc, a, b, C + i * ldc + n0, ldc, ncols, load_c);
-                    if (i < i1)
-                        micro_rows(int(i1 - i), akc, a, b, C + i * ldc + n0, ldc, ncols, load_c,
-                                   std::make_integer_sequence<int, k_mr - 1>());
+                    for (int64_t i = i0; i < i1; i += k_mr, a += akc * k_mr) {
+                        float* c = C + i * ldc + n0;
+                        float* p = partial ? ws.p.data() + (i - r0) * pld + (n0 - j0 * k_nr) : c;
+                        const int64_t ld_p = partial ? pld : ldc;
+                        const float* init = first ? nullptr : p;
+                        float* out = last ? c : p;
+                        const bool add_out = last && accumulate;
+                        if (i + k_mr <= i1)
+                            micro<k_mr>(akc, a, b, init, ld_p, out, last ? ldc : ld_p, ncols, add_out);
+                        else
+                            micro_rows(int(i1 - i), akc, a, b, init, ld_p, out, last ? ldc : ld_p, ncols, add_out,
+                                       std::make_integer_sequence<int, k_mr - 1>());
+                    }
                 }
             }
         }
@@ -248,22 +268,22 @@ inline void gemm_impl(int64_t M, int64_t N, int64_t K, const float* A, int64_t l
     const int caller = omp_in_parallel() ? thread_id() : 0;
     const int64_t kc = depth_block(K);
     const int64_t a_need = chunk_rows(kc) * kc, b_need = b_packed ? 0 : std::min(group_panels(kc), panels) * kc * k_nr;
-    const int threads = team ? std::min(max_threads(), k_max_threads) : 1;
-    for (int t = 0; t < threads; ++t) {
-        Workspace& ws = workspace(team ? t : caller);
+    const int threads = std::min(max_threads(), k_max_threads);
+    // Each thread grows its own buffers (once: they are kept), sized for its part of C.
+    auto part = [&](Workspace& ws, int64_t r0, int64_t r1, int64_t j0, int64_t j1) {
         grow(ws.a, a_need);
         grow(ws.b, b_need);
-    }
+        if (accumulate && K > kc) grow(ws.p, (r1 - r0) * (j1 - j0) * k_nr);
+        compute(N, K, A, lda, la, B, ldb, lb, b_packed, C, ldc, accumulate, r0, r1, j0, j1, ws);
+    };
     auto body = [&](int tid, int nt) {
         Workspace& ws = workspace(team ? tid : caller);
         if (by_rows) {
             const int64_t t0 = tiles * tid / nt, t1 = tiles * (tid + 1) / nt;
-            if (t0 < t1)
-                compute(N, K, A, lda, la, B, ldb, lb, b_packed, C, ldc, accumulate, t0 * k_mr, std::min(M, t1 * k_mr), 0,
-                        panels, ws);
+            if (t0 < t1) part(ws, t0 * k_mr, std::min(M, t1 * k_mr), 0, panels);
         } else {
             const int64_t p0 = panels * tid / nt, p1 = panels * (tid + 1) / nt;
-            if (p0 < p1) compute(N, K, A, lda, la, B, ldb, lb, b_packed, C, ldc, accumulate, 0, M, p0, p1, ws);
+            if (p0 < p1) part(ws, 0, M, p0, p1);
         }
     };
     if (team) {
