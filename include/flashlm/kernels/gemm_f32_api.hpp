@@ -3,8 +3,11 @@
 // packed panels) without the kernel: whether it runs, and entry points that call it through function
 // pointers. kernels/arch/gemm_f32.cpp compiles the kernel once per program (flashlm_add_kernels) and fills
 // the pointers at static initialisation, as gemm_bf16.cpp does for the bf16 kernels. kernels::gemm_nt/nn/tn
-// (gemm.hpp) send float products here when f32_kernel_enabled(); doubles, CPUs without AVX-512F, programs
-// without the file, FLASHLM_ISA set to anything but avx512, and FLASHLM_F32_GEMM=eigen keep Eigen.
+// (gemm.hpp) send float products here when f32_kernel_enabled(). It is opt-in (FLASHLM_F32_GEMM=avx512, or
+// set_f32_kernel(true)): on the Bolt shapes it measured 0.98-1.19x Eigen at 1 thread on a shared VM
+// (docs/training-speed.md, Session 8), short of the 10-15 % that would justify changing every float
+// training step's numbers by default. Doubles, CPUs without AVX-512F, programs without the file and
+// FLASHLM_ISA set to anything but avx512 always keep Eigen.
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -40,13 +43,14 @@ inline bool f32_kernel_available() {
 inline std::atomic<bool>& f32_slot() {
     static std::atomic<bool> slot{[] {
         const char* env = std::getenv("FLASHLM_F32_GEMM");
-        return f32_kernel_available() && !(env && std::string(env) == "eigen");
+        return f32_kernel_available() && env && std::string(env) == "avx512";
     }()};
     return slot;
 }
 }  // namespace f32_detail
 
-// Whether float gemm_nt/nn/tn run this kernel (else Eigen). Read on every call.
+// Whether float gemm_nt/nn/tn run this kernel (else Eigen; off unless FLASHLM_F32_GEMM=avx512). Read on
+// every call.
 inline bool f32_kernel_enabled() { return f32_detail::f32_slot().load(std::memory_order_relaxed); }
 // Switches between this kernel and Eigen (benchmarks, tests); false if the kernel cannot run here.
 // Process-wide: switch only while no GEMM runs, and not between packing a B and using it.
