@@ -1,22 +1,40 @@
 // GFLOP/s of kernels::gemm_* on the GEMM shapes of one Bolt b16x256 training step (M = 4096 tokens,
 // dim 192, GLU hidden 512, vocab 10000, head row blocks of 256), against the FP32 FMA peak measured in
-// the same run. Prints one line per shape: its role, the kernel, M N K, ms per call, GFLOP/s, % of peak.
-//   bench_gemm_shapes [--threads N] [--reps N]
+// the same run. Prints one line per shape: its role, the kernel, M N K, then ms per call, GFLOP/s and % of
+// peak for Eigen and for flashlm's AVX-512F kernel (kernels/gemm_f32.hpp), timed alternately (best of
+// --reps rounds, each round one call of each), their ratio and the largest relative difference between them.
+//   bench_gemm_shapes [--threads N] [--reps N] [--kc N] [--chunk FLOATS] [--hand] [--only ROLE]
+// --kc / --chunk set the f32 kernel's depth block and A chunk (tuning only); --hand adds the old
+// packing-free reference kernel.
 #include <omp.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <string>
 #include <vector>
 
 #include "bench/fma_peak.hpp"
 #include "flashlm/kernels/gemm.hpp"
+#include "flashlm/kernels/gemm_f32.hpp"
 
 using namespace flashlm;
 using clock_type = std::chrono::steady_clock;
+
+// Seconds of this process's CPU time: with one thread, time the machine's other load takes from us does not
+// count (this box is shared); with more, wall time is used (CPU time would count the threads' spinning).
+double cpu_seconds() {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+double wall_seconds() { return std::chrono::duration<double>(clock_type::now().time_since_epoch()).count(); }
+bool g_cpu_time = false;
+double now_s() { return g_cpu_time ? cpu_seconds() : wall_seconds(); }
 
 namespace {
 
@@ -32,10 +50,10 @@ double peak_gflops(int threads) {
     float sink[256] = {};
     double best = 0;
     for (int rep = 0; rep < 3; ++rep) {
-        const auto t0 = clock_type::now();
+        const double t0 = now_s();
 #pragma omp parallel num_threads(threads)
         sink[omp_get_thread_num() & 255] += bench::fma_chains(iters);
-        const double s = std::chrono::duration<double>(clock_type::now() - t0).count();
+        const double s = now_s() - t0;
         best = std::max(best, double(iters) * bench::k_acc * bench::k_lanes * 2.0 * threads / s * 1e-9);
     }
     volatile float keep = sink[0];
@@ -87,16 +105,28 @@ void hand_gemm(int64_t r0, int64_t r1, int64_t N, int64_t K, const float* a, int
 
 int main(int argc, char** argv) {
     int threads = 1, reps = 5;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
-        else if (!std::strcmp(argv[i], "--reps")) reps = std::atoi(argv[i + 1]);
-        else { std::fprintf(stderr, "usage: bench_gemm_shapes [--threads N] [--reps N]\n"); return 2; }
+    bool hand_kernel = false;
+    std::string only;  // run the shapes whose role contains this
+    for (int i = 1; i < argc; ++i) {
+        const bool more = i + 1 < argc;
+        if (!std::strcmp(argv[i], "--threads") && more) threads = std::atoi(argv[++i]);
+        else if (!std::strcmp(argv[i], "--reps") && more) reps = std::atoi(argv[++i]);
+#if FLASHLM_F32_X86
+        else if (!std::strcmp(argv[i], "--kc") && more) kernels::f32_detail::kc_max() = std::max(16, std::atoi(argv[++i]));
+        else if (!std::strcmp(argv[i], "--chunk") && more) kernels::f32_detail::a_chunk_floats() = std::max(1, std::atoi(argv[++i]));
+#endif
+        else if (!std::strcmp(argv[i], "--hand")) hand_kernel = true;
+        else if (!std::strcmp(argv[i], "--only") && more) only = argv[++i];
+        else { std::fprintf(stderr, "usage: bench_gemm_shapes [--threads N] [--reps N] [--kc N] [--chunk FLOATS] [--hand] [--only ROLE]\n"); return 2; }
     }
     if (threads < 1 || reps < 1) { std::fprintf(stderr, "bench_gemm_shapes: threads and reps must be >= 1\n"); return 2; }
+    const bool have_f32 = kernels::set_f32_kernel(true);
+    if (!have_f32) std::printf("the f32 kernel cannot run here (no AVX-512F, or FLASHLM_ISA hides it): Eigen only\n");
     omp_set_num_threads(threads);
+    g_cpu_time = threads == 1;
     const int64_t M = 4096, D = 192, H = 512, V = 10000, R = 256;
     const std::vector<Shape3> shapes = {
-        {"head logits (x16)", 'n', R, V, D, false},  {"head dh (x16)", 'N', R, D, V, false},
+        {"head logits (x16, packed E)", 'n', R, V, D, false},  {"head dh (x16, packed E)", 'N', R, D, V, false},
         {"head dE (x16)", 't', V, D, R, true},       {"fwd mixer.up", 'n', M, 2 * D, D, false},
         {"fwd mixer.down", 'n', M, D, D, false},     {"fwd glu gate/up", 'n', M, H, D, false},
         {"fwd glu down", 'n', M, D, H, false},       {"dx mixer.up", 'N', M, D, 2 * D, true},
@@ -105,27 +135,59 @@ int main(int argc, char** argv) {
         {"dW mixer.down", 't', D, D, M, true},       {"dW glu gate/up", 't', H, D, M, true},
         {"dW glu down", 't', D, H, M, true},
     };
-    std::vector<float> a(size_t(V * R + M * H)), b(size_t(V * R + M * H)), c(size_t(V * D + M * H));
+    std::vector<float> a(size_t(V * R + M * H)), b(size_t(V * R + M * H)), c(size_t(V * D + M * H)), c_eigen(c.size());
     for (size_t i = 0; i < a.size(); ++i) a[i] = float(int(i % 7) - 3) * 0.01f, b[i] = float(int(i % 5) - 2) * 0.01f;
     const double peak = peak_gflops(threads);
-    std::printf("threads %d, FP32 FMA peak %.1f GFLOP/s\n", threads, peak);
+    std::printf("threads %d (%s time), FP32 FMA peak %.1f GFLOP/s\n", threads, g_cpu_time ? "CPU" : "wall", peak);
+    std::printf("%-27s %s %6s %6s %6s  %9s %7s %6s  %9s %7s %6s  %6s  %8s\n", "role", "  ", "M", "N", "K", "eigen ms",
+                "GFLOP/s", "%peak", "f32 ms", "GFLOP/s", "%peak", "ratio", "max rel");
+    // The head's logits and dh products use E packed once per step (ops/tied_head_ce.hpp): packed here once
+    // per kernel, outside the timing.
+    kernels::PackedB<float> packed[2];
     for (const auto& s : shapes) {
-        auto run = [&] {
-            if (s.kind == 'n') kernels::gemm_nt(s.m, s.n, s.k, a.data(), b.data(), c.data(), s.acc);
-            else if (s.kind == 'N') kernels::gemm_nn(s.m, s.n, s.k, a.data(), b.data(), c.data(), s.acc);
-            else kernels::gemm_tn(s.m, s.n, s.k, a.data(), b.data(), c.data(), s.acc);
-        };
-        run();
-        double best = 1e30;
-        for (int r = 0; r < reps; ++r) {
-            const auto t0 = clock_type::now();
-            run();
-            best = std::min(best, std::chrono::duration<double>(clock_type::now() - t0).count());
+        if (!only.empty() && std::string(s.role).find(only) == std::string::npos) continue;
+        const bool head = s.role[0] == 'h' && s.kind != 't';
+        for (int which = 0; which < 2 && head; ++which) {
+            kernels::set_f32_kernel(which == 1 && have_f32);
+            if (s.kind == 'n') kernels::pack_b_nt(packed[which], s.m, s.n, s.k, b.data(), s.acc);
+            else kernels::pack_b_nn(packed[which], s.m, s.n, s.k, b.data(), s.acc);
         }
-        const double gf = 2.0 * double(s.m * s.n * s.k) / best * 1e-9;
-        double hand_gf = 0;
+        auto run = [&](float* out) {
+            const kernels::PackedB<float>& p = packed[kernels::f32_kernel_enabled() ? 1 : 0];
+            if (s.kind == 'n' && head) kernels::gemm_nt_packed(s.m, s.n, s.k, a.data(), b.data(), out, s.acc, p);
+            else if (s.kind == 'N' && head) kernels::gemm_nn_packed(s.m, s.n, s.k, a.data(), b.data(), out, s.acc, p);
+            else if (s.kind == 'n') kernels::gemm_nt(s.m, s.n, s.k, a.data(), b.data(), out, s.acc);
+            else if (s.kind == 'N') kernels::gemm_nn(s.m, s.n, s.k, a.data(), b.data(), out, s.acc);
+            else kernels::gemm_tn(s.m, s.n, s.k, a.data(), b.data(), out, s.acc);
+        };
+        // The same C before each compared call (accumulating shapes add into it).
+        const size_t cn = size_t(s.m * s.n);
+        std::fill(c.begin(), c.begin() + long(cn), 0.5f);
+        std::fill(c_eigen.begin(), c_eigen.begin() + long(cn), 0.5f);
+        kernels::set_f32_kernel(false);
+        run(c_eigen.data());
+        kernels::set_f32_kernel(have_f32);
+        run(c.data());
+        double max_rel = 0;
+        for (size_t i = 0; i < cn; ++i)
+            max_rel = std::max(max_rel, double(std::abs(c[i] - c_eigen[i])) / std::max(1e-3, double(std::abs(c_eigen[i]))));
+        double best_e = 1e30, best_f = 1e30;
+        for (int r = 0; r < reps; ++r) {
+            for (int which = 0; which < 2; ++which) {
+                kernels::set_f32_kernel(which == 1 && have_f32);
+                const double t0 = now_s();
+                run(which ? c.data() : c_eigen.data());
+                const double t = now_s() - t0;
+                (which ? best_f : best_e) = std::min(which ? best_f : best_e, t);
+            }
+        }
+        const double flop = 2.0 * double(s.m * s.n * s.k);
+        const double ge = flop / best_e * 1e-9, gf = flop / best_f * 1e-9;
+        std::printf("%-27s %s %6lld %6lld %6lld  %9.3f %7.1f %5.1f%%  %9.3f %7.1f %5.1f%%  %5.2fx  %8.1e", s.role,
+                    s.kind == 'n' ? "nt" : s.kind == 'N' ? "nn" : "tn", (long long)s.m, (long long)s.n, (long long)s.k,
+                    best_e * 1e3, ge, 100.0 * ge / peak, best_f * 1e3, gf, 100.0 * gf / peak, gf / ge, max_rel);
 #if defined(__AVX512F__)
-        if (s.n % 16 == 0) {
+        if (hand_kernel && s.n % 16 == 0) {
             std::vector<float> bt;
             auto hand = [&] {
                 const float* bb = b.data();
@@ -150,12 +212,13 @@ int main(int argc, char** argv) {
                 hand();
                 hb = std::min(hb, std::chrono::duration<double>(clock_type::now() - t0).count());
             }
-            hand_gf = 2.0 * double(s.m * s.n * s.k) / hb * 1e-9;
+            const double hand_gf = 2.0 * double(s.m * s.n * s.k) / hb * 1e-9;
+            std::printf("   packing-free %6.1f GFLOP/s", hand_gf);
         }
+#else
+        (void)hand_kernel;
 #endif
-        std::printf("%-18s %s %6lld %6lld %6lld  %8.3f ms  %6.1f GFLOP/s  %5.1f %%   packing-free %6.1f GFLOP/s\n", s.role,
-                    s.kind == 'n' ? "nt" : s.kind == 'N' ? "nn" : "tn", (long long)s.m, (long long)s.n, (long long)s.k,
-                    best * 1e3, gf, 100.0 * gf / peak, hand_gf);
+        std::printf("\n");
     }
     return 0;
 }

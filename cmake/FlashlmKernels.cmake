@@ -51,6 +51,8 @@ function(flashlm_add_kernels target)
   target_sources(${target} PRIVATE "${_dir}/ternary_sse2.cpp" "${_dir}/ternary_avx2.cpp" "${_dir}/ternary_avx512.cpp")
   # The bf16 GEMM of --matmul bf16 (target-attribute kernels, checked at run time; no per-file flags).
   target_sources(${target} PRIVATE "${_dir}/gemm_bf16.cpp")
+  # The AVX-512F f32 GEMM behind float gemm_nt/nn/tn (target attributes + a run-time check, as above).
+  target_sources(${target} PRIVATE "${_dir}/gemm_f32.cpp")
   # Source-file options come after the target's own (e.g. -march=native), so the -mno-* switches win.
   set_source_files_properties("${_dir}/ternary_sse2.cpp" TARGET_DIRECTORY ${target}
     PROPERTIES COMPILE_OPTIONS "-msse2;-mno-sse3")
@@ -59,7 +61,7 @@ function(flashlm_add_kernels target)
   set_source_files_properties("${_dir}/ternary_avx512.cpp" TARGET_DIRECTORY ${target}
     PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma;-mavx512f;-mavx512bw;-mavx512dq;-mavx512vl;-mavx512vnni")
   _flashlm_kernels_alone(${target} "${_dir}/ternary_sse2.cpp" "${_dir}/ternary_avx2.cpp" "${_dir}/ternary_avx512.cpp"
-    "${_dir}/gemm_bf16.cpp")
+    "${_dir}/gemm_bf16.cpp" "${_dir}/gemm_f32.cpp")
 endfunction()
 
 # A target with a precompiled header or a unity build must compile the kernel files alone: with the

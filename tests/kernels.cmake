@@ -21,3 +21,4 @@ target_sources(test_kernels PRIVATE test_ternary_gemm_i8.cpp)  # int8 training f
 # bf16 GEMM of `flashlm train --matmul bf16`: kernels against the scalar reference (FLASHLM_ISA case included).
 target_sources(test_kernels PRIVATE test_gemm_bf16.cpp)
 target_sources(test_kernels PRIVATE test_gemm_prepacked.cpp)  # B packed once per gemm_rows call (kernels/gemm_prepacked.hpp)
+target_sources(test_kernels PRIVATE test_gemm_f32.cpp)  # the AVX-512F f32 GEMM behind float gemm_nt/nn/tn

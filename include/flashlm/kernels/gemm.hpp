@@ -12,6 +12,7 @@
 #include "flashlm/core/storage.hpp"
 #include "flashlm/core/tensor.hpp"
 #include "flashlm/kernels/gemm_bf16_api.hpp"
+#include "flashlm/kernels/gemm_f32_api.hpp"
 #include "flashlm/kernels/gemm_prepacked.hpp"
 
 namespace flashlm::kernels {
@@ -140,6 +141,16 @@ bool use_bf16() {
         return false;
 }
 
+// Float products run flashlm's AVX-512F kernel (gemm_f32_api.hpp) where it is enabled (opt-in:
+// FLASHLM_F32_GEMM=avx512), except inside a parallel region (as use_bf16); doubles and other CPUs run Eigen.
+template <class T>
+bool use_f32() {
+    if constexpr (std::is_same_v<T, float>)
+        return f32_kernel_enabled() && !omp_in_parallel();
+    else
+        return false;
+}
+
 }  // namespace detail
 
 // C[M,N] (+)= A[M,K] · B[N,K]ᵀ   (linear forward: y = x Wᵀ)
@@ -147,6 +158,9 @@ template <class T>
 void gemm_nt(int64_t M, int64_t N, int64_t K, const T* A, const T* B, T* C, bool accumulate) {
     if constexpr (std::is_same_v<T, float>)
         if (detail::use_bf16<T>()) return gemm_bf16_nt(M, N, K, A, B, C, accumulate);
+    if constexpr (std::is_same_v<T, float>)
+        if (detail::use_f32<T>())
+            return gemm_f32(M, N, K, A, K, KLayout::k_inner, B, K, KLayout::k_inner, C, N, accumulate);
     detail::gemm_rows<T, Eigen::RowMajor, Eigen::ColMajor>(M, N, K, A, K, B, K, C, accumulate);
 }
 // C[M,N] (+)= A[M,K] · B[K,N]   (linear backward: dx = dy W)
@@ -154,6 +168,9 @@ template <class T>
 void gemm_nn(int64_t M, int64_t N, int64_t K, const T* A, const T* B, T* C, bool accumulate) {
     if constexpr (std::is_same_v<T, float>)
         if (detail::use_bf16<T>()) return gemm_bf16_nn(M, N, K, A, B, C, accumulate);
+    if constexpr (std::is_same_v<T, float>)
+        if (detail::use_f32<T>())
+            return gemm_f32(M, N, K, A, K, KLayout::k_inner, B, N, KLayout::k_outer, C, N, accumulate);
     detail::gemm_rows<T, Eigen::RowMajor, Eigen::RowMajor>(M, N, K, A, K, B, N, C, accumulate);
 }
 // C[M,N] (+)= A[K,M]ᵀ · B[K,N]   (linear backward: dW = dyᵀ x)
@@ -161,6 +178,9 @@ template <class T>
 void gemm_tn(int64_t M, int64_t N, int64_t K, const T* A, const T* B, T* C, bool accumulate) {
     if constexpr (std::is_same_v<T, float>)
         if (detail::use_bf16<T>()) return gemm_bf16_tn(M, N, K, A, B, C, accumulate);
+    if constexpr (std::is_same_v<T, float>)
+        if (detail::use_f32<T>())
+            return gemm_f32(M, N, K, A, M, KLayout::k_outer, B, N, KLayout::k_outer, C, N, accumulate);
     detail::gemm_rows<T, Eigen::ColMajor, Eigen::RowMajor>(M, N, K, A, M, B, N, C, accumulate);
 }
 
@@ -172,27 +192,53 @@ using PackedB = detail::PackedLhs<T>;
 // Elements (64-byte aligned start required) that `into` of pack_b_nt / pack_b_nn must hold.
 template <class T>
 int64_t packed_b_size(int64_t M, int64_t N, int64_t K, bool accumulate) {
+    if (detail::use_f32<T>()) return f32_packed_b_size(N, K);
     const auto [mc, kc] = detail::shared_mc_kc<T>(M, N, K, accumulate);
     return detail::packed_size<T>(N, K, mc, kc);
 }
+namespace detail {
+// B ([K,N] as the product sees it, layout lb) packed for the f32 kernel (use_f32), into `into` or p's own.
+template <class T>
+void pack_b_f32(PackedB<T>& p, int64_t N, int64_t K, const T* B, int64_t ldb, KLayout lb, T* into) {
+    if constexpr (std::is_same_v<T, float>) {
+        if (!into) {
+            if (int64_t(p.own.size()) < f32_packed_b_size(N, K)) p.own.resize_uninitialized(size_t(f32_packed_b_size(N, K)));
+            into = p.own.data();
+        }
+        pack_f32_b(B, ldb, lb, N, K, into);
+        p.data = into, p.rows = N, p.depth = K, p.mc = 0, p.kc = 0, p.ready = true, p.f32 = true;
+    } else {
+        (void)p, (void)N, (void)K, (void)B, (void)ldb, (void)lb, (void)into;
+    }
+}
+}  // namespace detail
 template <class T>
 void pack_b_nt(PackedB<T>& p, int64_t M, int64_t N, int64_t K, const T* B, bool accumulate, T* into = nullptr) {
+    if (detail::use_f32<T>()) return detail::pack_b_f32(p, N, K, B, K, KLayout::k_inner, into);
+    p.f32 = false;
     detail::pack_b_shared<T, Eigen::RowMajor, Eigen::ColMajor>(p, M, N, K, B, K, accumulate, into);
 }
 template <class T>
 void pack_b_nn(PackedB<T>& p, int64_t M, int64_t N, int64_t K, const T* B, bool accumulate, T* into = nullptr) {
+    if (detail::use_f32<T>()) return detail::pack_b_f32(p, N, K, B, N, KLayout::k_outer, into);
+    p.f32 = false;
     detail::pack_b_shared<T, Eigen::RowMajor, Eigen::RowMajor>(p, M, N, K, B, N, accumulate, into);
 }
+// A B packed for the f32 kernel is used by it (the kernel then runs even where use_f32 would not choose it).
 template <class T>
 void gemm_nt_packed(int64_t M, int64_t N, int64_t K, const T* A, const T* B, T* C, bool accumulate, const PackedB<T>& p) {
-    if constexpr (std::is_same_v<T, float>)
+    if constexpr (std::is_same_v<T, float>) {
         if (detail::use_bf16<T>()) return gemm_bf16_nt(M, N, K, A, B, C, accumulate);
+        if (p.f32) return gemm_f32(M, N, K, A, K, KLayout::k_inner, B, K, KLayout::k_inner, C, N, accumulate, p.data);
+    }
     detail::gemm_rows<T, Eigen::RowMajor, Eigen::ColMajor>(M, N, K, A, K, B, K, C, accumulate, &p);
 }
 template <class T>
 void gemm_nn_packed(int64_t M, int64_t N, int64_t K, const T* A, const T* B, T* C, bool accumulate, const PackedB<T>& p) {
-    if constexpr (std::is_same_v<T, float>)
+    if constexpr (std::is_same_v<T, float>) {
         if (detail::use_bf16<T>()) return gemm_bf16_nn(M, N, K, A, B, C, accumulate);
+        if (p.f32) return gemm_f32(M, N, K, A, K, KLayout::k_inner, B, N, KLayout::k_outer, C, N, accumulate, p.data);
+    }
     detail::gemm_rows<T, Eigen::RowMajor, Eigen::RowMajor>(M, N, K, A, K, B, N, C, accumulate, &p);
 }
 

@@ -41,6 +41,7 @@ struct PackedLhs {
     T* data = nullptr;
     Eigen::Index rows = 0, depth = 0, mc = 0, kc = 0;
     bool ready = false;
+    bool f32 = false;  // packed by the f32 kernel (gemm_f32_api.hpp: panels of 32 columns), not for Eigen
 };
 
 inline constexpr Eigen::Index k_panel_align = 64;
