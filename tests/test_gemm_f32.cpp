@@ -63,7 +63,7 @@ void check_reference(Kind kind, const Shape3& s, const std::vector<float>& A, co
     CHECK(bad == 0);
 }
 
-// The kernel is opt-in (FLASHLM_F32_GEMM=avx512): a test that switches it on switches it back.
+// A test that switches the kernel on or off (FLASHLM_F32_GEMM=eigen turns it off) switches it back.
 struct Restore {
     bool prev = f32_kernel_enabled();
     ~Restore() { set_f32_kernel(prev); }
@@ -146,8 +146,8 @@ TEST_CASE("gemm_f32: FLASHLM_ISA below avx512 hides it, and Eigen runs the produ
     const char* env = std::getenv("FLASHLM_ISA");
     const bool hidden = env && *env && std::string(env) != "avx512";
     if (!hidden) {
-        const char* opt = std::getenv("FLASHLM_F32_GEMM");  // opt-in; other tests may have switched it on
-        if (opt && std::string(opt) == "avx512") CHECK(f32_kernel_enabled() == (f32_hooks().gemm != nullptr && cpu_features().avx512f));
+        const char* opt = std::getenv("FLASHLM_F32_GEMM");  // on by default; other tests restore what they switch
+        if (!(opt && std::string(opt) == "eigen")) CHECK(f32_kernel_enabled() == (f32_hooks().gemm != nullptr && cpu_features().avx512f));
         CHECK(set_f32_kernel(true) == (f32_hooks().gemm != nullptr && cpu_features().avx512f));
         MESSAGE("FLASHLM_ISA not set below avx512: the automatic choice checked (ctest kernels_isa_env hides it)");
         return;

@@ -141,8 +141,9 @@ bool use_bf16() {
         return false;
 }
 
-// Float products run flashlm's AVX-512F kernel (gemm_f32_api.hpp) where it is enabled (opt-in:
-// FLASHLM_F32_GEMM=avx512), except inside a parallel region (as use_bf16); doubles and other CPUs run Eigen.
+// Float products run flashlm's AVX-512F kernel (gemm_f32_api.hpp) where it is enabled (the default on
+// AVX-512F; FLASHLM_F32_GEMM=eigen keeps Eigen), except inside a parallel region (as use_bf16); doubles and
+// other CPUs run Eigen.
 template <class T>
 bool use_f32() {
     if constexpr (std::is_same_v<T, float>)

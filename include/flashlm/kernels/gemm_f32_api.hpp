@@ -3,11 +3,11 @@
 // packed panels) without the kernel: whether it runs, and entry points that call it through function
 // pointers. kernels/arch/gemm_f32.cpp compiles the kernel once per program (flashlm_add_kernels) and fills
 // the pointers at static initialisation, as gemm_bf16.cpp does for the bf16 kernels. kernels::gemm_nt/nn/tn
-// (gemm.hpp) send float products here when f32_kernel_enabled(). It is opt-in (FLASHLM_F32_GEMM=avx512, or
-// set_f32_kernel(true)): on the Bolt shapes it measured 0.98-1.19x Eigen at 1 thread on a shared VM
-// (docs/training-speed.md, Session 8), short of the 10-15 % that would justify changing every float
-// training step's numbers by default. Doubles, CPUs without AVX-512F, programs without the file and
-// FLASHLM_ISA set to anything but avx512 always keep Eigen.
+// (gemm.hpp) send float products here when f32_kernel_enabled(): by default wherever it can run.
+// FLASHLM_F32_GEMM=eigen (or set_f32_kernel(false)) keeps Eigen's GEMM. Per shape it measured 0.98-1.19x
+// Eigen on a loaded VM; a whole Bolt b16x256 training step on the idle VM ran 1.13-1.14x faster with it
+// at 2 threads, b64 1.11x, cortex6 1.05-1.09x (docs/training-speed.md, Session 8). Doubles, CPUs without
+// AVX-512F, programs without the file and FLASHLM_ISA set to anything but avx512 always keep Eigen.
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -43,14 +43,14 @@ inline bool f32_kernel_available() {
 inline std::atomic<bool>& f32_slot() {
     static std::atomic<bool> slot{[] {
         const char* env = std::getenv("FLASHLM_F32_GEMM");
-        return f32_kernel_available() && env && std::string(env) == "avx512";
+        return f32_kernel_available() && !(env && std::string(env) == "eigen");
     }()};
     return slot;
 }
 }  // namespace f32_detail
 
-// Whether float gemm_nt/nn/tn run this kernel (else Eigen; off unless FLASHLM_F32_GEMM=avx512). Read on
-// every call.
+// Whether float gemm_nt/nn/tn run this kernel (else Eigen: FLASHLM_F32_GEMM=eigen, or no AVX-512F). Read
+// on every call.
 inline bool f32_kernel_enabled() { return f32_detail::f32_slot().load(std::memory_order_relaxed); }
 // Switches between this kernel and Eigen (benchmarks, tests); false if the kernel cannot run here.
 // Process-wide: switch only while no GEMM runs, and not between packing a B and using it.
