@@ -85,9 +85,8 @@ namespace {
 // `flashlm import` of a bare state dict for the variants without their own inference: the vocabulary and
 // width from the embedding and the depth from the block count; other sizes come from the variant's
 // defaults, the file's config metadata or --config (docs/import-export.md).
-[[maybe_unused]] std::function<nlohmann::json(const io::TensorShapes&)> infer_from_embedding(std::string embedding,
-                                                                                  std::string width_key,
-                                                                                  std::string depth_key) {
+[[maybe_unused]] std::function<nlohmann::json(const io::TensorShapes&)> infer_from_embedding(
+    std::string embedding, std::string width_key, std::string depth_key) {
     return [=](const io::TensorShapes& s) {
         nlohmann::json j = nlohmann::json::object();
         if (auto v = io::dim_of(s, embedding, 0)) j["vocab_size"] = *v;
