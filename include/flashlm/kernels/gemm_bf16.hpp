@@ -61,6 +61,7 @@
 #endif
 
 #include "flashlm/core/parallel.hpp"
+#include "flashlm/kernels/avx512_transpose.hpp"
 #include "flashlm/kernels/gemm_bf16_api.hpp"
 
 namespace flashlm::kernels {
@@ -177,34 +178,7 @@ FLASHLM_BF16_TARGET inline void pack_interleave(const float* src, int64_t ld, in
     }
 }
 
-// 16 × 16 transpose of 32-bit elements: r[i] lane l -> r[l] lane i. Zero-masked forms throughout, for
-// the same gcc 12 reason as srl16.
-FLASHLM_BF16_TARGET inline void transpose16(__m512i r[16]) {
-    const __mmask16 all16 = 0xffff;
-    const __mmask8 all8 = 0xff;
-    __m512i t[16], u[16];
-    for (int i = 0; i < 8; ++i) {
-        t[2 * i] = _mm512_maskz_unpacklo_epi32(all16, r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_maskz_unpackhi_epi32(all16, r[2 * i], r[2 * i + 1]);
-    }
-    // u[4i + c], 128-bit lane j: column 4j + c of rows 4i .. 4i + 3
-    for (int i = 0; i < 4; ++i) {
-        u[4 * i + 0] = _mm512_maskz_unpacklo_epi64(all8, t[4 * i + 0], t[4 * i + 2]);
-        u[4 * i + 1] = _mm512_maskz_unpackhi_epi64(all8, t[4 * i + 0], t[4 * i + 2]);
-        u[4 * i + 2] = _mm512_maskz_unpacklo_epi64(all8, t[4 * i + 1], t[4 * i + 3]);
-        u[4 * i + 3] = _mm512_maskz_unpackhi_epi64(all8, t[4 * i + 1], t[4 * i + 3]);
-    }
-    for (int c = 0; c < 4; ++c) {
-        const __m512i x0 = _mm512_maskz_shuffle_i32x4(all16, u[c], u[4 + c], 0x44);
-        const __m512i x1 = _mm512_maskz_shuffle_i32x4(all16, u[c], u[4 + c], 0xee);
-        const __m512i y0 = _mm512_maskz_shuffle_i32x4(all16, u[8 + c], u[12 + c], 0x44);
-        const __m512i y1 = _mm512_maskz_shuffle_i32x4(all16, u[8 + c], u[12 + c], 0xee);
-        r[c] = _mm512_maskz_shuffle_i32x4(all16, x0, y0, 0x88);
-        r[4 + c] = _mm512_maskz_shuffle_i32x4(all16, x0, y0, 0xdd);
-        r[8 + c] = _mm512_maskz_shuffle_i32x4(all16, x1, y1, 0x88);
-        r[12 + c] = _mm512_maskz_shuffle_i32x4(all16, x1, y1, 0xdd);
-    }
-}
+using avx512::transpose16;  // kernels/avx512_transpose.hpp, shared with the f32 kernel
 
 // K-strided source (element (m, k) at src[k·ld + m]) -> rows of pairs d[m·rs + p] for m in [m0, m1)
 // (at most 16) and p in [0, kp), kp a multiple of 16: 16 pairs of 16 rows at a time, transposed in

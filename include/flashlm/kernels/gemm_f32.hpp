@@ -42,6 +42,7 @@
 
 #include "flashlm/core/parallel.hpp"
 #include "flashlm/core/storage.hpp"
+#include "flashlm/kernels/avx512_transpose.hpp"
 #include "flashlm/kernels/gemm_f32_api.hpp"
 
 namespace flashlm::kernels {
@@ -68,33 +69,7 @@ inline int64_t depth_block(int64_t K) {
     return (K + blocks - 1) / blocks;
 }
 
-// 16 × 16 transpose of 32-bit lanes: r[i] lane l -> r[l] lane i (as bf16_detail::transpose16, compiled
-// for AVX-512F alone; zero-masked forms because gcc 12 warns about the unmasked ones' undefined source).
-FLASHLM_F32_TARGET inline void transpose16(__m512i r[16]) {
-    const __mmask16 all16 = 0xffff;
-    const __mmask8 all8 = 0xff;
-    __m512i t[16], u[16];
-    for (int i = 0; i < 8; ++i) {
-        t[2 * i] = _mm512_maskz_unpacklo_epi32(all16, r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_maskz_unpackhi_epi32(all16, r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; ++i) {
-        u[4 * i + 0] = _mm512_maskz_unpacklo_epi64(all8, t[4 * i + 0], t[4 * i + 2]);
-        u[4 * i + 1] = _mm512_maskz_unpackhi_epi64(all8, t[4 * i + 0], t[4 * i + 2]);
-        u[4 * i + 2] = _mm512_maskz_unpacklo_epi64(all8, t[4 * i + 1], t[4 * i + 3]);
-        u[4 * i + 3] = _mm512_maskz_unpackhi_epi64(all8, t[4 * i + 1], t[4 * i + 3]);
-    }
-    for (int c = 0; c < 4; ++c) {
-        const __m512i x0 = _mm512_maskz_shuffle_i32x4(all16, u[c], u[4 + c], 0x44);
-        const __m512i x1 = _mm512_maskz_shuffle_i32x4(all16, u[c], u[4 + c], 0xee);
-        const __m512i y0 = _mm512_maskz_shuffle_i32x4(all16, u[8 + c], u[12 + c], 0x44);
-        const __m512i y1 = _mm512_maskz_shuffle_i32x4(all16, u[8 + c], u[12 + c], 0xee);
-        r[c] = _mm512_maskz_shuffle_i32x4(all16, x0, y0, 0x88);
-        r[4 + c] = _mm512_maskz_shuffle_i32x4(all16, x0, y0, 0xdd);
-        r[8 + c] = _mm512_maskz_shuffle_i32x4(all16, x1, y1, 0x88);
-        r[12 + c] = _mm512_maskz_shuffle_i32x4(all16, x1, y1, 0xdd);
-    }
-}
+using avx512::transpose16;  // kernels/avx512_transpose.hpp, shared with the bf16 kernel
 
 inline __mmask16 lanes(int64_t n) { return n >= 16 ? __mmask16(0xffff) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1); }
 
