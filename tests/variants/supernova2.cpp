@@ -119,13 +119,20 @@ TEST_CASE("Q3 BitLinear: median threshold, unscaled ±1, clipped straight-throug
     CHECK(clipped > 0);
     for (size_t i = 0; i < x.size(); ++i) CHECK(gx[i] == doctest::Approx(gx2[i]).epsilon(1e-6));
 
-    // The float radix select equals nth_element on a copy (odd/even counts, repeats, zeros, signs).
-    for (int64_t n : {1, 2, 7, 30, 1000, 70001}) {
-        std::vector<float> v(static_cast<size_t>(n)), work(static_cast<size_t>(n));
-        for (auto& e : v) e = rng.uniform() < 0.1 ? 0.0f : float(std::round(rng.normal(0, 0.02) * 1e4) / 1e4);
-        CAPTURE(n);
-        CHECK(ops::median_abs(v.data(), n, work.data()) == ops::median_abs<float>(v.data(), n, work.data()));
-    }
+    // The float radix select equals nth_element on a copy (odd/even counts, repeats, zeros, signs), on one
+    // thread and with per-thread histograms (from 262,144 weights).
+    const int threads = max_threads();
+    for (int t : {1, 2})
+        for (int64_t n : {1, 2, 7, 30, 1000, 70001, 300001}) {
+            std::vector<float> v(static_cast<size_t>(n)), work(static_cast<size_t>(n));
+            for (auto& e : v) e = rng.uniform() < 0.1 ? 0.0f : float(std::round(rng.normal(0, 0.02) * 1e4) / 1e4);
+            CAPTURE(n);
+            CAPTURE(t);
+            set_threads(t);
+            const float fast = ops::median_abs(v.data(), n, work.data());
+            set_threads(threads);
+            CHECK(fast == ops::median_abs<float>(v.data(), n, work.data()));
+        }
 }
 
 TEST_CASE("supernova2 sparse experts equal running every expert densely; aux loss and eval loss") {
