@@ -21,8 +21,7 @@
 # supernova2_engine, ~31 CPU-s; three more, bolt_blockwise, bolt_deltanet and v3, took the whole CI to
 # 25 m 53 s on this VM in session 6).
 # Left to the full run: test_variants, test_parity and test_alloc (three more sanitized builds; with
-# parity and alloc in this list the CI took 21 m 56 s here in session 7, and test_alloc's ASan-hook
-# counting reads 0 allocations in the first step under -O1, a test defect not yet diagnosed) and the other CLI scripts
+# parity and alloc in this list the CI took 21 m 56 s here in session 7) and the other CLI scripts
 # (cli_bolt_blockwise, cli_bolt_deltanet, cli_v3, cli_cortex7, cli_nova, cli_nova-diff, cli_supernova2,
 # cli_thunderbolt, import_export, faults, mpi); docs/errors.md has their measured costs.
 # ThreadSanitizer is not run here: Debian's libgomp is not TSan-instrumented, so every OpenMP barrier and

@@ -5,14 +5,12 @@
 // g++ 12 reports false -W(maybe-)uninitialized warnings from its own AVX-512 intrinsics
 // (_mm512_undefined_ps/pd) when they are inlined into Eigen's packet code; diagnostics are
 // location-based, so silencing them around the first inclusion of those headers keeps the project's
-// warning-free build honest elsewhere.
+// warning-free build honest elsewhere (core/x86_intrinsics.hpp; Eigen's own headers stay wrapped too).
+#include "flashlm/core/x86_intrinsics.hpp"
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
 #endif
 #include <Eigen/Core>
 #if defined(__GNUC__) && !defined(__clang__)

@@ -2,16 +2,8 @@
 // 16 × 16 transpose of 32-bit lanes in zmm registers, used by the packing of both GEMM kernels
 // (gemm_bf16.hpp, gemm_f32.hpp). Compiled for AVX-512F alone, so the bf16 kernel's wider target
 // (avx512bf16) can inline it too. x86 only; callers run it only after their own run-time CPU check.
+#include "flashlm/core/x86_intrinsics.hpp"
 #if defined(__x86_64__) || defined(__i386__)
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#else
-#include <immintrin.h>
-#endif
 
 namespace flashlm::kernels::avx512 {
 

@@ -43,16 +43,8 @@
 #include <string>
 #include <vector>
 
+#include "flashlm/core/x86_intrinsics.hpp"
 #if defined(__x86_64__) || defined(__i386__)
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#else
-#include <immintrin.h>
-#endif
 #define FLASHLM_BF16_X86 1
 #define FLASHLM_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512bf16")))
 #define FLASHLM_AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512bf16,amx-tile,amx-bf16")))

@@ -24,16 +24,8 @@
 #include <utility>
 #include <vector>
 
+#include "flashlm/core/x86_intrinsics.hpp"
 #if defined(__x86_64__) || defined(__i386__)
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#else
-#include <immintrin.h>
-#endif
 #define FLASHLM_F32_X86 1
 #define FLASHLM_F32_TARGET __attribute__((target("avx512f")))
 #else

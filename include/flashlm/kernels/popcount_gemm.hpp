@@ -21,16 +21,7 @@
 // one. On ARM the NEON path runs unless FLASHLM_ISA=scalar. The SIMD bodies carry function-level target
 // attributes instead of per-file flags, so this header needs no build support; they are only called
 // after the CPU check.
-// g++ 12 reports false -Wmaybe-uninitialized from its own AVX-512 intrinsics (_mm512_undefined_*) once
-// they are inlined; diagnostics are location-based, so the first inclusion of the intrinsics headers is
-// wrapped (as core/tensor.hpp does).
-#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#endif
+#include "flashlm/core/x86_intrinsics.hpp"
 #include <algorithm>
 #include <bit>
 #include <cstdint>
@@ -46,7 +37,6 @@
 #include "flashlm/kernels/ternary_matmul.hpp"
 
 #if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
 #define FLASHLM_POPCNT_X86 1
 #endif
 #if defined(__aarch64__) || defined(__ARM_NEON)

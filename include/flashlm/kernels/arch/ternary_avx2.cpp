@@ -1,6 +1,6 @@
 // AVX2 kernels. Compiled with -mavx2 -mfma (and AVX-512 switched off, in case the target builds with
 // -march=native) by flashlm_add_kernels(); the dispatcher only calls them on CPUs with AVX2 and FMA.
-#include <immintrin.h>
+#include "flashlm/core/x86_intrinsics.hpp"
 
 #include <algorithm>
 #include <cstring>

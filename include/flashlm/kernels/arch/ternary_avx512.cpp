@@ -1,17 +1,6 @@
 // AVX-512 kernels (F, BW, DQ, VL, VNNI). Compiled with those flags by flashlm_add_kernels(); the
 // dispatcher only calls them on CPUs that report all five.
-// g++ 12 reports a false -Wmaybe-uninitialized / -Wuninitialized from _mm*_undefined_* inside its own
-// _mm512_reduce_add_*, _mm512_slli_epi32 and _mm512_cvtepi32_ps; the diagnostic is located in the
-// intrinsics header, so silence it there.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#else
-#include <immintrin.h>
-#endif
+#include "flashlm/core/x86_intrinsics.hpp"
 
 #include <algorithm>
 #include <cstring>
