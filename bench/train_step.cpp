@@ -90,8 +90,8 @@ Rig& shared_rig() {
 void bm_bolt_train_step(benchmark::State& state) {
     use_threads(int(state.range(0)));
     Rig& rig = shared_rig();
-    // Two steps: the first sizes the arena (and this thread count's GEMM workspaces), the second folds
-    // the arena into one block and faults it in; later steps are the steady state the trainer runs in.
+    // Two steps: the first sizes the arena (and this thread count's GEMM workspaces); the second is
+    // already the steady state the trainer runs in (core/arena.hpp), the other is a margin.
     rig.step();
     rig.step();
     for (auto _ : state) benchmark::DoNotOptimize(rig.step());

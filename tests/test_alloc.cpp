@@ -92,15 +92,15 @@ TEST_CASE("the sanitizer's allocation hook is installed") { REQUIRE(g_hooked != 
 
 using namespace flashlm;
 
-// Heap allocations in each of four training steps (zero_grad, loss, backward, clip, AdamW) of `model`
+// Heap allocations in each of five training steps (zero_grad, loss, backward, clip, AdamW) of `model`
 // on random ids over a 512-token vocabulary.
-std::array<long, 4> train_step_allocs(LanguageModel<float>& model, Rng& rng) {
+std::array<long, 5> train_step_allocs(LanguageModel<float>& model, Rng& rng) {
     optim::AdamW<float> opt(model.params(), {});
     const int64_t B = 4, L = 64;
     std::vector<int32_t> ids(B * L), tg(B * L);
     for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(rng.below(512)), tg[i] = int32_t(rng.below(512));
     Tape<float> tape;
-    std::array<long, 4> counts{};
+    std::array<long, 5> counts{};
     for (auto& count : counts) {
         g_allocs = 0;
         g_counting = true;
@@ -114,7 +114,7 @@ std::array<long, 4> train_step_allocs(LanguageModel<float>& model, Rng& rng) {
         count = g_allocs.load();
     }
     MESSAGE(model.name() << " allocations per step: " << counts[0] << ", " << counts[1] << ", " << counts[2] << ", "
-                         << counts[3]);
+                         << counts[3] << ", " << counts[4]);
     return counts;
 }
 
@@ -129,13 +129,18 @@ long generation_allocs(Generator& gen) {
 }
 
 // What every model's case checks: the first training step allocates (the counter works: that step sizes
-// the arena), the third and fourth allocate nothing, and neither do cached generation steps for `quants`.
+// the arena), every later one allocates nothing, and neither do cached generation steps for `quants`.
+// Where activation sizes follow the data (MoE routing), the second step may fill the arena differently
+// and the third fold its chunks into one block (core/arena.hpp): such models are steady from the fourth.
+enum class Sizes { fixed, routed };
 void check_steady_allocs(LanguageModel<float>& model, Rng& rng,
-                         const std::vector<Quant>& quants = {Quant::exact, Quant::int8}) {
+                         const std::vector<Quant>& quants = {Quant::exact, Quant::int8}, Sizes sizes = Sizes::fixed) {
     const auto counts = train_step_allocs(model, rng);
     CHECK(counts[0] > 0);
-    CHECK(counts[2] == 0);
-    CHECK(counts[3] == 0);
+    for (size_t i = sizes == Sizes::fixed ? 1 : 3; i < counts.size(); ++i) {
+        CAPTURE(i);
+        CHECK(counts[i] == 0);
+    }
     for (Quant q : quants) {
         CAPTURE(int(q));
         auto gen = model.make_generator(q);
@@ -196,7 +201,7 @@ TEST_CASE("nova-diff: steady-state training steps (MoE routing buffers reused) a
     examples::NovaDiff<float> model("nova-diff", c);
     Rng rng(12);
     model.init(rng);
-    check_steady_allocs(model, rng);
+    check_steady_allocs(model, rng, {Quant::exact, Quant::int8}, Sizes::routed);
 }
 
 TEST_CASE("cortex (v7): steady-state training steps (both modes) and cached generation steps make no heap allocation") {
@@ -285,11 +290,11 @@ TEST_CASE("supernova2: steady-state training steps (sparse experts) and cached g
     examples::Supernova2<float> model("supernova2", c);
     Rng rng(12);
     model.init(rng);
-    check_steady_allocs(model, rng);
+    check_steady_allocs(model, rng, {Quant::exact, Quant::int8}, Sizes::routed);
     REQUIRE(model.set_recompute(true));  // the side tape keeps its capacity too
     const auto rc = train_step_allocs(model, rng);
-    CHECK(rc[2] == 0);
     CHECK(rc[3] == 0);
+    CHECK(rc[4] == 0);
 }
 
 TEST_CASE("supernova2-engine: steady-state training steps (Q4 popcount layers) and generation steps make no heap allocation") {

@@ -275,3 +275,29 @@ TEST_CASE("recomputed Bolt blocks give the same loss and gradients and keep only
     model.set_recompute(false);
     model.set_unfused(false);
 }
+
+TEST_CASE("the arena: later steps of the same sizes reuse the first step's chunks; other sizes fold them once") {
+    Arena<float> a;
+    const std::vector<size_t> sizes = {1000, 70000, 50000, 200000, 16, 90000};
+    std::vector<float*> first;
+    a.reset();
+    for (size_t n : sizes) first.push_back(a.alloc(n));
+    const size_t cap = a.capacity();
+    CHECK(cap >= 410016);
+    for (int step = 0; step < 3; ++step) {  // the same sizes: the same memory, nothing added
+        a.reset();
+        for (size_t i = 0; i < sizes.size(); ++i) CHECK(a.alloc(sizes[i]) == first[i]);
+        CHECK(a.capacity() == cap);
+    }
+    a.reset();  // other sizes (a routed step): served from the chunks, then folded into one block
+    for (size_t n : {60000, 60000, 60000}) a.alloc(n);
+    CHECK(a.capacity() == cap);
+    a.reset();
+    CHECK(a.capacity() == cap + cap / 4);
+    float* p = a.alloc(300000);
+    float* q = a.alloc(200000);
+    CHECK(q == p + 300000);  // one block: consecutive
+    a.reset();
+    CHECK(a.capacity() == cap + cap / 4);
+    CHECK(a.alloc(10) == p);
+}

@@ -1,6 +1,9 @@
 #pragma once
-// Arena: bump allocator for activations and their gradients. The first training step sizes it; reset()
-// folds any overflow chunks into one block, so every later step of the same shape allocates nothing.
+// Arena: bump allocator for activations and their gradients. The first training step sizes it: its
+// chunks are kept, and every later step walks them in the same order, so a step of the same shape
+// allocates nothing and touches no page the first did not (no page faults from the second step on).
+// A later step that outgrows them, or fills them differently (data-dependent routing), makes the next
+// reset() fold all chunks into one block with a quarter to spare, whose slack absorbs such variation.
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
@@ -19,13 +22,22 @@ public:
     }
     T* alloc(std::size_t n) {
         n = round_up(n);
-        if (chunks_.empty() || used_ + n > chunks_.back().size()) {
-            std::size_t cap = chunks_.empty() ? 0 : chunks_.back().size();
-            add_chunk(std::max(n, std::max<std::size_t>(cap, 1 << 16)));
+        // The tail of a chunk too short for n stays unused this step.
+        while (cur_ < chunks_.size() && used_ + n > chunks_[cur_].size()) {
+            // A step that leaves a chunk at another fill than the first step did has sizes of its own:
+            // fold the chunks, or the tails it reaches into would fault in step after step.
+            if (!sized_) fill_.push_back(used_);
+            else if (cur_ >= fill_.size() || fill_[cur_] != used_) outgrown_ = true;
             retired_ += used_;
             used_ = 0;
+            ++cur_;
         }
-        T* p = chunks_.back().data() + used_;
+        if (cur_ == chunks_.size()) {
+            std::size_t cap = chunks_.empty() ? 0 : chunks_.back().size();
+            add_chunk(std::max(n, std::max<std::size_t>(cap, 1 << 16)));
+            if (sized_) outgrown_ = true;
+        }
+        T* p = chunks_[cur_].data() + used_;
         used_ += n;
         peak_ = std::max(peak_, retired_ + used_);
         return p;
@@ -37,12 +49,18 @@ public:
     }
     // Invalidates every pointer handed out since the last reset.
     void reset() {
-        if (chunks_.size() > 1) {
+        if (outgrown_ && chunks_.size() > 1) {
             std::size_t total = 0;
             for (auto& c : chunks_) total += c.size();
             chunks_.clear();
-            add_chunk(total);
+            // A quarter more: pages never touched cost address space, not memory, and a step that
+            // outgrew its predecessors may be outgrown again.
+            add_chunk(total + total / 4);
+            fill_.clear();
         }
+        sized_ = !chunks_.empty();
+        outgrown_ = false;
+        cur_ = 0;
         used_ = 0;
         retired_ = 0;
     }
@@ -67,7 +85,11 @@ private:
         return (n + a - 1) / a * a;
     }
     std::vector<Storage<T>> chunks_;
+    std::size_t cur_ = 0;        // the chunk alloc() takes from
+    std::vector<std::size_t> fill_;  // what the first step used of each chunk it moved past
     std::size_t used_ = 0, retired_ = 0, peak_ = 0;
+    // sized_: chunks existed when this step began (it is not the first); outgrown_: such a step added one.
+    bool sized_ = false, outgrown_ = false;
 };
 
 }  // namespace flashlm
