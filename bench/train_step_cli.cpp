@@ -86,21 +86,28 @@ Args parse(int argc, char** argv) {
 double seconds(clock_type::time_point a, clock_type::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
 // Training FLOPs per token, the convention: 6 × the weights used in matrix products (forward 2,
-// backward 4), counting the head once; a lookup-only embedding is not a product. Depthwise conv and
-// per-channel weights of rank 2 count the same way (each weight meets each token once). Attention's
-// T-dependent score products and recurrences are left out, so for those variants this is a floor.
-double train_flops_per_token(const ParamStore<float>& ps) {
+// backward 4), counting the head once; a lookup-only embedding is not a product. Depthwise conv weights
+// ([C, 1, k] or [C, k]) and per-channel weights of rank 2 count the same way (each weight meets each
+// token once). Plus the memory term where the model has one: CORTEX-VI's decayed memory
+// (config d_mem) computes, per layer and sequence of L tokens, two [L, L, d_mem] products forward and
+// four backward, as PyTorch's masked form does: 12 · L · d_mem per token. Attention's T-dependent
+// score products and other recurrences are left out, so for those variants this is a floor.
+double train_flops_per_token(const ParamStore<float>& ps, const nlohmann::json& config, int64_t seq) {
     bool untied_head = false;
     for (const auto& p : ps.infos())
         if (p.name.find("head") != std::string::npos && p.name.find("exit") == std::string::npos) untied_head = true;
     double weights = 0;
     for (const auto& p : ps.infos()) {
-        if (p.shape.rank != 2) continue;
+        const bool depthwise = p.shape.rank == 3 && p.shape.dims[1] == 1 && p.name.find("conv") != std::string::npos;
+        if (p.shape.rank != 2 && !depthwise) continue;
         const bool lookup = p.name.find("emb") != std::string::npos || p.name.find("pos") == 0;
         if (lookup && untied_head) continue;
         weights += double(p.shape.numel());
     }
-    return 6.0 * weights;
+    double memory = 0;
+    if (config.contains("d_mem") && config.contains("n_layers"))
+        memory = 12.0 * double(seq) * config["d_mem"].get<double>() * config["n_layers"].get<double>();
+    return 6.0 * weights + memory;
 }
 
 double measure_peak_gflops(int threads) {
@@ -227,7 +234,7 @@ int main(int argc, char** argv) try {
                 "\"phase_ms\": {\"zero_grad\": %.2f, \"forward\": %.2f, \"backward\": %.2f, \"clip\": %.2f, \"%s\": %.2f}}\n",
                 a.model.c_str(), (std::string(a.recompute ? "+recompute" : "") + (a.quant == "int8" ? "+int8" : "") + (a.unfused ? "+unfused" : "")).c_str(),
                 a.matmul == "bf16" ? "+bf16" : "", (long long)a.batch, (long long)a.seq, (long long)a.threads, (long long)a.steps, tok_s,
-                tok_s * train_flops_per_token(model->params()) * 1e-9, elapsed * ms, double(r1.ru_maxrss) / 1024.0,
+                tok_s * train_flops_per_token(model->params(), model->config(), a.seq) * 1e-9, elapsed * ms, double(r1.ru_maxrss) / 1024.0,
                 double(r1.ru_minflt - r0.ru_minflt) / steps, cpu_util, double(loss_value), rc.optimizer.c_str(), phase[0] * ms,
                 phase[1] * ms, phase[2] * ms, phase[3] * ms, rc.optimizer.c_str(), phase[4] * ms);
     return 0;
