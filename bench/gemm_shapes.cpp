@@ -3,9 +3,9 @@
 // the same run. Prints one line per shape: its role, the kernel, M N K, then ms per call, GFLOP/s and % of
 // peak for Eigen and for flashlm's AVX-512F kernel (kernels/gemm_f32.hpp), timed alternately (best of
 // --reps rounds, each round one call of each), their ratio and the largest relative difference between them.
-//   bench_gemm_shapes [--threads N] [--reps N] [--kc N] [--chunk FLOATS] [--hand] [--only ROLE]
-// --kc / --chunk set the f32 kernel's depth block and A chunk (tuning only); --hand adds the old
-// packing-free reference kernel.
+//   bench_gemm_shapes [--threads N] [--reps N] [--kc N] [--chunk FLOATS] [--group FLOATS] [--hand] [--only ROLE]
+// --kc / --chunk / --group set the f32 kernel's depth block, A chunk and B group (tuning only); --hand
+// adds the old packing-free reference kernel.
 #include <omp.h>
 
 #include <algorithm>
@@ -114,10 +114,11 @@ int main(int argc, char** argv) {
 #if FLASHLM_F32_X86
         else if (!std::strcmp(argv[i], "--kc") && more) kernels::f32_detail::kc_max() = std::max(16, std::atoi(argv[++i]));
         else if (!std::strcmp(argv[i], "--chunk") && more) kernels::f32_detail::a_chunk_floats() = std::max(1, std::atoi(argv[++i]));
+        else if (!std::strcmp(argv[i], "--group") && more) kernels::f32_detail::b_group_floats() = std::max(1, std::atoi(argv[++i]));
 #endif
         else if (!std::strcmp(argv[i], "--hand")) hand_kernel = true;
         else if (!std::strcmp(argv[i], "--only") && more) only = argv[++i];
-        else { std::fprintf(stderr, "usage: bench_gemm_shapes [--threads N] [--reps N] [--kc N] [--chunk FLOATS] [--hand] [--only ROLE]\n"); return 2; }
+        else { std::fprintf(stderr, "usage: bench_gemm_shapes [--threads N] [--reps N] [--kc N] [--chunk FLOATS] [--group FLOATS] [--hand] [--only ROLE]\n"); return 2; }
     }
     if (threads < 1 || reps < 1) { std::fprintf(stderr, "bench_gemm_shapes: threads and reps must be >= 1\n"); return 2; }
     const bool have_f32 = kernels::set_f32_kernel(true);
