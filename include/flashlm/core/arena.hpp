@@ -88,7 +88,8 @@ private:
     std::size_t cur_ = 0;        // the chunk alloc() takes from
     std::vector<std::size_t> fill_;  // what the first step used of each chunk it moved past
     std::size_t used_ = 0, retired_ = 0, peak_ = 0;
-    // sized_: chunks existed when this step began (it is not the first); outgrown_: such a step added one.
+    // sized_: chunks existed when this step began (it is not the first); outgrown_: such a step added a
+    // chunk or left one at another fill than the first step did.
     bool sized_ = false, outgrown_ = false;
 };
 
