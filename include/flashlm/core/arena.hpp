@@ -25,7 +25,8 @@ public:
         // The tail of a chunk too short for n stays unused this step.
         while (cur_ < chunks_.size() && used_ + n > chunks_[cur_].size()) {
             // A step that leaves a chunk at another fill than the first step did has sizes of its own:
-            // fold the chunks, or the tails it reaches into would fault in step after step.
+            // fold the chunks once, or such steps would go on reaching untouched pages of chunk tails
+            // (each faulting once) for many steps to come.
             if (!sized_) fill_.push_back(used_);
             else if (cur_ >= fill_.size() || fill_[cur_] != used_) outgrown_ = true;
             retired_ += used_;
