@@ -15,7 +15,7 @@
 // k = 0..K-1 (a later depth block resumes from the stored partial sum), added to C when accumulating
 // (C + Σ, as Eigen), whatever the thread count or the split: results are deterministic and equal for any
 // number of threads.
-// Threads take disjoint row tiles of C, or column panels when C has more panels than tiles, in one
+// Threads take disjoint, even row ranges of C, or column panels when C has more panels than tiles, in one
 // OpenMP region without barriers. Workspaces grow once and are kept.
 // This header is the kernel: include it only where it is compiled (kernels/arch/gemm_f32.cpp, and tests
 // or benchmarks that call f32_detail directly); everything else includes gemm_f32_api.hpp.
@@ -246,8 +246,11 @@ inline void gemm_impl(int64_t M, int64_t N, int64_t K, const float* A, int64_t l
     auto body = [&](int tid, int nt) {
         Workspace& ws = workspace(team ? tid : caller);
         if (by_rows) {
-            const int64_t t0 = tiles * tid / nt, t1 = tiles * (tid + 1) / nt;
-            if (t0 < t1) part(ws, t0 * k_mr, std::min(M, t1 * k_mr), 0, panels);
+            // Even row ranges, not whole 14-row tiles: a weight gradient (M = 256 or 512 outputs, depth =
+            // every token of the batch) has 19 or 37 tiles, and 9 against 10 left one thread waiting 5 %
+            // of the product. A thread's last tile may be short; each row's sum is the same either way.
+            const int64_t i0 = M * tid / nt, i1 = M * (tid + 1) / nt;
+            if (i0 < i1) part(ws, i0, i1, 0, panels);
         } else {
             const int64_t p0 = panels * tid / nt, p1 = panels * (tid + 1) / nt;
             if (p0 < p1) part(ws, 0, M, p0, p1);
