@@ -4,6 +4,8 @@
 // peak for Eigen and for flashlm's AVX-512F kernel (kernels/gemm_f32.hpp), timed alternately (best of
 // --reps rounds, each round one call of each), their ratio and the largest relative difference between them.
 //   bench_gemm_shapes [--threads N] [--reps N] [--kc N] [--chunk FLOATS] [--group FLOATS] [--hand] [--only ROLE]
+//                     [--cortex]   (CORTEX-VI's shapes instead, the memory's skinny products among them)
+//                     [--tokens M] (rows of the token-sized operands: 4096 = b16×256, 16384 = b64×256)
 // --kc / --chunk / --group set the f32 kernel's depth block, A chunk and B group (tuning only); --hand
 // adds the old packing-free reference kernel.
 #include <omp.h>
@@ -105,7 +107,8 @@ void hand_gemm(int64_t r0, int64_t r1, int64_t N, int64_t K, const float* a, int
 
 int main(int argc, char** argv) {
     int threads = 1, reps = 5;
-    bool hand_kernel = false;
+    bool hand_kernel = false, cortex = false;
+    int64_t tokens = 4096;  // M: batch × sequence (b16×256); --tokens 16384 for b64
     std::string only;  // run the shapes whose role contains this
     for (int i = 1; i < argc; ++i) {
         const bool more = i + 1 < argc;
@@ -118,15 +121,29 @@ int main(int argc, char** argv) {
 #endif
         else if (!std::strcmp(argv[i], "--hand")) hand_kernel = true;
         else if (!std::strcmp(argv[i], "--only") && more) only = argv[++i];
-        else { std::fprintf(stderr, "usage: bench_gemm_shapes [--threads N] [--reps N] [--kc N] [--chunk FLOATS] [--group FLOATS] [--hand] [--only ROLE]\n"); return 2; }
+        else if (!std::strcmp(argv[i], "--cortex")) cortex = true;
+        else if (!std::strcmp(argv[i], "--tokens") && more) tokens = std::max(1, std::atoi(argv[++i]));
+        else { std::fprintf(stderr, "usage: bench_gemm_shapes [--threads N] [--reps N] [--kc N] [--chunk FLOATS] [--group FLOATS] [--hand] [--only ROLE] [--cortex] [--tokens M]\n"); return 2; }
     }
     if (threads < 1 || reps < 1) { std::fprintf(stderr, "bench_gemm_shapes: threads and reps must be >= 1\n"); return 2; }
     const bool have_f32 = kernels::set_f32_kernel(true);
     if (!have_f32) std::printf("the f32 kernel cannot run here (no AVX-512F, or FLASHLM_ISA hides it): Eigen only\n");
     omp_set_num_threads(threads);
     g_cpu_time = threads == 1;
-    const int64_t M = 4096, D = 192, H = 512, V = 10000, R = 256;
-    const std::vector<Shape3> shapes = {
+    const int64_t M = tokens, D = cortex ? 256 : 192, H = 512, V = cortex ? 4096 : 10000, R = 256, dm = 64;
+    // --cortex: CORTEX-VI b16×256 (dim 256, FFN 512, memory 64, vocab 4096): the mixer's and FFN's
+    // products as Bolt's, plus the memory's skinny ones (N or K = 64; the three projections also as one
+    // N = 192 product) and one sequence's masked [L, L, 64] products.
+    const std::vector<Shape3> cortex_shapes = {
+        {"fwd mixer.up", 'n', M, 2 * D, D, false},   {"fwd glu gate/up", 'n', M, H, D, false},
+        {"fwd glu down", 'n', M, D, H, false},       {"fwd mem k/v/q", 'n', M, dm, D, false},
+        {"fwd mem kvq as one", 'n', M, 3 * dm, D, false}, {"fwd mem_out", 'n', M, D, dm, false},
+        {"dx mem k/v/q", 'N', M, D, dm, true},       {"dx mem kvq as one", 'N', M, D, 3 * dm, true},
+        {"dx mem_out", 'N', M, dm, D, true},         {"dW mem k/v/q", 't', dm, D, M, true},
+        {"dW mem kvq as one", 't', 3 * dm, D, M, true}, {"dW mem_out", 't', D, dm, M, true},
+        {"mem scores (1 seq)", 'n', 256, 256, dm, false}, {"mem read (1 seq)", 't', 256, dm, 256, false},
+    };
+    const std::vector<Shape3> bolt_shapes = {
         {"head logits (x16, packed E)", 'n', R, V, D, false},  {"head dh (x16, packed E)", 'N', R, D, V, false},
         {"head dE (x16)", 't', V, D, R, true},       {"fwd mixer.up", 'n', M, 2 * D, D, false},
         {"fwd mixer.down", 'n', M, D, D, false},     {"fwd glu gate/up", 'n', M, H, D, false},
@@ -136,6 +153,7 @@ int main(int argc, char** argv) {
         {"dW mixer.down", 't', D, D, M, true},       {"dW glu gate/up", 't', H, D, M, true},
         {"dW glu down", 't', D, H, M, true},
     };
+    const std::vector<Shape3>& shapes = cortex ? cortex_shapes : bolt_shapes;
     std::vector<float> a(size_t(V * R + M * H)), b(size_t(V * R + M * H)), c(size_t(V * D + M * H)), c_eigen(c.size());
     for (size_t i = 0; i < a.size(); ++i) a[i] = float(int(i % 7) - 3) * 0.01f, b[i] = float(int(i % 5) - 2) * 0.01f;
     const double peak = peak_gflops(threads);

@@ -10,6 +10,8 @@
 #include <utility>
 
 #include "examples/registry.hpp"
+#include "flashlm/ops/decayed_memory.hpp"
+#include "flashlm/ops/prenorm_memory_residual.hpp"
 #include "flashlm/ops/prenorm_residual.hpp"
 
 namespace flashlm::bench {
@@ -39,6 +41,8 @@ inline const char* op_name(void (*bw)(Node<float>&)) {
         {&ops::recompute_backward<float>, "recompute"},
         {&ops::prenorm_gated_conv_residual_backward<float>, "prenorm_gated_conv_residual"},
         {&ops::prenorm_ternary_glu_residual_backward<float>, "prenorm_ternary_glu_residual"},
+        {&ops::decayed_memory_backward<float>, "decayed_memory"},
+        {&ops::prenorm_memory_residual_backward<float>, "prenorm_memory_residual"},
     };
     for (const auto& [f, name] : k_names)
         if (f == bw) return name;

@@ -8,8 +8,9 @@
 //   bench_train_step_cli --model bolt --quant int8 ...               # BitLinear forward in int8
 //   bench_train_step_cli --model bolt --matmul bf16 ...              # bf16 training GEMMs (kernels/gemm_bf16.hpp)
 //   bench_train_step_cli --model bolt --memory-report ...            # + where the memory goes (stderr)
-//   bench_train_step_cli --model bolt --unfused ...                  # Bolt blocks as the op-by-op chain
+//   bench_train_step_cli --model bolt --unfused ...                  # Bolt/CORTEX blocks as the op-by-op chain
 //   bench_train_step_cli --model bolt --hash ...                     # FNV-1a of loss + all gradients per step
+//   bench_train_step_cli --model cortex6 --profile ...               # + backward ms per op (stderr)
 // Output: {"impl":"flashlm","model":..,"tok_s":..,"gflop_s":..,"peak_rss_mb":..,"minflt_per_step":..,
 //          "cpu_util":..,"optimizer":..,"phase_ms":{...}}
 // The optimizer is the recipe's (AdamW, or SGD with momentum for supernova2-engine); its phase is named
@@ -22,6 +23,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -40,6 +42,7 @@ struct Args {
     int64_t batch = 16, seq = 256, threads = 1, steps = 5, warmup = 2;
     bool print_config = false, peak = false, recompute = false;
     bool memory_report = false, unfused = false;
+    bool profile = false;  // backward ms per op (stderr): where a step's backward time goes
     bool hash = false;  // checks that a kernel change keeps every bit (stderr, one line per step)
     std::string quant = "none";  // --quant int8: BitLinear forward through the int8 kernels
     std::string matmul = "f32";
@@ -49,7 +52,7 @@ struct Args {
     std::fprintf(stderr,
                  "bench_train_step_cli: %s\nusage: bench_train_step_cli [--model NAME] [--batch N] [--seq N] "
                  "[--threads N] [--steps N] [--warmup N] [--print-config] [--peak] [--recompute] [--quant none|int8]\n"
-                 "       [--matmul f32|bf16] [--memory-report] [--unfused] [--hash]\n",
+                 "       [--matmul f32|bf16] [--memory-report] [--unfused] [--hash] [--profile]\n",
                  why.c_str());
     std::exit(2);
 }
@@ -64,6 +67,7 @@ Args parse(int argc, char** argv) {
         if (flag == "--memory-report") { a.memory_report = true; continue; }
         if (flag == "--unfused") { a.unfused = true; continue; }
         if (flag == "--hash") { a.hash = true; continue; }
+        if (flag == "--profile") { a.profile = true; continue; }
         if (i + 1 >= argc) usage("missing value for " + flag);
         if (flag == "--model") { a.model = argv[++i]; continue; }
         if (flag == "--quant") {
@@ -148,9 +152,12 @@ int main(int argc, char** argv) try {
     model->init(rng);
     if (!model->set_recompute(a.recompute)) usage("--recompute is not available for " + a.model);
     if (a.unfused) {
-        auto* bolt = dynamic_cast<examples::Bolt<float>*>(model.get());
-        if (!bolt) usage("--unfused is only for the Bolt family");
-        bolt->set_unfused(true);
+        if (auto* bolt = dynamic_cast<examples::Bolt<float>*>(model.get()))
+            bolt->set_unfused(true);
+        else if (auto* cortex = dynamic_cast<examples::Cortex<float>*>(model.get()))
+            cortex->set_unfused(true);
+        else
+            usage("--unfused is only for the Bolt and CORTEX families");
     }
     ops::set_int8_forward(a.quant == "int8");
     kernels::set_matmul(kernels::parse_matmul(a.matmul));
@@ -178,6 +185,7 @@ int main(int argc, char** argv) try {
 
     // Same order as train::Trainer::run: zero_grad, reset, loss, backward, clip, optimizer step.
     double phase[5] = {};
+    std::map<std::string, double> backward_ms;  // --profile
     float loss_value = 0;
     auto step = [&](bool timed) {
         const auto t0 = clock_type::now();
@@ -186,7 +194,16 @@ int main(int argc, char** argv) try {
         const auto t1 = clock_type::now();
         Tensor<float> loss = model->loss(tape, ids.data(), targets.data(), a.batch, a.seq);
         const auto t2 = clock_type::now();
-        tape.backward(loss);
+        if (a.profile && timed) {
+            auto last = clock_type::now();
+            tape.backward(loss, [&](std::size_t i) {
+                const auto now = clock_type::now();
+                backward_ms[bench::op_name(tape.nodes()[i].backward)] += 1e3 * seconds(last, now);
+                last = now;
+            });
+        } else {
+            tape.backward(loss);
+        }
         const auto t3 = clock_type::now();
         if (a.hash) {
             uint64_t h = 1469598103934665603ull;
@@ -219,6 +236,10 @@ int main(int argc, char** argv) try {
     const double elapsed = seconds(start, clock_type::now());
     getrusage(RUSAGE_SELF, &r1);
     if (a.memory_report) bench::print_memory_report(tape, model->params(), rss_before_model);
+    if (a.profile) {
+        std::fprintf(stderr, "backward ms per step by op (--profile):\n");
+        for (const auto& [name, total] : backward_ms) std::fprintf(stderr, "  %-30s %8.2f\n", name.c_str(), total / double(a.steps));
+    }
 
     const double steps = double(a.steps), ms = 1e3 / steps;
     const double tok_s = double(n) * steps / elapsed;

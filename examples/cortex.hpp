@@ -23,6 +23,8 @@
 #include <flashlm/flashlm.hpp>
 #include <flashlm/nn/linear.hpp>
 #include <flashlm/ops/decayed_memory.hpp>
+#include <flashlm/ops/prenorm_memory_residual.hpp>
+#include <flashlm/ops/prenorm_residual.hpp>
 
 namespace flashlm::examples {
 
@@ -113,15 +115,43 @@ struct CortexBlock {
         Wu.init(rng);
         Wo.init(rng);
     }
-    // x: [B, L, D]
+    bool unfused = false;  // tests: the op-by-op chain the fused sublayers must match
+
+    // The key, value and query weights as one [3 d_mem, D] matrix: declared one after the other, they lie
+    // back to back in the parameter buffer (values and gradients). Empty if they do not.
+    Tensor<T> kvq_weight() const {
+        const Tensor<T> k = key_proj.w(), v = val_proj.w(), q = query_proj.w();
+        const int64_t n = k.numel();
+        if (v.data != k.data + n || q.data != v.data + n || v.grad != k.grad + n || q.grad != v.grad + n) return {};
+        return Tensor<T>(k.data, k.grad, Shape{3 * k.dim(0), k.dim(1)});
+    }
+
+    // x: [B, L, D]. The mixer and FFN sublayers are Bolt's fused pre-norm residual nodes with float
+    // weights (ops/prenorm_residual.hpp): they keep the up projection and the gate/up pre-activations
+    // and share the residual's gradient, where the chain kept ~10 [M, D]-sized buffers and their
+    // gradients per sublayer — at b64×256 that is DRAM traffic both cores wait on. The memory sublayer
+    // is one node too (ops/prenorm_memory_residual.hpp), its three projections one product.
     Tensor<T> operator()(Tape<T>& tape, Tensor<T> x, const CortexConfig& c) const {
-        x = ops::add(tape, x, mixer_down(tape, ops::gated_causal_conv(tape, mixer_up(tape, ln1(tape, x)), conv.w())));
+        if (unfused)
+            x = ops::add(tape, x, mixer_down(tape, ops::gated_causal_conv(tape, mixer_up(tape, ln1(tape, x)), conv.w())));
+        else
+            x = ops::prenorm_gated_conv_residual(tape, x, ln1.ps->get(ln1.scale), mixer_up.w(), conv.w(), mixer_down.w(),
+                                                 ln1.eps, ops::BranchWeights::dense);
         if (memory) {
-            Tensor<T> u = ln_mem(tape, x);
-            Tensor<T> r = ops::decayed_memory(tape, key_proj(tape, u), val_proj(tape, u), query_proj(tape, u), c.decay,
-                                              c.mem_scale(x.dim(1)));
-            x = ops::add(tape, x, mem_out(tape, r));
+            const Tensor<T> kvq = unfused ? Tensor<T>() : kvq_weight();
+            if (kvq.data) {
+                x = ops::prenorm_memory_residual(tape, x, ln_mem.ps->get(ln_mem.scale), kvq, mem_out.w(), c.decay,
+                                                 c.mem_scale(x.dim(1)), ln_mem.eps);
+            } else {
+                Tensor<T> u = ln_mem(tape, x);
+                Tensor<T> r = ops::decayed_memory(tape, key_proj(tape, u), val_proj(tape, u), query_proj(tape, u), c.decay,
+                                                  c.mem_scale(x.dim(1)));
+                x = ops::add(tape, x, mem_out(tape, r));
+            }
         }
+        if (!unfused)
+            return ops::prenorm_ternary_glu_residual(tape, x, ln2.ps->get(ln2.scale), Wg.w(), Wu.w(), Wo.w(), ln2.eps,
+                                                     ops::BranchWeights::dense);
         Tensor<T> u = ln2(tape, x);
         return ops::add(tape, x, Wo(tape, ops::swiglu(tape, Wg(tape, u), Wu(tape, u))));
     }
@@ -177,6 +207,10 @@ public:
         return ops::linear(tape, hidden(tape, ids, B, L), embed_.w());
     }
     std::unique_ptr<Generator> make_generator(Quant q) const override;
+    // Tests: run the blocks as the unfused op chain.
+    void set_unfused(bool on) {
+        for (auto& b : blocks_) b.unfused = on;
+    }
 
 private:
     std::string name_;

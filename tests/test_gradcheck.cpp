@@ -8,6 +8,7 @@
 
 #include <flashlm/flashlm.hpp>
 #include <flashlm/ops/decayed_memory.hpp>
+#include <flashlm/ops/prenorm_memory_residual.hpp>
 #include <flashlm/ops/attention.hpp>
 #include <flashlm/ops/dropout.hpp>
 #include <flashlm/ops/gelu.hpp>
@@ -88,6 +89,10 @@ std::vector<OpCase<T>> op_table() {
     t.push_back({"rmsnorm", {Shape{4, 6}, Shape{6}}, [](Tape<T>& tp, V& in) { return ops::rmsnorm(tp, in[0], in[1], 1e-6); }, {0, 1}});
     t.push_back({"causal_dwconv1d", {Shape{2, 7, 3}, Shape{3, 1, 4}}, [](Tape<T>& tp, V& in) { return ops::causal_dwconv1d(tp, in[0], in[1]); }, {0, 1}});
     t.push_back({"gated_causal_conv", {Shape{2, 7, 6}, Shape{3, 1, 4}}, [](Tape<T>& tp, V& in) { return ops::gated_causal_conv(tp, in[0], in[1]); }, {0, 1}});
+    // 40 channels and 13 steps: the register-blocked loops of ops/conv1d.hpp (32-channel blocks of 4 rows,
+    // the 8-channel tail, rows near either end of a sequence one at a time); above, only the row loops run.
+    t.push_back({"causal_dwconv1d_blocked", {Shape{2, 13, 40}, Shape{40, 1, 5}}, [](Tape<T>& tp, V& in) { return ops::causal_dwconv1d(tp, in[0], in[1]); }, {0, 1}});
+    t.push_back({"gated_causal_conv_blocked", {Shape{2, 13, 80}, Shape{40, 1, 5}}, [](Tape<T>& tp, V& in) { return ops::gated_causal_conv(tp, in[0], in[1]); }, {0, 1}});
     t.push_back({"swiglu", {Shape{3, 5}, Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::swiglu(tp, in[0], in[1]); }, {0, 1}});
     t.push_back({"sigmoid", {Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::sigmoid(tp, in[0]); }, {0}});
     t.push_back({"silu", {Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::silu(tp, in[0]); }, {0}});
@@ -354,6 +359,17 @@ std::vector<OpCase<T>> op_table() {
     t.push_back({"prenorm_ternary_glu_residual", {Shape{2, 3, 4}, Shape{4}, Shape{6, 4}, Shape{6, 4}, Shape{4, 6}}, [](Tape<T>& tp, V& in) {
                      return ops::prenorm_ternary_glu_residual(tp, in[0], in[1], in[2], in[3], in[4], 1e-6);
                  }, {0, 1}});
+    // The same nodes with float weights (CORTEX's blocks): every input, the weights included.
+    t.push_back({"prenorm_gated_conv_residual_dense", {Shape{2, 5, 4}, Shape{4}, Shape{8, 4}, Shape{4, 1, 3}, Shape{4, 4}}, [](Tape<T>& tp, V& in) {
+                     return ops::prenorm_gated_conv_residual(tp, in[0], in[1], in[2], in[3], in[4], 1e-6, ops::BranchWeights::dense);
+                 }, {0, 1, 2, 3, 4}});
+    // CORTEX-VI's memory sublayer as one node (d = 3: W_kvq [9, 6], W_out [6, 3]), every input.
+    t.push_back({"prenorm_memory_residual", {Shape{2, 5, 6}, Shape{6}, Shape{9, 6}, Shape{6, 3}}, [](Tape<T>& tp, V& in) {
+                     return ops::prenorm_memory_residual(tp, in[0], in[1], in[2], in[3], 0.9, 0.35, 1e-6);
+                 }, {0, 1, 2, 3}});
+    t.push_back({"prenorm_swiglu_residual_dense", {Shape{2, 3, 4}, Shape{4}, Shape{6, 4}, Shape{6, 4}, Shape{4, 6}}, [](Tape<T>& tp, V& in) {
+                     return ops::prenorm_ternary_glu_residual(tp, in[0], in[1], in[2], in[3], in[4], 1e-6, ops::BranchWeights::dense);
+                 }, {0, 1, 2, 3, 4}});
     return t;
 }
 

@@ -11,11 +11,13 @@ inline Shape with_last_dim(Shape s, int64_t n) {
     return s;
 }
 
-// dx += dy W ; dW += dyᵀ x, for y = x Wᵀ with x [M,K], W [N,K], y [M,N].
+// dx += dy W ; dW += dyᵀ x, for y = x Wᵀ with x [M,K], W [N,K], y [M,N]. With dx_accumulate false dx is
+// overwritten: the bits of += into a zeroed dx (a product adds its whole sum to C), without the memset.
 template <class T>
-void linear_backward_raw(const Tensor<T>& x, const T* W, T* dW, int64_t N, const Tensor<T>& out) {
+void linear_backward_raw(const Tensor<T>& x, const T* W, T* dW, int64_t N, const Tensor<T>& out,
+                         bool dx_accumulate = true) {
     const int64_t M = x.rows(), K = x.cols();
-    if (x.grad) kernels::gemm_nn(M, K, N, out.grad, W, x.grad, true);
+    if (x.grad) kernels::gemm_nn(M, K, N, out.grad, W, x.grad, dx_accumulate);
     if (dW) kernels::gemm_tn(N, K, M, out.grad, x.data, dW, true);
 }
 

@@ -2,7 +2,9 @@
 // The two pre-norm residual sublayers of FlashLM v4 "Bolt" (VARIANTS.md §5), each one tape node:
 //   prenorm_gated_conv_residual:  out = x + W̃_down(CausalDWConv(v) ⊙ σ(g)),  [g, v] = RMSNorm(x) W̃_upᵀ
 //   prenorm_ternary_glu_residual: out = x + W̃_down(SiLU(h W̃_gateᵀ) ⊙ h W̃_upᵀ),  h = RMSNorm(x)
-// with Q1 absmean BitLinears (ops/bitlinear.hpp). The numbers are the chain rmsnorm → bitlinear →
+// with Q1 absmean BitLinears (ops/bitlinear.hpp), or with the float weights themselves
+// (BranchWeights::dense: CORTEX-III/VI's token mixer and SwiGLU FFN, VARIANTS.md §10, whose blocks have
+// the same two sublayers with nn::Linear). The numbers are the chain rmsnorm → bitlinear (linear) →
 // gated_causal_conv → bitlinear → add (resp. rmsnorm → bitlinear ×2 → swiglu → bitlinear → add): both
 // passes call the same loops and GEMMs in the same order. What changes is the memory: the chain kept
 // every intermediate activation and a gradient of its size for the whole step; these nodes keep only
@@ -27,7 +29,27 @@
 
 namespace flashlm::ops {
 
+// What the branch GEMMs multiply by: W's Q1 absmean ternarisation (Bolt), or W (CORTEX's float layers).
+enum class BranchWeights : int64_t { absmean_ternary = 0, dense = 1 };
+
 namespace prenorm_detail {
+// The weight matrix a branch GEMM uses: W itself, or its ternarisation written to buf (n elements).
+template <class T>
+const T* branch_weight(const Tensor<T>& W, T* buf, BranchWeights kind) {
+    if (kind == BranchWeights::dense) return W.data;
+    quantize_absmean(W.data, buf, W.numel());
+    return buf;
+}
+
+// y = x wᵀ as ops::linear (dense) or ops::bitlinear (ternary: int8 under --quant int8) computes it.
+template <class T>
+void branch_forward(int64_t M, int64_t N, int64_t K, const T* x, const T* w, T* y, BranchWeights kind) {
+    if (kind == BranchWeights::dense)
+        kernels::gemm_nt(M, N, K, x, w, y, false);
+    else
+        ternary_linear_forward(M, N, K, x, w, y);
+}
+
 // Sub-buffers start on 64-byte boundaries like arena blocks: Eigen's elementwise loops peel unaligned
 // heads with scalar code, whose exp differs from the vector one in the last bit.
 inline int64_t a16(int64_t n) { return (n + 15) / 16 * 16; }
@@ -96,30 +118,30 @@ void prenorm_gated_conv_residual_backward(Node<T>& n) {
     // h: the conv output; A: c, dh, then h1; Bf: dc, then dh1; du: [M, 2D]
     T *h = ws, *A = ws + md, *Bf = ws + 2 * md, *du = ws + 3 * md;
     // The quantised weights are rebuilt rather than kept: two passes over the weights, same values.
-    T *wq_up = ws + 5 * md, *wq_down = wq_up + a16(2 * D * D);
-    quantize_absmean(Wup.data, wq_up, 2 * D * D);
-    quantize_absmean(Wdown.data, wq_down, D * D);
+    const auto kind = BranchWeights(n.i[0]);
+    const T* wq_up = branch_weight(Wup, ws + 5 * md, kind);
+    const T* wq_down = branch_weight(Wdown, ws + 5 * md + a16(2 * D * D), kind);
     // down: its input c = h ⊙ σ(g) recomputed (h too: K taps per element, against the GEMMs' D or 2D);
     // the residual's gradient is its output gradient
     conv::forward(u + D, 2 * D, wt, B, L, D, K, h);
     sigmoid_gate_raw(u, h, A, M, D);
-    zero(Bf, M * D);
-    linear_backward_raw(Tensor<T>(A, Bf, Shape{M, D}), wq_down, Wdown.grad, D, Tensor<T>(nullptr, n.out.grad, Shape{M, D}));
+    linear_backward_raw(Tensor<T>(A, Bf, Shape{M, D}), wq_down, Wdown.grad, D, Tensor<T>(nullptr, n.out.grad, Shape{M, D}),
+                        false);
     // gated conv
     zero(du, 2 * M * D);
     if (cw.grad) zero(part, int64_t(max_threads()) * K * D);
     gated_causal_conv_backward_raw(u, du, h, Bf, A, wt, part, cw.grad, B, L, D, K);
     // up: its input h1 = RMSNorm(x) recomputed (r rewritten with the same values)
     rmsnorm_raw(x.data, g.data, n.f[0], A, r, M, D);
-    zero(Bf, M * D);
-    linear_backward_raw(Tensor<T>(A, Bf, Shape{M, D}), wq_up, Wup.grad, 2 * D, Tensor<T>(u, du, Shape{M, 2 * D}));
+    linear_backward_raw(Tensor<T>(A, Bf, Shape{M, D}), wq_up, Wup.grad, 2 * D, Tensor<T>(u, du, Shape{M, 2 * D}), false);
     rmsnorm_backward_raw(x.data, g.data, r, Bf, x.grad, g.grad, M, D);
 }
 
 // x: [B, T, D]; g: [D]; W_up: [2D, D]; conv weight: [D, 1, K]; W_down: [D, D]. Returns [B, T, D].
 template <class T>
 Tensor<T> prenorm_gated_conv_residual(Tape<T>& tape, const Tensor<T>& x, const Tensor<T>& g, const Tensor<T>& Wup,
-                                      const Tensor<T>& cw, const Tensor<T>& Wdown, double eps = 1e-6) {
+                                      const Tensor<T>& cw, const Tensor<T>& Wdown, double eps = 1e-6,
+                                      BranchWeights kind = BranchWeights::absmean_ternary) {
     using namespace prenorm_detail;
     FLASHLM_CHECK(x.shape.rank == 3, "prenorm_gated_conv_residual: input must be [B, T, D], got " + x.shape.str());
     const int64_t B = x.dim(0), L = x.dim(1), D = x.dim(2), M = B * L;
@@ -131,21 +153,21 @@ Tensor<T> prenorm_gated_conv_residual(Tape<T>& tape, const Tensor<T>& x, const T
     const bool rec = tape.recording({x, g, Wup, cw, Wdown});
     const int64_t md = a16(M * D);
     T* ws = tape.workspace(3 * md + a16(2 * D * D) + a16(D * D));
-    T *h1 = ws, *c = ws + md, *h = ws + 2 * md, *wq_up = ws + 3 * md, *wq_down = wq_up + a16(2 * D * D);
+    T *h1 = ws, *c = ws + md, *h = ws + 2 * md;
     T* r = tape.scratch(M);
     rmsnorm_raw(x.data, g.data, eps, h1, r, M, D);
     T* pack = tape.scratch(a16(K * D) + (rec ? int64_t(max_threads()) * K * D : 0));
     T* wt = pack;
-    quantize_absmean(Wup.data, wq_up, 2 * D * D);
+    const T* wq_up = branch_weight(Wup, ws + 3 * md, kind);
     T* u = tape.scratch(2 * M * D);
-    ternary_linear_forward(M, 2 * D, D, h1, wq_up, u);
+    branch_forward(M, 2 * D, D, h1, wq_up, u, kind);
     for (int64_t ch = 0; ch < D; ++ch)  // [D, 1, K] → [K, D] as conv::transpose_weight
         for (int64_t j = 0; j < K; ++j) wt[j * D + ch] = cw.data[ch * K + j];
     conv::forward(u + D, 2 * D, wt, B, L, D, K, h);
     sigmoid_gate_raw(u, h, c, M, D);
-    quantize_absmean(Wdown.data, wq_down, D * D);
+    const T* wq_down = branch_weight(Wdown, ws + 3 * md + a16(2 * D * D), kind);
     Tensor<T> y = residual_output(tape, x, rec);
-    ternary_linear_forward(M, D, D, c, wq_down, y.data);
+    branch_forward(M, D, D, c, wq_down, y.data, kind);
     add_residual(x.data, y.data, M * D);
     if (rec) {
         auto& n = tape.record(&prenorm_gated_conv_residual_backward<T>);
@@ -153,6 +175,7 @@ Tensor<T> prenorm_gated_conv_residual(Tape<T>& tape, const Tensor<T>& x, const T
         n.out = y;
         n.saved[0] = r, n.saved[1] = u, n.saved[3] = pack;
         n.f[0] = eps;
+        n.i[0] = int64_t(kind);
         n.ctx = &tape;
     }
     return y;
@@ -172,17 +195,16 @@ void prenorm_ternary_glu_residual_backward(Node<T>& n) {
     T* ws = tape_of(n).workspace(mh + 2 * md + 3 * hd);
     T *s1 = ws, *h = s1 + mh, *dh = h + md;  // s1: S, then dS, then da
     // The quantised weights are rebuilt rather than kept: two passes over the weights, same values.
-    T *wqg = dh + md, *wqu = wqg + hd, *wqd = wqu + hd;
-    quantize_absmean(Wg.data, wqg, H * D);
-    quantize_absmean(Wu.data, wqu, H * D);
-    quantize_absmean(Wd.data, wqd, D * H);
+    const auto kind = BranchWeights(n.i[0]);
+    const T* wqg = branch_weight(Wg, dh + md, kind);
+    const T* wqu = branch_weight(Wu, dh + md + hd, kind);
+    const T* wqd = branch_weight(Wd, dh + md + 2 * hd, kind);
     // down, the residual's gradient being its output gradient: dW_down from S = SiLU(a) ⊙ b
     // (recomputed), then dS over S (the two products are independent; the same calls as one backward)
     const Tensor<T> dout(nullptr, n.out.grad, Shape{M, D});
     swiglu_raw(a, b, s1, M * H);
     linear_backward_raw(Tensor<T>(s1, nullptr, Shape{M, H}), wqd, Wd.grad, D, dout);
-    zero(s1, M * H);
-    linear_backward_raw(Tensor<T>(nullptr, s1, Shape{M, H}), wqd, static_cast<T*>(nullptr), D, dout);
+    linear_backward_raw(Tensor<T>(nullptr, s1, Shape{M, H}), wqd, static_cast<T*>(nullptr), D, dout, false);
     // SwiGLU: da over dS, db over b (its last reader is this pass)
     swiglu_backward_inplace(a, b, s1, M * H);
     T* db = b;
@@ -190,8 +212,7 @@ void prenorm_ternary_glu_residual_backward(Node<T>& n) {
     // nn::TernaryGLU, whose swiglu(gate(x), up(x)) evaluates (records) up first; the order matters
     // once the GEMM splits H into several K blocks
     rmsnorm_raw(x.data, g.data, n.f[0], h, r, M, D);
-    zero(dh, M * D);
-    linear_backward_raw(Tensor<T>(h, dh, Shape{M, D}), wqg, Wg.grad, H, Tensor<T>(nullptr, s1, Shape{M, H}));
+    linear_backward_raw(Tensor<T>(h, dh, Shape{M, D}), wqg, Wg.grad, H, Tensor<T>(nullptr, s1, Shape{M, H}), false);
     linear_backward_raw(Tensor<T>(h, dh, Shape{M, D}), wqu, Wu.grad, H, Tensor<T>(nullptr, db, Shape{M, H}));
     rmsnorm_backward_raw(x.data, g.data, r, dh, x.grad, g.grad, M, D);
 }
@@ -199,7 +220,8 @@ void prenorm_ternary_glu_residual_backward(Node<T>& n) {
 // x: [..., D]; g: [D]; W_gate, W_up: [H, D]; W_down: [D, H]. Returns x's shape.
 template <class T>
 Tensor<T> prenorm_ternary_glu_residual(Tape<T>& tape, const Tensor<T>& x, const Tensor<T>& g, const Tensor<T>& Wg,
-                                       const Tensor<T>& Wu, const Tensor<T>& Wd, double eps = 1e-6) {
+                                       const Tensor<T>& Wu, const Tensor<T>& Wd, double eps = 1e-6,
+                                       BranchWeights kind = BranchWeights::absmean_ternary) {
     using namespace prenorm_detail;
     const int64_t D = x.cols(), M = x.rows();
     FLASHLM_CHECK(Wg.shape.rank == 2, "prenorm_ternary_glu_residual: gate weight " + Wg.shape.str() + " is not a matrix");
@@ -210,19 +232,17 @@ Tensor<T> prenorm_ternary_glu_residual(Tape<T>& tape, const Tensor<T>& x, const 
     const bool rec = tape.recording({x, g, Wg, Wu, Wd});
     const int64_t mh = a16(M * H), md = a16(M * D), hd = a16(H * D);
     T* ws = tape.workspace(md + mh + 3 * hd);
-    T *h = ws, *s = ws + md, *wqg = s + mh, *wqu = wqg + hd, *wqd = wqu + hd;
+    T *h = ws, *s = ws + md, *wbuf = s + mh;
     T* r = tape.scratch(M);
     rmsnorm_raw(x.data, g.data, eps, h, r, M, D);
     T* ab = tape.scratch(2 * mh);
     T *a = ab, *b = ab + mh;
-    quantize_absmean(Wg.data, wqg, H * D);
-    ternary_linear_forward(M, H, D, h, wqg, a);
-    quantize_absmean(Wu.data, wqu, H * D);
-    ternary_linear_forward(M, H, D, h, wqu, b);
+    branch_forward(M, H, D, h, branch_weight(Wg, wbuf, kind), a, kind);
+    branch_forward(M, H, D, h, branch_weight(Wu, wbuf + hd, kind), b, kind);
     swiglu_raw(a, b, s, M * H);
-    quantize_absmean(Wd.data, wqd, D * H);
+    const T* wqd = branch_weight(Wd, wbuf + 2 * hd, kind);
     Tensor<T> y = residual_output(tape, x, rec);
-    ternary_linear_forward(M, D, H, s, wqd, y.data);
+    branch_forward(M, D, H, s, wqd, y.data, kind);
     add_residual(x.data, y.data, M * D);
     if (rec) {
         auto& n = tape.record(&prenorm_ternary_glu_residual_backward<T>);
@@ -230,6 +250,7 @@ Tensor<T> prenorm_ternary_glu_residual(Tape<T>& tape, const Tensor<T>& x, const 
         n.out = y;
         n.saved[0] = r, n.saved[1] = ab;
         n.f[0] = eps;
+        n.i[0] = int64_t(kind);
         n.ctx = &tape;
     }
     return y;
