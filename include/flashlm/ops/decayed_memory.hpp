@@ -30,7 +30,7 @@ void apply_decay_mask(T* a, const T* pw, int64_t L, T scale) {
         }
     });
 }
-// The three products of one sequence: on the calling thread alone when the threads split the batch
+// A sequence's products: on the calling thread alone when the threads split the batch
 // (kernels::gemm_*_local), else kernels::gemm_*, which parallelise inside. Same bits either way.
 template <class T>
 struct SeqGemm {
