@@ -135,7 +135,7 @@ TEST_CASE("decayed_memory equals the direct sum R_j = s Σ_{i<=j} γ^(j-i) (Vm_i
 }
 
 TEST_CASE("decayed_memory in float: sequences split over the threads give the serial loop's bits") {
-    // B = 4 on 2 threads takes whole sequences per thread (kernels::gemm_*_local); 1 thread and B = 3
+    // B = 4 on 2 threads takes whole sequences per thread (kernels::gemm_f32_*); 1 thread and B = 3
     // on 2 threads run the serial loop with GEMMs that split inside. Forward and all three gradients.
     const int64_t L = 40, d = 16;
     auto run = [&](int64_t B, int threads) {

@@ -161,7 +161,7 @@ void gemm_nt(int64_t M, int64_t N, int64_t K, const T* A, const T* B, T* C, bool
         if (detail::use_bf16<T>()) return gemm_bf16_nt(M, N, K, A, B, C, accumulate);
     if constexpr (std::is_same_v<T, float>)
         if (detail::use_f32<T>())
-            return gemm_f32(M, N, K, A, K, KLayout::k_inner, B, K, KLayout::k_inner, C, N, accumulate);
+            return gemm_f32_nt(M, N, K, A, B, C, accumulate);
     detail::gemm_rows<T, Eigen::RowMajor, Eigen::ColMajor>(M, N, K, A, K, B, K, C, accumulate);
 }
 // C[M,N] (+)= A[M,K] · B[K,N]   (linear backward: dx = dy W)
@@ -171,7 +171,7 @@ void gemm_nn(int64_t M, int64_t N, int64_t K, const T* A, const T* B, T* C, bool
         if (detail::use_bf16<T>()) return gemm_bf16_nn(M, N, K, A, B, C, accumulate);
     if constexpr (std::is_same_v<T, float>)
         if (detail::use_f32<T>())
-            return gemm_f32(M, N, K, A, K, KLayout::k_inner, B, N, KLayout::k_outer, C, N, accumulate);
+            return gemm_f32_nn(M, N, K, A, B, C, accumulate);
     detail::gemm_rows<T, Eigen::RowMajor, Eigen::RowMajor>(M, N, K, A, K, B, N, C, accumulate);
 }
 // C[M,N] (+)= A[K,M]ᵀ · B[K,N]   (linear backward: dW = dyᵀ x)
@@ -181,24 +181,14 @@ void gemm_tn(int64_t M, int64_t N, int64_t K, const T* A, const T* B, T* C, bool
         if (detail::use_bf16<T>()) return gemm_bf16_tn(M, N, K, A, B, C, accumulate);
     if constexpr (std::is_same_v<T, float>)
         if (detail::use_f32<T>())
-            return gemm_f32(M, N, K, A, M, KLayout::k_outer, B, N, KLayout::k_outer, C, N, accumulate);
+            return gemm_f32_tn(M, N, K, A, B, C, accumulate);
     detail::gemm_rows<T, Eigen::ColMajor, Eigen::RowMajor>(M, N, K, A, M, B, N, C, accumulate);
 }
 
-// Products for callers that split the work over the threads themselves (one sequence per thread, say):
-// inside such a region the calls above fall back to Eigen, while the f32 kernel runs on the calling
-// thread's own buffers and gives the same bits as from outside. Use them only where local_f32_gemm()
-// holds: the kernel is on and --matmul bf16 is off (the bf16 kernel's buffers are shared).
+// Whether callers that split the work over the threads themselves (one sequence per thread, say) may call
+// gemm_f32_nt/nn/tn on each thread: the kernel is on and --matmul bf16 is off (the bf16 kernel's buffers
+// are shared, so under it such callers stay serial and let gemm_* split inside).
 inline bool local_f32_gemm() { return f32_kernel_enabled() && matmul_mode() != Matmul::bf16; }
-inline void gemm_nt_local(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C, bool accumulate) {
-    gemm_f32(M, N, K, A, K, KLayout::k_inner, B, K, KLayout::k_inner, C, N, accumulate);
-}
-inline void gemm_nn_local(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C, bool accumulate) {
-    gemm_f32(M, N, K, A, K, KLayout::k_inner, B, N, KLayout::k_outer, C, N, accumulate);
-}
-inline void gemm_tn_local(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C, bool accumulate) {
-    gemm_f32(M, N, K, A, M, KLayout::k_outer, B, N, KLayout::k_outer, C, N, accumulate);
-}
 
 // B packed once for many products with the same B and row count (the tied head: E over its row blocks).
 // Numbers are bit-identical to the unpacked calls. The f32 path only: under --matmul bf16 these forward to

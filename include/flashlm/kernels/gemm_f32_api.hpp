@@ -64,6 +64,22 @@ inline void gemm_f32(int64_t M, int64_t N, int64_t K, const float* A, int64_t ld
                      int64_t ldb, KLayout lb, float* C, int64_t ldc, bool accumulate, const float* b_packed = nullptr) {
     f32_hooks().gemm(M, N, K, A, lda, la, B, ldb, lb, C, ldc, accumulate, b_packed);
 }
+// The three products of a linear layer, same argument order as kernels::gemm_nt/nn/tn (gemm.hpp), which
+// dispatch here, as gemm_bf16_nt/nn/tn (gemm_bf16_api.hpp) do for the bf16 kernel. Called directly they
+// also run inside a parallel region, on the calling thread's buffers (the dispatchers fall back to Eigen
+// there).
+// C[M,N] (+)= A[M,K] · B[N,K]ᵀ
+inline void gemm_f32_nt(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C, bool accumulate) {
+    gemm_f32(M, N, K, A, K, KLayout::k_inner, B, K, KLayout::k_inner, C, N, accumulate);
+}
+// C[M,N] (+)= A[M,K] · B[K,N]
+inline void gemm_f32_nn(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C, bool accumulate) {
+    gemm_f32(M, N, K, A, K, KLayout::k_inner, B, N, KLayout::k_outer, C, N, accumulate);
+}
+// C[M,N] (+)= A[K,M]ᵀ · B[K,N]
+inline void gemm_f32_tn(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C, bool accumulate) {
+    gemm_f32(M, N, K, A, M, KLayout::k_outer, B, N, KLayout::k_outer, C, N, accumulate);
+}
 inline void pack_f32_b(const float* B, int64_t ldb, KLayout lb, int64_t N, int64_t K, float* dst) {
     f32_hooks().pack_b(B, ldb, lb, N, K, dst);
 }

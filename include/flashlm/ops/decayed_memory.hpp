@@ -31,23 +31,23 @@ void apply_decay_mask(T* a, const T* pw, int64_t L, T scale) {
     });
 }
 // A sequence's products: on the calling thread alone when the threads split the batch
-// (kernels::gemm_*_local), else kernels::gemm_*, which parallelise inside. Same bits either way.
+// (kernels::gemm_f32_*), else kernels::gemm_*, which parallelise inside. Same bits either way.
 template <class T>
 struct SeqGemm {
     bool local;
     void nt(int64_t M, int64_t N, int64_t K, const T* A, const T* B, T* C, bool acc) const {
         if constexpr (std::is_same_v<T, float>)
-            if (local) return kernels::gemm_nt_local(M, N, K, A, B, C, acc);
+            if (local) return kernels::gemm_f32_nt(M, N, K, A, B, C, acc);
         kernels::gemm_nt(M, N, K, A, B, C, acc);
     }
     void nn(int64_t M, int64_t N, int64_t K, const T* A, const T* B, T* C, bool acc) const {
         if constexpr (std::is_same_v<T, float>)
-            if (local) return kernels::gemm_nn_local(M, N, K, A, B, C, acc);
+            if (local) return kernels::gemm_f32_nn(M, N, K, A, B, C, acc);
         kernels::gemm_nn(M, N, K, A, B, C, acc);
     }
     void tn(int64_t M, int64_t N, int64_t K, const T* A, const T* B, T* C, bool acc) const {
         if constexpr (std::is_same_v<T, float>)
-            if (local) return kernels::gemm_tn_local(M, N, K, A, B, C, acc);
+            if (local) return kernels::gemm_f32_tn(M, N, K, A, B, C, acc);
         kernels::gemm_tn(M, N, K, A, B, C, acc);
     }
 };
