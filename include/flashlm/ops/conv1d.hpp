@@ -36,6 +36,28 @@ inline int64_t first_tap(int64_t t, int64_t K, int64_t d) {
 // GEMMs' rate). Each element still sums its taps in ascending order from zero, so the bits are the same.
 inline constexpr int64_t k_tr = 4, k_cw = 32;
 
+// One block: out rows r < k_tr, channels [c0, c0 + k_cw) (out + r·ldo) get Σ_j wt[j, c] · s_j[r·lds + c]
+// with s_j = src0 + j·tap_step (tap_step may be negative), taps ascending, starting from zero or, when
+// add, from out's values. The forward and the input gradient are this with their sources and strides.
+template <class T>
+void tap_block(const T* wt, int64_t C, int64_t K, int64_t c0, const T* src0, int64_t tap_step, int64_t lds, T* out,
+               int64_t ldo, bool add) {
+    T acc[k_tr][k_cw];
+    for (int64_t r = 0; r < k_tr; ++r) {
+        if (add)
+            std::copy(out + r * ldo, out + r * ldo + k_cw, acc[r]);
+        else
+            std::fill(acc[r], acc[r] + k_cw, T(0));
+    }
+    for (int64_t j = 0; j < K; ++j) {
+        const T* wj = wt + j * C + c0;
+        const T* s = src0 + j * tap_step;
+        for (int64_t r = 0; r < k_tr; ++r)
+            for (int64_t c = 0; c < k_cw; ++c) acc[r][c] += wj[c] * s[r * lds + c];
+    }
+    for (int64_t r = 0; r < k_tr; ++r) std::copy(acc[r], acc[r] + k_cw, out + r * ldo);
+}
+
 // y[bt, :] = Σ_j wt[j, :] ⊙ x[bt - (K-1-j)·d, :] within each sequence; x rows are ldx apart.
 template <class T>
 void forward(const T* x, int64_t ldx, const T* wt, int64_t B, int64_t L, int64_t C, int64_t K, T* y, int64_t d = 1) {
@@ -60,16 +82,8 @@ void forward(const T* x, int64_t ldx, const T* wt, int64_t B, int64_t L, int64_t
                 ++bt;
                 continue;
             }
-            for (int64_t c0 = 0; c0 < cb; c0 += k_cw) {
-                T acc[k_tr][k_cw] = {};
-                for (int64_t j = 0; j < K; ++j) {
-                    const T* wj = wt + j * C + c0;
-                    const T* xs = x + (bt - (K - 1 - j) * d) * ldx + c0;
-                    for (int64_t r = 0; r < k_tr; ++r)
-                        for (int64_t c = 0; c < k_cw; ++c) acc[r][c] += wj[c] * xs[r * ldx + c];
-                }
-                for (int64_t r = 0; r < k_tr; ++r) std::copy(acc[r], acc[r] + k_cw, y + (bt + r) * C + c0);
-            }
+            for (int64_t c0 = 0; c0 < cb; c0 += k_cw)  // tap j reads row bt + r − (K−1−j)·d
+                tap_block(wt, C, K, c0, x + (bt - reach) * ldx + c0, d * ldx, ldx, y + bt * C + c0, C, false);
             if (cb < C)
                 for (int64_t r = 0; r < k_tr; ++r) row(bt + r, cb, C);
             bt += k_tr;
@@ -101,17 +115,8 @@ void backward_input(const T* dy, const T* wt, int64_t B, int64_t L, int64_t C, i
                 ++bs;
                 continue;
             }
-            for (int64_t c0 = 0; c0 < cb; c0 += k_cw) {
-                T acc[k_tr][k_cw];
-                for (int64_t r = 0; r < k_tr; ++r) std::copy(dx + (bs + r) * ldx + c0, dx + (bs + r) * ldx + c0 + k_cw, acc[r]);
-                for (int64_t j = 0; j < K; ++j) {
-                    const T* wj = wt + j * C + c0;
-                    const T* dys = dy + (bs + (K - 1 - j) * d) * C + c0;
-                    for (int64_t r = 0; r < k_tr; ++r)
-                        for (int64_t c = 0; c < k_cw; ++c) acc[r][c] += wj[c] * dys[r * C + c];
-                }
-                for (int64_t r = 0; r < k_tr; ++r) std::copy(acc[r], acc[r] + k_cw, dx + (bs + r) * ldx + c0);
-            }
+            for (int64_t c0 = 0; c0 < cb; c0 += k_cw)  // tap j reads row bs + r + (K−1−j)·d
+                tap_block(wt, C, K, c0, dy + (bs + reach) * C + c0, -d * C, C, dx + bs * ldx + c0, ldx, true);
             if (cb < C)
                 for (int64_t r = 0; r < k_tr; ++r) row(bs + r, cb, C);
             bs += k_tr;
