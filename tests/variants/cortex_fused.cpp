@@ -6,10 +6,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <vector>
 
 #include "examples/cortex.hpp"
+#include "tests/fused_steps.hpp"
 
 // Own namespace: test_variants is a unity build, so the files' helpers share one translation unit.
 namespace cortex_fused_test {
@@ -18,12 +18,7 @@ using namespace flashlm;
 
 namespace {
 
-struct Run {
-    std::vector<float> losses, grads;
-    std::size_t arena_after_forward = 0;
-};
-
-Run train3(bool memory, bool unfused) {
+testing::StepsRun train3(bool memory, bool unfused) {
     examples::CortexConfig c = memory ? examples::CortexConfig::cortex6() : examples::CortexConfig::cortex3();
     c.vocab_size = 40, c.d_model = 40, c.n_layers = 2, c.d_ff = 56, c.kernel_size = 5, c.seq_len = 24;
     if (memory) c.d_mem = 8;
@@ -31,44 +26,22 @@ Run train3(bool memory, bool unfused) {
     Rng rng(5);
     model.init(rng);
     model.set_unfused(unfused);
-    optim::AdamW<float> adam(model.params(), optim::AdamWConfig{});
-    Tape<float> tape;
-    const int64_t B = 4, L = 24;
-    std::vector<int32_t> ids(B * L), targets(B * L);
-    for (int64_t i = 0; i < B * L; ++i) ids[i] = int32_t((i * 7 + 3) % 40), targets[i] = int32_t((i * 11 + 1) % 40);
-    Run r;
-    for (int step = 0; step < 3; ++step) {
-        model.params().zero_grad();
-        tape.reset();
-        Tensor<float> loss = model.loss(tape, ids.data(), targets.data(), B, L);
-        r.arena_after_forward = tape.arena().used();
-        tape.backward(loss);
-        r.losses.push_back(loss.data[0]);
-        const float* g = model.params().grads();
-        r.grads.insert(r.grads.end(), g, g + model.params().flat_size());
-        optim::clip_grad_norm(model.params(), 1.0);
-        adam.step(1e-2);
-    }
-    return r;
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+    return testing::train_three_steps(model, 4, 24, 40);
 }
 
 }  // namespace
 
 TEST_CASE("cortex3's fused sublayers give the op chain's loss and gradients bit for bit, in less tape memory") {
-    const Run chain = train3(false, true), fused = train3(false, false);
+    const testing::StepsRun chain = train3(false, true), fused = train3(false, false);
     CHECK(chain.losses[2] < chain.losses[0]);  // the steps train
-    CHECK(same_bits(fused.losses, chain.losses));
-    CHECK(same_bits(fused.grads, chain.grads));
+    CHECK(testing::same_bits(fused.losses, chain.losses));
+    CHECK(testing::same_bits(fused.grads, chain.grads));
     // Per block the chain keeps ~12 [M, D] and 6 [M, d_ff] buffers for these sublayers; the fused nodes 2 and 2.
     CHECK(double(fused.arena_after_forward) < 0.5 * double(chain.arena_after_forward));
 }
 
 TEST_CASE("cortex6's fused sublayers, memory included, match the op chain to rounding, in less tape memory") {
-    const Run chain = train3(true, true), fused = train3(true, false);
+    const testing::StepsRun chain = train3(true, true), fused = train3(true, false);
     CHECK(chain.losses[2] < chain.losses[0]);
     // The memory node sums dRMSNorm over the 3d projection rows at once where the chain added three sums.
     for (size_t i = 0; i < chain.losses.size(); ++i) CHECK(std::abs(fused.losses[i] - chain.losses[i]) <= 1e-5f * chain.losses[i]);
