@@ -38,6 +38,7 @@
 #include <flashlm/ops/linear_bias.hpp>
 #include <flashlm/ops/moe.hpp>
 #include <flashlm/ops/moe_expert.hpp>
+#include <flashlm/ops/parallel_branch_residual.hpp>
 #include <flashlm/ops/recompute.hpp>
 #include <flashlm/ops/residual_sum.hpp>
 #include <flashlm/ops/scale.hpp>
@@ -123,6 +124,7 @@ struct Supernova2Block {
     std::vector<std::array<BL, 3>> experts;     // ffn.experts.e: w_gate, w_up, w_down
     ParamStore<T>* ps = nullptr;
     std::size_t r_router_w = 0, r_router_b = 0, f_router = 0;
+    bool unfused = false;  // tests and benches: the parallel sub-layer as the op-by-op chain
 
     void declare(ParamStore<T>& p, const std::string& pre, const Supernova2Config& c) {
         ps = &p;
@@ -185,7 +187,8 @@ struct Supernova2Block {
         Tensor<T> m = ops::add(tape, mix1(tape, ops::time_shift(tape, u, 1)), mix2(tape, ops::time_shift(tape, u, 2)));
         Tensor<T> g = ops::sigmoid(tape, mgate(tape, ops::concat_cols(tape, u, m)));
         x = ops::add(tape, x, mout(tape, ops::lerp(tape, u, m, g)));
-        // reasoning + state gate + slot memory, one residual
+        // reasoning + state gate + slot memory, one residual: one node (ops/parallel_branch_residual.hpp)
+        if (!unfused) return ops::parallel_branch_residual(tape, x, branch());
         Tensor<T> h = norm2(tape, x);
         Tensor<T> w = ops::softmax(tape, ops::linear_bias(tape, h, ps->get(r_router_w), ps->get(r_router_b)));
         Tensor<T> mixed = ops::mul_col(tape, proj[0](tape, h), w, 0);
@@ -195,6 +198,21 @@ struct Supernova2Block {
                                                                  ops::tanh(tape, executor(tape, h)))));
         Tensor<T> sm = s_out(tape, slots(tape, q_proj(tape, h)));
         return ops::residual_add3(tape, x, br, sg, sm);  // x + ((br + sg) + sm) as one node
+    }
+    // The parallel sub-layer's parameters for the fused node.
+    ops::ParallelBranch<T> branch() const {
+        ops::ParallelBranch<T> b;
+        FLASHLM_CHECK(proj.size() <= size_t(ops::ParallelBranch<T>::k_max_scales), "supernova2: at most 16 reasoning scales");
+        b.norm = ps->get(norm2.scale), b.eps = norm2.eps;
+        b.router_w = ps->get(r_router_w), b.router_b = ps->get(r_router_b);
+        for (size_t i = 0; i < proj.size(); ++i) b.proj[i] = proj[i].w();
+        b.scales = int64_t(proj.size());
+        b.out_proj = r_out.w();
+        b.planner = planner.w(), b.executor = executor.w(), b.sg_gate = sg_gate.w();
+        b.sg_norm = ps->get(sg_norm.scale), b.sg_eps = sg_norm.eps;
+        b.slots = slots.s(), b.slot_scale = slots.scale;
+        b.query = q_proj.w(), b.slot_out = s_out.w();
+        return b;
     }
     // x + the top-k mixture of experts of norm3(x); the routing (and, with aux, the balance loss) as side
     // outputs, so this part stays on the main tape under --recompute.
@@ -305,6 +323,10 @@ public:
     const std::vector<int64_t>& expert_load() const { return load_; }
 
     std::unique_ptr<Generator> make_generator(Quant q) const override;
+    // Tests and benches: run the parallel sub-layers as the op-by-op chain.
+    void set_unfused(bool on) {
+        for (auto& b : blocks_) b.unfused = on;
+    }
     // Each block's temporal + reasoning part recomputed in the backward; the MoE part (its routing and aux
     // loss are outputs besides x) stays recorded. Same numbers; at b16×256 the tape keeps ~1/3 as much.
     bool set_recompute(bool on) override {

@@ -48,6 +48,7 @@
 #include <flashlm/ops/moe_expert.hpp>
 #include <flashlm/ops/residual_sum.hpp>
 #include <flashlm/ops/prenorm_residual.hpp>
+#include <flashlm/ops/parallel_branch_residual.hpp>
 
 using namespace flashlm;
 
@@ -370,6 +371,20 @@ std::vector<OpCase<T>> op_table() {
     t.push_back({"prenorm_swiglu_residual_dense", {Shape{2, 3, 4}, Shape{4}, Shape{6, 4}, Shape{6, 4}, Shape{4, 6}}, [](Tape<T>& tp, V& in) {
                      return ops::prenorm_ternary_glu_residual(tp, in[0], in[1], in[2], in[3], in[4], 1e-6, ops::BranchWeights::dense);
                  }, {0, 1, 2, 3, 4}});
+    // SUPERNOVA II's parallel sub-layer as one node (D = 8, R = 4, 2 scales, 3 slots): x and the float
+    // parameters (norm gains, router, slots); the ternary weights' clipped STE is checked against the op
+    // chain in tests/variants/supernova2_fused.cpp.
+    t.push_back({"parallel_branch_residual",
+                 {Shape{2, 3, 8}, Shape{8}, Shape{2, 8}, Shape{2}, Shape{4, 8}, Shape{4, 8}, Shape{8, 4}, Shape{4, 8},
+                  Shape{4, 8}, Shape{4}, Shape{8, 4}, Shape{3, 8}, Shape{8, 8}, Shape{8, 8}},
+                 [](Tape<T>& tp, V& in) {
+                     ops::ParallelBranch<T> p;
+                     p.norm = in[1], p.router_w = in[2], p.router_b = in[3];
+                     p.proj[0] = in[4], p.proj[1] = in[5], p.scales = 2;
+                     p.out_proj = in[6], p.planner = in[7], p.executor = in[8], p.sg_norm = in[9], p.sg_gate = in[10];
+                     p.slots = in[11], p.query = in[12], p.slot_out = in[13], p.slot_scale = 0.35;
+                     return ops::parallel_branch_residual(tp, in[0], p);
+                 }, {0, 1, 2, 3, 9, 11}});
     return t;
 }
 
