@@ -5,6 +5,7 @@
 // --reps rounds, each round one call of each), their ratio and the largest relative difference between them.
 //   bench_gemm_shapes [--threads N] [--reps N] [--kc N] [--chunk FLOATS] [--group FLOATS] [--hand] [--only ROLE]
 //                     [--cortex]   (CORTEX-VI's shapes instead, the memory's skinny products among them)
+//                     [--supernova2]  (SUPERNOVA II's: the experts' and the parallel sub-layer's products)
 //                     [--tokens M] (rows of the token-sized operands: 4096 = b16×256, 16384 = b64×256)
 // --kc / --chunk / --group set the f32 kernel's depth block, A chunk and B group (tuning only); --hand
 // adds the old packing-free reference kernel.
@@ -107,7 +108,7 @@ void hand_gemm(int64_t r0, int64_t r1, int64_t N, int64_t K, const float* a, int
 
 int main(int argc, char** argv) {
     int threads = 1, reps = 5;
-    bool hand_kernel = false, cortex = false;
+    bool hand_kernel = false, cortex = false, supernova2 = false;
     int64_t tokens = 4096;  // M: batch × sequence (b16×256); --tokens 16384 for b64
     std::string only;  // run the shapes whose role contains this
     for (int i = 1; i < argc; ++i) {
@@ -122,8 +123,9 @@ int main(int argc, char** argv) {
         else if (!std::strcmp(argv[i], "--hand")) hand_kernel = true;
         else if (!std::strcmp(argv[i], "--only") && more) only = argv[++i];
         else if (!std::strcmp(argv[i], "--cortex")) cortex = true;
+        else if (!std::strcmp(argv[i], "--supernova2")) supernova2 = true;
         else if (!std::strcmp(argv[i], "--tokens") && more) tokens = std::max(1, std::atoi(argv[++i]));
-        else { std::fprintf(stderr, "usage: bench_gemm_shapes [--threads N] [--reps N] [--kc N] [--chunk FLOATS] [--group FLOATS] [--hand] [--only ROLE] [--cortex] [--tokens M]\n"); return 2; }
+        else { std::fprintf(stderr, "usage: bench_gemm_shapes [--threads N] [--reps N] [--kc N] [--chunk FLOATS] [--group FLOATS] [--hand] [--only ROLE] [--cortex] [--supernova2] [--tokens M]\n"); return 2; }
     }
     if (threads < 1 || reps < 1) { std::fprintf(stderr, "bench_gemm_shapes: threads and reps must be >= 1\n"); return 2; }
     const bool have_f32 = kernels::set_f32_kernel(true);
@@ -153,8 +155,26 @@ int main(int argc, char** argv) {
         {"dW mixer.down", 't', D, D, M, true},       {"dW glu gate/up", 't', H, D, M, true},
         {"dW glu down", 't', D, H, M, true},
     };
-    const std::vector<Shape3>& shapes = cortex ? cortex_shapes : bolt_shapes;
-    std::vector<float> a(size_t(V * R + M * H)), b(size_t(V * R + M * H)), c(size_t(V * D + M * H)), c_eigen(c.size());
+    // --supernova2: SUPERNOVA II b16×256 (dim 384, d_ffn 768, d_reason 128, top-2 of 4 experts, so an
+    // expert serves about M/2 rows): the experts' products, gate and up also as one product of 2F rows,
+    // and the parallel sub-layer's (ops/parallel_branch_residual.hpp) as one product and as seven.
+    const int64_t Ds = 384, Fs = 768, Rs = 128, E = M / 2;
+    const std::vector<Shape3> supernova2_shapes = {
+        {"fwd expert gate/up", 'n', E, Fs, Ds, false},   {"fwd expert gate+up as one", 'n', E, 2 * Fs, Ds, false},
+        {"fwd expert down", 'n', E, Ds, Fs, false},      {"dx expert gate/up", 'N', E, Ds, Fs, true},
+        {"dx expert gate+up as one", 'N', E, Ds, 2 * Fs, true}, {"dx expert down", 'N', E, Fs, Ds, false},
+        {"dW expert gate/up", 't', Fs, Ds, E, false},    {"dW expert gate+up as one", 't', 2 * Fs, Ds, E, false},
+        {"dW expert down", 't', Ds, Fs, E, false},       {"fwd branch proj (x6)", 'n', M, Rs, Ds, false},
+        {"fwd branch in as one", 'n', M, 6 * Rs + Ds, Ds, false}, {"fwd branch out as one", 'n', M, Ds, 2 * Rs + Ds, false},
+        {"dx branch in as one", 'N', M, Ds, 6 * Rs + Ds, false}, {"dW branch in as one", 't', 6 * Rs + Ds, Ds, M, false},
+        {"fwd temporal mix", 'n', M, Ds, Ds, false},     {"fwd temporal gate", 'n', M, Ds, 2 * Ds, false},
+        {"dx temporal mix", 'N', M, Ds, Ds, true},       {"dW temporal mix", 't', Ds, Ds, M, false},
+    };
+    const std::vector<Shape3>& shapes = cortex ? cortex_shapes : supernova2 ? supernova2_shapes : bolt_shapes;
+    int64_t big = V * R + M * H;
+    for (const auto& s : shapes) big = std::max({big, s.m * s.k, s.n * s.k, s.m * s.n});
+    const size_t nab = size_t(big), nc = size_t(std::max(big, V * D + M * H));
+    std::vector<float> a(nab), b(nab), c(nc), c_eigen(nc);
     for (size_t i = 0; i < a.size(); ++i) a[i] = float(int(i % 7) - 3) * 0.01f, b[i] = float(int(i % 5) - 2) * 0.01f;
     const double peak = peak_gflops(threads);
     std::printf("threads %d (%s time), FP32 FMA peak %.1f GFLOP/s\n", threads, g_cpu_time ? "CPU" : "wall", peak);

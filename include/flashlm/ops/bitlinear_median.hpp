@@ -93,12 +93,12 @@ T quantize_median(const T* w, T* out, int64_t n) {
 }
 
 // The backward on raw buffers, shared with fused callers (ops/moe_expert.hpp): x [M, K], W [N, K],
-// dy [M, N]; dx (may be null) += dy W̃; dW (may be null) += the clipped dyᵀx. wq holds W̃ on entry and
-// is overwritten.
+// dy [M, N]; dx (may be null) += dy W̃ (= with dx_accumulate false); dW (may be null) += the clipped
+// dyᵀx. wq holds W̃ on entry and is overwritten.
 template <class T>
 void bitlinear_median_backward_raw(const T* x, T* dx, const T* W, T* dW, T* wq, T alpha, const T* dy, int64_t M,
-                                   int64_t N, int64_t K) {
-    if (dx) kernels::gemm_nn(M, K, N, dy, wq, dx, true);
+                                   int64_t N, int64_t K, bool dx_accumulate = true) {
+    if (dx) kernels::gemm_nn(M, K, N, dy, wq, dx, dx_accumulate);
     if (!dW) return;
     // W̃ is no longer needed: its buffer receives the unclipped dyᵀx.
     kernels::gemm_tn(N, K, M, dy, x, wq, false);

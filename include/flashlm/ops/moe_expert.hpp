@@ -11,11 +11,14 @@
 // time. rows must stay alive until the backward (ops::Routing does).
 // Gradients reach z and, through the clipped STE, the three weights.
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "flashlm/autograd/tape.hpp"
 #include "flashlm/core/parallel.hpp"
 #include "flashlm/ops/bitlinear_median.hpp"
+#include "flashlm/ops/prenorm_residual.hpp"
 #include "flashlm/ops/swiglu.hpp"
 
 namespace flashlm::ops {
@@ -54,22 +57,31 @@ void expert_glu_median_backward(Node<T>& n) {
     T* wqd = wqu + fd;
     const T* alpha = wqd + fd;
     T* work = n.saved[2];
-    T *b1 = work, *b2 = b1 + nf, *b3 = b2 + nf, *xe = b3 + nf, *dxe = xe + detail::aligned16(R * D);
+    T *b1 = work, *b2 = b1 + nf, *xe = work + 3 * nf, *dxe = xe + detail::aligned16(R * D);
     const bool want_x = z.grad != nullptr;
-    // down projection: x = S = SiLU(G) ⊙ U (recomputed), dS into a zeroed buffer
+    // The passes below overwrite their outputs instead of adding into zeroed buffers: adding to zero
+    // gives the value itself, so the bits are those of the chain's accumulating backward.
+    // down projection: x = S = SiLU(G) ⊙ U (recomputed), dS written
     swiglu_raw(G, U, b1, R * F);
-    std::fill(b2, b2 + R * F, T(0));
-    bitlinear_median_backward_raw(b1, b2, Wd.data, Wd.grad, wqd, alpha[2], n.out.grad, R, D, F);
-    // SwiGLU: dG → b1 (S is done with), dU → b3
-    std::fill(b1, b1 + R * F, T(0));
-    std::fill(b3, b3 + R * F, T(0));
-    swiglu_backward_raw(G, U, b2, b1, b3, R * F);
-    // up, then gate (reverse recording order), both reading xe and adding into dxe
+    bitlinear_median_backward_raw(b1, b2, Wd.data, Wd.grad, wqd, alpha[2], n.out.grad, R, D, F, false);
+    // SwiGLU: dG over dS (b2), dU over U (its last reader is this pass)
+    T* dU = const_cast<T*>(U);
+    prenorm_detail::swiglu_backward_inplace(G, dU, b2, R * F);
+    // up, then gate (reverse recording order), both reading xe, into dxe
     detail::gather_rows_into(z.data, rows, R, D, xe);
-    std::fill(dxe, dxe + R * D, T(0));
-    bitlinear_median_backward_raw(xe, want_x ? dxe : nullptr, Wu.data, Wu.grad, wqu, alpha[1], b3, R, F, D);
-    bitlinear_median_backward_raw(xe, want_x ? dxe : nullptr, Wg.data, Wg.grad, wqg, alpha[0], b1, R, F, D);
+    bitlinear_median_backward_raw(xe, want_x ? dxe : nullptr, Wu.data, Wu.grad, wqu, alpha[1], dU, R, F, D, false);
+    bitlinear_median_backward_raw(xe, want_x ? dxe : nullptr, Wg.data, Wg.grad, wqg, alpha[0], b2, R, F, D);
     if (!want_x) return;
+    if (n.i[0]) {  // rows without repeats (an expert's tokens under top-k routing): each thread its own rows
+        parallel_for(R, R * D, [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; ++r) {
+                T* dst = z.grad + int64_t(rows[r]) * D;
+                const T* src = dxe + r * D;
+                for (int64_t c = 0; c < D; ++c) dst[c] += src[c];
+            }
+        });
+        return;
+    }
     // Serial like embedding_backward: a row index may repeat in general.
     for (int64_t r = 0; r < R; ++r) {
         T* dst = z.grad + int64_t(rows[r]) * D;
@@ -90,8 +102,15 @@ Tensor<T> expert_glu_median(Tape<T>& tape, const Tensor<T>& z, const int32_t* ro
     FLASHLM_CHECK(Wg.shape == up && Wu.shape == up && Wd.shape == down,
                   "expert_glu_median: input " + z.shape.str() + ", weights " + Wg.shape.str() + ", " + Wu.shape.str() +
                       ", " + Wd.shape.str());
-    for (int64_t r = 0; r < n; ++r)
+    // Row indices checked, and whether any repeats (the backward then adds serially).
+    thread_local std::vector<uint8_t> seen;
+    seen.assign(size_t(M), 0);
+    bool unique = true;
+    for (int64_t r = 0; r < n; ++r) {
         FLASHLM_CHECK(rows[r] >= 0 && rows[r] < M, "expert_glu_median: row index outside " + z.shape.str());
+        unique = unique && !seen[size_t(rows[r])];
+        seen[size_t(rows[r])] = 1;
+    }
     const bool rec = tape.recording({z, Wg, Wu, Wd});
     const int64_t nf = detail::aligned16(n * F), fd = detail::aligned16(F * D);
     T* GU = tape.scratch(std::max<int64_t>(2 * nf, 1));
@@ -118,6 +137,7 @@ Tensor<T> expert_glu_median(Tape<T>& tape, const Tensor<T>& z, const int32_t* ro
         nd.saved[1] = wq;
         nd.saved[2] = work;
         nd.ids = rows;
+        nd.i[0] = unique;
     }
     return y;
 }

@@ -139,10 +139,13 @@ void parallel_branch_residual_backward(Node<T>& n) {
     const int64_t M = l.M, D = l.D, R = l.R, S = l.S, ns = l.n, ny = l.ny(), nz = l.nz();
     const Tensor<T>& x = n.in[0];
     const T* dout = n.out.grad;  // x's own gradient buffer when shared: read before the norm's backward adds to it
-    const int threads = max_threads();
+    // The state norm's gain and the slots sum over rows: partial sums per fixed block of rows, added in
+    // block order, so the bits do not depend on the thread count.
+    constexpr int64_t k_block = 64;
+    const int64_t blocks = (M + k_block - 1) / k_block;
     const int64_t part = a16(R + ns * D);
     T* ws = prenorm_detail::tape_of(n).workspace(a16(M * nz) + a16(M * ny) + a16(M * D) + a16(M * S) +
-                                                a16(std::max(ny, D) * std::max(nz, D)) + threads * part);
+                                                a16(std::max(ny, D) * std::max(nz, D)) + blocks * part);
     T *dZ = ws, *dY = dZ + a16(M * nz), *dh = dY + a16(M * ny), *drl = dh + a16(M * D), *G = drl + a16(M * S);
     T* parts = G + a16(std::max(ny, D) * std::max(nz, D));
     const Tensor<T>* wi[ParallelBranch<T>::k_max_scales + 3];
@@ -156,69 +159,71 @@ void parallel_branch_residual_backward(Node<T>& n) {
     for (int k = 0, c0 = 0; k < 3; c0 += int(wo[k]->dim(1)), ++k) masked_add(*wo[k], s.alpha[S + 3 + k], G, nz, c0);
 
     // Z's three parts back to Y (and the routers, the state norm's gain and the slots), row by row
-    std::fill(parts, parts + threads * part, T(0));
+    std::fill(parts, parts + blocks * part, T(0));
     const T* gs = p.sg_norm.data;
     const T* sl = p.slots.data;
     const T sc = T(p.slot_scale);
-    parallel_for_tid(M, M * (ny + nz + 4 * ns * D), [&](int64_t r0, int64_t r1, int tid) {
-        T* dg = parts + tid * part;  // [R] state-norm gain, then [n, D] slots
-        T* dsl = dg + R;
-        T dw[ParallelBranch<T>::k_max_scales];
-        for (int64_t r = r0; r < r1; ++r) {
-            const T* y = s.Y + r * ny;
-            const T* dz = dZ + r * nz;
-            T* dy = dY + r * ny;
-            // reasoning: mixed = Σ w_s Y_s
-            const T* w = s.w + r * S;
-            for (int64_t k = 0; k < S; ++k) {
-                dw[k] = dot(dz, y + k * R, R);
-                for (int64_t c = 0; c < R; ++c) dy[k * R + c] = w[k] * dz[c];
-            }
-            softmax_row_backward(w, dw, drl + r * S, S, false);
-            // state gate: Z_s = RMSNorm(a) ⊙ g, a = σ(Y_p) ⊙ tanh(Y_e) (Y holds σ(Y_p) and tanh(Y_e))
-            {
-                const T* sp = y + l.yp();
-                const T* th = y + l.ye();
-                const T* dn = dz + R;
-                const T ri = s.r2[r];
-                T dotv = 0;
-                for (int64_t c = 0; c < R; ++c) {
-                    const T a = sp[c] * th[c];
-                    dotv += dn[c] * gs[c] * a;
-                    dg[c] += dn[c] * a * ri;
+    parallel_for(blocks, M * (ny + nz + 4 * ns * D), [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+            T* dg = parts + b * part;  // [R] state-norm gain, then [n, D] slots
+            T* dsl = dg + R;
+            T dw[ParallelBranch<T>::k_max_scales];
+            for (int64_t r = b * k_block; r < std::min(M, (b + 1) * k_block); ++r) {
+                const T* y = s.Y + r * ny;
+                const T* dz = dZ + r * nz;
+                T* dy = dY + r * ny;
+                // reasoning: mixed = Σ w_s Y_s
+                const T* w = s.w + r * S;
+                for (int64_t k = 0; k < S; ++k) {
+                    dw[k] = dot(dz, y + k * R, R);
+                    for (int64_t c = 0; c < R; ++c) dy[k * R + c] = w[k] * dz[c];
                 }
-                const T kk = dotv * ri * ri / T(R);
-                for (int64_t c = 0; c < R; ++c) {
-                    const T g = ri * (dn[c] * gs[c] - sp[c] * th[c] * kk);
-                    dy[l.yp() + c] = g * th[c] * sp[c] * (T(1) - sp[c]);
-                    dy[l.ye() + c] = g * sp[c] * (T(1) - th[c] * th[c]);
+                softmax_row_backward(w, dw, drl + r * S, S, false);
+                // state gate: Z_s = RMSNorm(a) ⊙ g, a = σ(Y_p) ⊙ tanh(Y_e) (Y holds σ(Y_p) and tanh(Y_e))
+                {
+                    const T* sp = y + l.yp();
+                    const T* th = y + l.ye();
+                    const T* dn = dz + R;
+                    const T ri = s.r2[r];
+                    T dotv = 0;
+                    for (int64_t c = 0; c < R; ++c) {
+                        const T a = sp[c] * th[c];
+                        dotv += dn[c] * gs[c] * a;
+                        dg[c] += dn[c] * a * ri;
+                    }
+                    const T kk = dotv * ri * ri / T(R);
+                    for (int64_t c = 0; c < R; ++c) {
+                        const T g = ri * (dn[c] * gs[c] - sp[c] * th[c] * kk);
+                        dy[l.yp() + c] = g * th[c] * sp[c] * (T(1) - sp[c]);
+                        dy[l.ye() + c] = g * sp[c] * (T(1) - th[c] * th[c]);
+                    }
                 }
-            }
-            // slot memory: Z_m = A slots, A = softmax(scale · q slotsᵀ)
-            {
-                const T* dm = dz + 2 * R;
-                const T* a = s.A + r * ns;
-                const T* q = y + l.yq();
-                T dA[64];
-                for (int64_t j = 0; j < ns; ++j) {
-                    dA[j] = dot(dm, sl + j * D, D);
-                    T* dsj = dsl + j * D;
-                    for (int64_t c = 0; c < D; ++c) dsj[c] += a[j] * dm[c];
-                }
-                softmax_row_backward(a, dA, dA, ns, false);
-                T* dq = dy + l.yq();
-                for (int64_t c = 0; c < D; ++c) dq[c] = 0;
-                for (int64_t j = 0; j < ns; ++j) {
-                    const T g = sc * dA[j];
-                    const T* sj = sl + j * D;
-                    T* dsj = dsl + j * D;
-                    for (int64_t c = 0; c < D; ++c) dq[c] += g * sj[c], dsj[c] += g * q[c];
+                // slot memory: Z_m = A slots, A = softmax(scale · q slotsᵀ)
+                {
+                    const T* dm = dz + 2 * R;
+                    const T* a = s.A + r * ns;
+                    const T* q = y + l.yq();
+                    T dA[64];
+                    for (int64_t j = 0; j < ns; ++j) {
+                        dA[j] = dot(dm, sl + j * D, D);
+                        T* dsj = dsl + j * D;
+                        for (int64_t c = 0; c < D; ++c) dsj[c] += a[j] * dm[c];
+                    }
+                    softmax_row_backward(a, dA, dA, ns, false);
+                    T* dq = dy + l.yq();
+                    for (int64_t c = 0; c < D; ++c) dq[c] = 0;
+                    for (int64_t j = 0; j < ns; ++j) {
+                        const T g = sc * dA[j];
+                        const T* sj = sl + j * D;
+                        T* dsj = dsl + j * D;
+                        for (int64_t c = 0; c < D; ++c) dq[c] += g * sj[c], dsj[c] += g * q[c];
+                    }
                 }
             }
         }
     });
-    for (int t = 0; t < threads; ++t) {
-        const T* pt = parts + t * part;
+    for (int64_t b = 0; b < blocks; ++b) {
+        const T* pt = parts + b * part;
         if (p.sg_norm.grad)
             for (int64_t c = 0; c < R; ++c) p.sg_norm.grad[c] += pt[c];
         if (p.slots.grad)
