@@ -61,6 +61,7 @@ inline const char* op_name(void (*bw)(Node<float>&)) {
         {&ops::scatter_rows_weighted_backward<float>, "scatter_rows_weighted"},
         {&ops::cross_entropy_backward<float>, "cross_entropy"},
         {&ops::parallel_branch_residual_backward<float>, "parallel_branch_residual"},
+        {&ops::temporal_mix_residual_backward<float>, "temporal_mix_residual"},
     };
     for (const auto& [f, name] : k_names)
         if (f == bw) return name;

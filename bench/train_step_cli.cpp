@@ -95,8 +95,14 @@ double seconds(clock_type::time_point a, clock_type::time_point b) { return std:
 // token once). Plus the memory term where the model has one: CORTEX-VI's decayed memory
 // (config d_mem) computes, per layer and sequence of L tokens, two [L, L, d_mem] products forward and
 // four backward, as PyTorch's masked form does: 12 · L · d_mem per token. Attention's T-dependent
-// score products and other recurrences are left out, so for those variants this is a floor.
+// score products and other recurrences are left out, so for those variants this is a floor. A top-k
+// mixture of experts (config top_k_experts, SUPERNOVA II) runs k of its n_experts on a token, so its
+// expert weights count k/n times (all of them under dense_experts). nova-diff's experts still count in
+// full (an overcount there).
 double train_flops_per_token(const ParamStore<float>& ps, const nlohmann::json& config, int64_t seq) {
+    double expert_share = 1;
+    if (config.contains("top_k_experts") && config.contains("n_experts") && !config.value("dense_experts", false))
+        expert_share = config["top_k_experts"].get<double>() / config["n_experts"].get<double>();
     bool untied_head = false;
     for (const auto& p : ps.infos())
         if (p.name.find("head") != std::string::npos && p.name.find("exit") == std::string::npos) untied_head = true;
@@ -106,7 +112,7 @@ double train_flops_per_token(const ParamStore<float>& ps, const nlohmann::json& 
         if (p.shape.rank != 2 && !depthwise) continue;
         const bool lookup = p.name.find("emb") != std::string::npos || p.name.find("pos") == 0;
         if (lookup && untied_head) continue;
-        weights += double(p.shape.numel());
+        weights += double(p.shape.numel()) * (p.name.find(".experts.") != std::string::npos ? expert_share : 1.0);
     }
     double memory = 0;
     if (config.contains("d_mem") && config.contains("n_layers"))

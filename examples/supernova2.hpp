@@ -44,6 +44,7 @@
 #include <flashlm/ops/scale.hpp>
 #include <flashlm/ops/softmax.hpp>
 #include <flashlm/ops/tanh.hpp>
+#include <flashlm/ops/temporal_mix_residual.hpp>
 #include <flashlm/ops/time_shift.hpp>
 
 namespace flashlm::examples {
@@ -124,7 +125,7 @@ struct Supernova2Block {
     std::vector<std::array<BL, 3>> experts;     // ffn.experts.e: w_gate, w_up, w_down
     ParamStore<T>* ps = nullptr;
     std::size_t r_router_w = 0, r_router_b = 0, f_router = 0;
-    bool unfused = false;  // tests and benches: the parallel sub-layer as the op-by-op chain
+    bool unfused = false;  // tests and benches: the temporal mixer and the parallel sub-layer as op-by-op chains
 
     void declare(ParamStore<T>& p, const std::string& pre, const Supernova2Config& c) {
         ps = &p;
@@ -182,13 +183,16 @@ struct Supernova2Block {
     // The temporal mixer and the parallel reasoning / state-gate / slot-memory branch: a function of x and
     // the parameters alone, so --recompute can rerun it in the backward (ops/recompute.hpp).
     Tensor<T> mix(Tape<T>& tape, Tensor<T> x) const {
+        if (!unfused) {  // two nodes (ops/temporal_mix_residual.hpp, ops/parallel_branch_residual.hpp)
+            x = ops::temporal_mix_residual(tape, x, ps->get(norm1.scale), mix1.w(), mix2.w(), mgate.w(), mout.w(), norm1.eps);
+            return ops::parallel_branch_residual(tape, x, branch());
+        }
         // temporal
         Tensor<T> u = norm1(tape, x);
         Tensor<T> m = ops::add(tape, mix1(tape, ops::time_shift(tape, u, 1)), mix2(tape, ops::time_shift(tape, u, 2)));
         Tensor<T> g = ops::sigmoid(tape, mgate(tape, ops::concat_cols(tape, u, m)));
         x = ops::add(tape, x, mout(tape, ops::lerp(tape, u, m, g)));
-        // reasoning + state gate + slot memory, one residual: one node (ops/parallel_branch_residual.hpp)
-        if (!unfused) return ops::parallel_branch_residual(tape, x, branch());
+        // reasoning + state gate + slot memory, one residual
         Tensor<T> h = norm2(tape, x);
         Tensor<T> w = ops::softmax(tape, ops::linear_bias(tape, h, ps->get(r_router_w), ps->get(r_router_b)));
         Tensor<T> mixed = ops::mul_col(tape, proj[0](tape, h), w, 0);
@@ -323,12 +327,13 @@ public:
     const std::vector<int64_t>& expert_load() const { return load_; }
 
     std::unique_ptr<Generator> make_generator(Quant q) const override;
-    // Tests and benches: run the parallel sub-layers as the op-by-op chain.
+    // Tests and benches: run the temporal mixers and parallel sub-layers as op-by-op chains.
     void set_unfused(bool on) {
         for (auto& b : blocks_) b.unfused = on;
     }
     // Each block's temporal + reasoning part recomputed in the backward; the MoE part (its routing and aux
-    // loss are outputs besides x) stays recorded. Same numbers; at b16×256 the tape keeps ~1/3 as much.
+    // loss are outputs besides x) stays recorded. Same numbers; at b16×256 the arena holds
+    // 1.29 GB instead of 1.76 (the mix parts being two fused nodes; as op chains it kept ~1/3 as much).
     bool set_recompute(bool on) override {
         segments_.clear();
         if (on)

@@ -49,6 +49,7 @@
 #include <flashlm/ops/residual_sum.hpp>
 #include <flashlm/ops/prenorm_residual.hpp>
 #include <flashlm/ops/parallel_branch_residual.hpp>
+#include <flashlm/ops/temporal_mix_residual.hpp>
 
 using namespace flashlm;
 
@@ -385,6 +386,12 @@ std::vector<OpCase<T>> op_table() {
                      p.slots = in[11], p.query = in[12], p.slot_out = in[13], p.slot_scale = 0.35;
                      return ops::parallel_branch_residual(tp, in[0], p);
                  }, {0, 1, 2, 3, 9, 11}});
+    // SUPERNOVA II's temporal mixer with its norm and residual as one node (L = 5: both shifts cross
+    // rows inside a sequence and stop at its start): x and the norm gain; the ternary weights' clipped
+    // STE against the op chain in tests/variants/supernova2_fused.cpp.
+    t.push_back({"temporal_mix_residual", {Shape{2, 5, 4}, Shape{4}, Shape{4, 4}, Shape{4, 4}, Shape{4, 8}, Shape{4, 4}},
+                 [](Tape<T>& tp, V& in) { return ops::temporal_mix_residual(tp, in[0], in[1], in[2], in[3], in[4], in[5], 1e-6); },
+                 {0, 1}});
     return t;
 }
 

@@ -290,9 +290,10 @@ TEST_CASE("supernova2 --recompute: the same loss and gradients bit for bit") {
         ta.backward(la), tb.backward(lb);
         CHECK(std::equal(a.params().grads(), a.params().grads() + a.params().flat_size(), b.params().grads()));
     }
-    // The main tape keeps the MoE parts and the mix parts' outputs only (tiny config: ~51% of the recorded
-    // forward; the side tape holds one mix part at a time).
-    CHECK(double(tb.arena().peak()) < 0.6 * double(ta.arena().peak()));
+    // The main tape keeps the MoE parts and the mix parts' outputs only (tiny config: ~76% of the recorded
+    // forward, whose mix parts are two fused nodes; ~51% before they were; the side tape holds one mix
+    // part at a time).
+    CHECK(double(tb.arena().peak()) < 0.85 * double(ta.arena().peak()));
 }
 
 TEST_CASE("supernova2 config: bad values are one clear error") {

@@ -1,6 +1,7 @@
-// SUPERNOVA II's parallel sub-layer (reasoning + state gate + slot memory) through the fused node
-// (ops/parallel_branch_residual.hpp) against the op-by-op chain over three AdamW steps: the same to
-// rounding, the ternary weights' clipped STE gradients included, in less tape memory.
+// SUPERNOVA II's temporal mixer and parallel sub-layer (reasoning + state gate + slot memory) through the
+// fused nodes (ops/temporal_mix_residual.hpp, ops/parallel_branch_residual.hpp) against the op-by-op
+// chains over three AdamW steps: the same to rounding, the ternary weights' clipped STE gradients
+// included, in less tape memory.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -33,7 +34,7 @@ testing::StepsRun train3(bool unfused) {
 
 }  // namespace
 
-TEST_CASE("supernova2's fused parallel sub-layer matches the op chain to rounding, in less tape memory") {
+TEST_CASE("supernova2's fused temporal mixer and parallel sub-layer match the op chains to rounding, in less tape memory") {
     const testing::StepsRun chain = train3(true), fused = train3(false);
     CHECK(chain.losses[2] < chain.losses[0]);  // the steps train
     for (size_t i = 0; i < chain.losses.size(); ++i) CHECK(std::abs(fused.losses[i] - chain.losses[i]) <= 1e-5f * chain.losses[i]);

@@ -92,6 +92,40 @@ T quantize_median(const T* w, T* out, int64_t n) {
     return quantize_median(w, out, n, out);
 }
 
+// Fused callers (ops/parallel_branch_residual.hpp, ops/temporal_mix_residual.hpp) lay several weights
+// side by side: Q3 of W ([rows, cols]) into columns [c0, c0 + cols) of out (row stride ld). Returns α. work: numel
+// scratch (double's median sorts a copy; float's radix select needs none).
+template <class T>
+T quantize_median_into(const Tensor<T>& W, T* out, int64_t ld, int64_t c0, T* work) {
+    const int64_t rows = W.dim(0), cols = W.dim(1);
+    const T a = median_abs(W.data, W.numel(), work);
+    parallel_for(rows, 2 * rows * cols, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            const T* w = W.data + r * cols;
+            T* o = out + r * ld + c0;
+            for (int64_t c = 0; c < cols; ++c) o[c] = w[c] > a ? T(1) : (w[c] < -a ? T(-1) : T(0));
+        }
+    });
+    return a;
+}
+
+// dW += G[:, c0 : c0 + cols] where |W| < 1.5α (the clipped STE), G's row stride ld.
+template <class T>
+void median_clipped_add(const Tensor<T>& W, T alpha, const T* G, int64_t ld, int64_t c0) {
+    if (!W.grad) return;
+    const int64_t rows = W.dim(0), cols = W.dim(1);
+    const T lim = T(1.5) * alpha;
+    parallel_for(rows, 3 * rows * cols, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            const T* w = W.data + r * cols;
+            const T* g = G + r * ld + c0;
+            T* d = W.grad + r * cols;
+            for (int64_t c = 0; c < cols; ++c)
+                if (std::abs(w[c]) < lim) d[c] += g[c];
+        }
+    });
+}
+
 // The backward on raw buffers, shared with fused callers (ops/moe_expert.hpp): x [M, K], W [N, K],
 // dy [M, N]; dx (may be null) += dy W̃ (= with dx_accumulate false); dW (may be null) += the clipped
 // dyᵀx. wq holds W̃ on entry and is overwritten.

@@ -86,39 +86,6 @@ void output_weights(const ParallelBranch<T>& p, const Tensor<T>** w) {
     w[0] = &p.out_proj, w[1] = &p.sg_gate, w[2] = &p.slot_out;
 }
 
-// Q3 of W ([rows, cols]) into columns [c0, c0 + cols) of out (row stride ld). Returns α. work: numel
-// scratch (double's median sorts a copy; float's radix select needs none).
-template <class T>
-T quantize_into(const Tensor<T>& W, T* out, int64_t ld, int64_t c0, T* work) {
-    const int64_t rows = W.dim(0), cols = W.dim(1);
-    const T a = median_abs(W.data, W.numel(), work);
-    parallel_for(rows, 2 * rows * cols, [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-            const T* w = W.data + r * cols;
-            T* o = out + r * ld + c0;
-            for (int64_t c = 0; c < cols; ++c) o[c] = w[c] > a ? T(1) : (w[c] < -a ? T(-1) : T(0));
-        }
-    });
-    return a;
-}
-
-// dW += G[:, c0 : c0 + cols] where |W| < 1.5α (the clipped STE), G's row stride ld.
-template <class T>
-void masked_add(const Tensor<T>& W, T alpha, const T* G, int64_t ld, int64_t c0) {
-    if (!W.grad) return;
-    const int64_t rows = W.dim(0), cols = W.dim(1);
-    const T lim = T(1.5) * alpha;
-    parallel_for(rows, 3 * rows * cols, [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-            const T* w = W.data + r * cols;
-            const T* g = G + r * ld + c0;
-            T* d = W.grad + r * cols;
-            for (int64_t c = 0; c < cols; ++c)
-                if (std::abs(w[c]) < lim) d[c] += g[c];
-        }
-    });
-}
-
 // The node's context, copied into the arena (trivially copyable, lives until the tape's reset).
 template <class T>
 struct Saved {
@@ -156,7 +123,7 @@ void parallel_branch_residual_backward(Node<T>& n) {
     // output projections: dZ = dout W̃_out, dW_out = doutᵀ Z (clipped per weight)
     kernels::gemm_nn(M, nz, D, dout, s.wq_out, dZ, false);
     kernels::gemm_tn(D, nz, M, dout, s.Z, G, false);
-    for (int k = 0, c0 = 0; k < 3; c0 += int(wo[k]->dim(1)), ++k) masked_add(*wo[k], s.alpha[S + 3 + k], G, nz, c0);
+    for (int k = 0, c0 = 0; k < 3; c0 += int(wo[k]->dim(1)), ++k) median_clipped_add(*wo[k], s.alpha[S + 3 + k], G, nz, c0);
 
     // Z's three parts back to Y (and the routers, the state norm's gain and the slots), row by row
     std::fill(parts, parts + blocks * part, T(0));
@@ -239,7 +206,7 @@ void parallel_branch_residual_backward(Node<T>& n) {
     kernels::gemm_nn(M, D, ny, dY, s.wq_in, dh, false);
     kernels::gemm_nn(M, D, S, drl, p.router_w.data, dh, true);
     kernels::gemm_tn(ny, D, M, dY, s.h, G, false);
-    for (int64_t k = 0, r0 = 0; k < S + 3; r0 += wi[k]->dim(0), ++k) masked_add(*wi[k], s.alpha[k], G + r0 * D, D, 0);
+    for (int64_t k = 0, r0 = 0; k < S + 3; r0 += wi[k]->dim(0), ++k) median_clipped_add(*wi[k], s.alpha[k], G + r0 * D, D, 0);
     rmsnorm_backward_raw(x.data, p.norm.data, s.r, dh, x.grad, p.norm.grad, M, D);
 }
 
@@ -286,8 +253,8 @@ Tensor<T> parallel_branch_residual(Tape<T>& tape, const Tensor<T>& x, const Para
     const Tensor<T>* wo[3];
     input_weights(p, wi);
     output_weights(p, wo);
-    for (int64_t k = 0, r0 = 0; k < S + 3; r0 += wi[k]->dim(0), ++k) alpha[k] = quantize_into(*wi[k], wq_in + r0 * D, D, 0, work);
-    for (int k = 0, c0 = 0; k < 3; c0 += int(wo[k]->dim(1)), ++k) alpha[S + 3 + k] = quantize_into(*wo[k], wq_out, nz, c0, work);
+    for (int64_t k = 0, r0 = 0; k < S + 3; r0 += wi[k]->dim(0), ++k) alpha[k] = quantize_median_into(*wi[k], wq_in + r0 * D, D, 0, work);
+    for (int k = 0, c0 = 0; k < 3; c0 += int(wo[k]->dim(1)), ++k) alpha[S + 3 + k] = quantize_median_into(*wo[k], wq_out, nz, c0, work);
 
     T* r = tape.scratch(a16(M));
     T* h = tape.scratch(a16(M * D));
