@@ -93,8 +93,8 @@ T quantize_median(const T* w, T* out, int64_t n) {
 }
 
 // Fused callers (ops/parallel_branch_residual.hpp, ops/temporal_mix_residual.hpp) lay several weights
-// side by side: Q3 of W ([rows, cols]) into columns [c0, c0 + cols) of out (row stride ld). Returns α. work: numel
-// scratch (double's median sorts a copy; float's radix select needs none).
+// side by side: Q3 of W ([rows, cols]) into columns [c0, c0 + cols) of out (row stride ld). Returns α.
+// work: numel scratch (double's median sorts a copy; float's radix select needs none).
 template <class T>
 T quantize_median_into(const Tensor<T>& W, T* out, int64_t ld, int64_t c0, T* work) {
     const int64_t rows = W.dim(0), cols = W.dim(1);

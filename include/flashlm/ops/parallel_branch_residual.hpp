@@ -11,11 +11,12 @@
 //   Y = h [proj_0; …; proj_{S−1}; planner; executor; query]̃ᵀ        ([M, S·R + 2R + D])
 // and the three output projections one product of depth 2R + D over
 //   Z = [Σ_s w_s Y_s | RMSNorm_R(σ(Y_p) ⊙ tanh(Y_e)) | A slots]     ([M, 2R + D])
-// with the weights' ternarisations side by side: (2 + S + 3 → 2) GEMMs forward, and the backward's input
-// gradient is one product of depth S·R + 2R + D instead of seven accumulating passes. Everything between
-// the products runs row by row in one pass. Each weight keeps its own median α and clip mask.
-// The node keeps h, Y (σ and tanh applied to the planner's and executor's columns), Z, the router weights w, the slot weights A and both norms' row scales; the
-// output takes over x's gradient buffer as the pre-norm residual nodes do (x has no later consumer).
+// with the weights' ternarisations side by side: two products forward where the chain ran S + 6, and
+// the backward's input gradient is one product of depth S·R + 2R + D instead of S + 3 accumulating ones.
+// Everything between the products runs row by row in one pass. Each weight keeps its own median α and
+// clip mask. The node keeps h, Y (with σ and tanh applied to the planner's and executor's columns), Z,
+// the router weights w, the slot weights A and both norms' row scales; the output takes over x's
+// gradient buffer as the pre-norm residual nodes do (x has no later consumer).
 // Numbers: the chain's to rounding (the three branch outputs and the input gradient's terms are summed
 // in another order); tests/variants/supernova2_fused.cpp bounds it.
 #include <algorithm>

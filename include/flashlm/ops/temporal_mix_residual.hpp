@@ -8,7 +8,7 @@
 // P's rows: m_t = P1_{t−1} + P2_{t−2} (a shifted-in zero row maps to zero: no bias). The chain's two shift
 // copies, the concatenation copy, the add, sigmoid and lerp nodes, each with a gradient, become row
 // passes; [u | m] is written once, side by side, for the gate's product.
-// The node keeps C = [u | m], σ(gate) and the norm's row scales; u W̃ᵀ products and u + g(m − u) are
+// The node keeps C = [u | m], σ(gate) and the norm's row scales; u (contiguous) and u + g(m − u) are
 // recomputed in the backward. The output takes over x's gradient buffer as the pre-norm residual nodes
 // do (x has no later consumer). Numbers: the chain's to rounding; tests/variants/supernova2_fused.cpp.
 #include <algorithm>
