@@ -218,11 +218,12 @@ Tensor<T> parallel_branch_residual(Tape<T>& tape, const Tensor<T>& x, const Para
     using prenorm_detail::a16;
     static_assert(std::is_trivially_copyable_v<Saved<T>>);
     const int64_t D = x.cols(), M = x.rows(), S = p.scales, R = p.planner.dim(0), ns = p.slots.dim(0);
-    const std::string sh = "parallel_branch_residual: input " + x.shape.str();
-    FLASHLM_CHECK(S >= 1 && S <= ParallelBranch<T>::k_max_scales, sh + ", " + std::to_string(S) + " scales (1..16)");
-    FLASHLM_CHECK(R >= 1 && R <= 64 * 1024 && ns >= 1 && ns <= 64, sh + ": need 1 <= n_slots <= 64 and a positive width");
+    // Messages are built only on failure: a training step allocates nothing (tests/test_alloc.cpp).
+    auto sh = [&] { return "parallel_branch_residual: input " + x.shape.str(); };
+    FLASHLM_CHECK(S >= 1 && S <= ParallelBranch<T>::k_max_scales, sh() + ", " + std::to_string(S) + " scales (1..16)");
+    FLASHLM_CHECK(R >= 1 && R <= 64 * 1024 && ns >= 1 && ns <= 64, sh() + ": need 1 <= n_slots <= 64 and a positive width");
     auto check = [&](const Tensor<T>& t, Shape want, const char* what) {
-        FLASHLM_CHECK(t.shape == want, sh + ": " + what + " is " + t.shape.str() + ", expected " + want.str());
+        FLASHLM_CHECK(t.shape == want, sh() + ": " + what + " is " + t.shape.str() + ", expected " + want.str());
     };
     check(p.norm, Shape{D}, "norm gain");
     check(p.router_w, Shape{S, D}, "router weight");
