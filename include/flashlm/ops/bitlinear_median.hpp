@@ -78,12 +78,18 @@ inline float median_abs(const float* w, int64_t n, float*) {
     return r;
 }
 
+// One weight's Q3 code at threshold a: sign(w)·[|w| > a].
+template <class T>
+T q3(T w, T a) {
+    return w > a ? T(1) : (w < -a ? T(-1) : T(0));
+}
+
 // Q3 of n weights into out (values in {-1, 0, 1}); work: n scratch (may be out). Returns α.
 template <class T>
 T quantize_median(const T* w, T* out, int64_t n, T* work) {
     const T a = median_abs(w, n, work);
     parallel_for(n, 2 * n, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) out[i] = w[i] > a ? T(1) : (w[i] < -a ? T(-1) : T(0));
+        for (int64_t i = b; i < e; ++i) out[i] = q3(w[i], a);
     });
     return a;
 }
@@ -103,27 +109,31 @@ T quantize_median_into(const Tensor<T>& W, T* out, int64_t ld, int64_t c0, T* wo
         for (int64_t r = r0; r < r1; ++r) {
             const T* w = W.data + r * cols;
             T* o = out + r * ld + c0;
-            for (int64_t c = 0; c < cols; ++c) o[c] = w[c] > a ? T(1) : (w[c] < -a ? T(-1) : T(0));
+            for (int64_t c = 0; c < cols; ++c) o[c] = q3(w[c], a);
         }
     });
     return a;
 }
 
-// dW += G[:, c0 : c0 + cols] where |W| < 1.5α (the clipped STE), G's row stride ld.
+// dW += G where |W| < 1.5α (the clipped STE); W and dW are [rows, cols], G's row stride is ld.
 template <class T>
-void median_clipped_add(const Tensor<T>& W, T alpha, const T* G, int64_t ld, int64_t c0) {
-    if (!W.grad) return;
-    const int64_t rows = W.dim(0), cols = W.dim(1);
+void median_clipped_add(const T* W, T* dW, int64_t rows, int64_t cols, T alpha, const T* G, int64_t ld) {
+    if (!dW) return;
     const T lim = T(1.5) * alpha;
     parallel_for(rows, 3 * rows * cols, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
-            const T* w = W.data + r * cols;
-            const T* g = G + r * ld + c0;
-            T* d = W.grad + r * cols;
+            const T* w = W + r * cols;
+            const T* g = G + r * ld;
+            T* d = dW + r * cols;
             for (int64_t c = 0; c < cols; ++c)
                 if (std::abs(w[c]) < lim) d[c] += g[c];
         }
     });
+}
+// The same into W's gradient from columns [c0, c0 + cols) of G.
+template <class T>
+void median_clipped_add(const Tensor<T>& W, T alpha, const T* G, int64_t ld, int64_t c0) {
+    median_clipped_add(W.data, W.grad, W.dim(0), W.dim(1), alpha, G + c0, ld);
 }
 
 // The backward on raw buffers, shared with fused callers (ops/moe_expert.hpp): x [M, K], W [N, K],
@@ -136,11 +146,7 @@ void bitlinear_median_backward_raw(const T* x, T* dx, const T* W, T* dW, T* wq, 
     if (!dW) return;
     // W̃ is no longer needed: its buffer receives the unclipped dyᵀx.
     kernels::gemm_tn(N, K, M, dy, x, wq, false);
-    const T lim = T(1.5) * alpha;
-    parallel_for(N * K, 2 * N * K, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i)
-            if (std::abs(W[i]) < lim) dW[i] += wq[i];
-    });
+    median_clipped_add(W, dW, N, K, alpha, wq, K);
 }
 
 template <class T>

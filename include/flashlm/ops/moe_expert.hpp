@@ -72,22 +72,17 @@ void expert_glu_median_backward(Node<T>& n) {
     bitlinear_median_backward_raw(xe, want_x ? dxe : nullptr, Wu.data, Wu.grad, wqu, alpha[1], dU, R, F, D, false);
     bitlinear_median_backward_raw(xe, want_x ? dxe : nullptr, Wg.data, Wg.grad, wqg, alpha[0], b2, R, F, D);
     if (!want_x) return;
-    if (n.i[0]) {  // rows without repeats (an expert's tokens under top-k routing): each thread its own rows
-        parallel_for(R, R * D, [&](int64_t r0, int64_t r1) {
-            for (int64_t r = r0; r < r1; ++r) {
-                T* dst = z.grad + int64_t(rows[r]) * D;
-                const T* src = dxe + r * D;
-                for (int64_t c = 0; c < D; ++c) dst[c] += src[c];
-            }
-        });
-        return;
-    }
-    // Serial like embedding_backward: a row index may repeat in general.
-    for (int64_t r = 0; r < R; ++r) {
+    auto add_row = [&](int64_t r) {
         T* dst = z.grad + int64_t(rows[r]) * D;
         const T* src = dxe + r * D;
         for (int64_t c = 0; c < D; ++c) dst[c] += src[c];
-    }
+    };
+    if (n.i[0])  // rows without repeats (an expert's tokens under top-k routing): each thread its own rows
+        parallel_for(R, R * D, [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; ++r) add_row(r);
+        });
+    else  // serial like embedding_backward: a row index may repeat in general
+        for (int64_t r = 0; r < R; ++r) add_row(r);
 }
 
 // z: [M, D]; rows[0 … n) in [0, M); Wg, Wu: [F, D]; Wd: [D, F]. work: expert_glu_work_size(n, D, F)

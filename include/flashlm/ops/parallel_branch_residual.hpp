@@ -230,6 +230,7 @@ Tensor<T> parallel_branch_residual(Tape<T>& tape, const Tensor<T>& x, const Para
     check(p.router_b, Shape{S}, "router bias");
     for (int64_t k = 0; k < S; ++k) check(p.proj[size_t(k)], Shape{R, D}, "a reasoning projection");
     check(p.out_proj, Shape{D, R}, "reasoning out_proj");
+    check(p.planner, Shape{R, D}, "planner");
     check(p.executor, Shape{R, D}, "executor");
     check(p.sg_norm, Shape{R}, "state norm gain");
     check(p.sg_gate, Shape{D, R}, "state gate");
@@ -238,23 +239,19 @@ Tensor<T> parallel_branch_residual(Tape<T>& tape, const Tensor<T>& x, const Para
     check(p.slot_out, Shape{D, D}, "slot out_proj");
     const Layout l{M, D, R, S, ns};
     const int64_t ny = l.ny(), nz = l.nz();
-    const bool rec = tape.recording({x, p.norm, p.router_w, p.router_b, p.proj[0], p.out_proj}) ||
-                     tape.recording({p.planner, p.executor, p.sg_norm, p.sg_gate, p.slots, p.query}) ||
-                     tape.recording({p.slot_out}) || [&] {
-                         for (int64_t k = 1; k < S; ++k)
-                             if (tape.recording({p.proj[size_t(k)]})) return true;
-                         return false;
-                     }();
+    const Tensor<T>* wi[ParallelBranch<T>::k_max_scales + 3];
+    const Tensor<T>* wo[3];
+    input_weights(p, wi);
+    output_weights(p, wo);
+    bool rec = tape.recording({x, p.norm, p.router_w, p.router_b, p.sg_norm, p.slots});
+    for (int64_t k = 0; k < S + 3; ++k) rec = rec || tape.recording({*wi[k]});
+    for (int k = 0; k < 3; ++k) rec = rec || tape.recording({*wo[k]});
 
     // the weights' ternarisations, side by side
     T* wq_in = tape.scratch(a16(ny * D));
     T* wq_out = tape.scratch(a16(D * nz));
     T* alpha = tape.scratch(a16(S + 6));
     T* work = tape.workspace(D * std::max(D, R));  // a median's copy (double)
-    const Tensor<T>* wi[ParallelBranch<T>::k_max_scales + 3];
-    const Tensor<T>* wo[3];
-    input_weights(p, wi);
-    output_weights(p, wo);
     for (int64_t k = 0, r0 = 0; k < S + 3; r0 += wi[k]->dim(0), ++k) alpha[k] = quantize_median_into(*wi[k], wq_in + r0 * D, D, 0, work);
     for (int k = 0, c0 = 0; k < 3; c0 += int(wo[k]->dim(1)), ++k) alpha[S + 3 + k] = quantize_median_into(*wo[k], wq_out, nz, c0, work);
 
