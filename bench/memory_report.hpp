@@ -62,6 +62,12 @@ inline const char* op_name(void (*bw)(Node<float>&)) {
         {&ops::cross_entropy_backward<float>, "cross_entropy"},
         {&ops::parallel_branch_residual_backward<float>, "parallel_branch_residual"},
         {&ops::temporal_mix_residual_backward<float>, "temporal_mix_residual"},
+        {&ops::shift_recurrence_residual_backward<float>, "shift_recurrence_residual"},
+        {&ops::shift_relu2_residual_backward<float>, "shift_relu2_residual"},
+        {&ops::group_norm_backward<float>, "group_norm"},
+        {&ops::token_shift_backward<float>, "token_shift"},
+        {&ops::gated_recurrence_backward<float>, "gated_recurrence"},
+        {&ops::relu_squared_backward<float>, "relu_squared"},
     };
     for (const auto& [f, name] : k_names)
         if (f == bw) return name;

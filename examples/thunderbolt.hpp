@@ -24,6 +24,7 @@
 #include <flashlm/nn/group_norm.hpp>
 #include <flashlm/nn/token_shift.hpp>
 #include <flashlm/ops/relu_squared.hpp>
+#include <flashlm/ops/shift_relu2_residual.hpp>
 
 namespace flashlm::examples {
 
@@ -58,6 +59,7 @@ struct ThunderboltBlock {
     nn::TokenShift<T> mix1, mix2;
     nn::ParallelGatedRecurrence<T> rec;
     nn::BitLinearQ1p<T> ffn_up, ffn_down;
+    bool unfused = false;  // tests and benches: the sub-layers as op-by-op chains
 
     void declare(ParamStore<T>& p, const std::string& pre, const ThunderboltConfig& c, int64_t index) {
         const int64_t D = c.d_model;
@@ -79,6 +81,12 @@ struct ThunderboltBlock {
         ffn_down.init(rng);
     }
     Tensor<T> operator()(Tape<T>& tape, Tensor<T> x, const ThunderboltConfig& c) const {
+        if (!unfused) {  // two nodes (ops/shift_recurrence_residual.hpp, ops/shift_relu2_residual.hpp)
+            // upstream's whole-window GroupNorm (upstream_compat) stays the chain's
+            x = c.upstream_compat ? ops::add(tape, x, rec(tape, mix1(tape, ln1(tape, x)), true))
+                                  : ops::shift_recurrence_residual(tape, x, rec.mixer(ln1, mix1.m()));
+            return ops::shift_relu2_residual(tape, x, ln2.w(), ln2.b(), mix2.m(), ffn_up.w(), ffn_down.w(), ln2.eps);
+        }
         x = ops::add(tape, x, rec(tape, mix1(tape, ln1(tape, x)), c.upstream_compat));
         Tensor<T> h = mix2(tape, ln2(tape, x));
         return ops::add(tape, x, ffn_down(tape, ops::relu_squared(tape, ffn_up(tape, h))));
@@ -103,6 +111,10 @@ public:
     int64_t max_seq_len() const override { return cfg_.seq_len; }
     const ThunderboltConfig& cfg() const { return cfg_; }
     double block_lower_bound(int64_t i) const { return blocks_.at(size_t(i)).rec.lower_bound; }
+    // Tests and benches: run the sub-layers as op-by-op chains.
+    void set_unfused(bool on) {
+        for (auto& b : blocks_) b.unfused = on;
+    }
 
     void init(Rng& rng) override {
         embed_.init(rng, 0.02);

@@ -50,6 +50,8 @@
 #include <flashlm/ops/prenorm_residual.hpp>
 #include <flashlm/ops/parallel_branch_residual.hpp>
 #include <flashlm/ops/temporal_mix_residual.hpp>
+#include <flashlm/ops/shift_recurrence_residual.hpp>
+#include <flashlm/ops/shift_relu2_residual.hpp>
 
 using namespace flashlm;
 
@@ -392,6 +394,25 @@ std::vector<OpCase<T>> op_table() {
     t.push_back({"temporal_mix_residual", {Shape{2, 5, 4}, Shape{4}, Shape{4, 4}, Shape{4, 4}, Shape{4, 8}, Shape{4, 4}},
                  [](Tape<T>& tp, V& in) { return ops::temporal_mix_residual(tp, in[0], in[1], in[2], in[3], in[4], in[5], 1e-6); },
                  {0, 1}});
+    // Thunderbolt's FFN sub-layer as one node (L = 5: the token shift crosses rows inside a sequence and
+    // stops at its start): x, the LayerNorm's weight and bias and the shift's mix logits; the Q1' weights'
+    // identity STE against the op chain in tests/variants/thunderbolt_fused.cpp.
+    t.push_back({"shift_relu2_residual", {Shape{2, 5, 4}, Shape{4}, Shape{4}, Shape{4}, Shape{6, 4}, Shape{4, 6}},
+                 [](Tape<T>& tp, V& in) { return ops::shift_relu2_residual(tp, in[0], in[1], in[2], in[3], in[4], in[5], 1e-5); },
+                 {0, 1, 2, 3}});
+    // Thunderbolt's token mixer as one node (I = 6 in 2 heads, lower bound 0.3, L = 5): x, the LayerNorm,
+    // the mix logits, f_bias and the GroupNorm; the Q1' weights against the op chain as above.
+    t.push_back({"shift_recurrence_residual",
+                 {Shape{2, 5, 4}, Shape{4}, Shape{4}, Shape{4}, Shape{6, 4}, Shape{6, 4}, Shape{6, 4}, Shape{4, 6}, Shape{6},
+                  Shape{6}, Shape{6}},
+                 [](Tape<T>& tp, V& in) {
+                     ops::RecurrenceMixer<T> p;
+                     p.norm_w = in[1], p.norm_b = in[2], p.mix = in[3];
+                     p.W_f = in[4], p.W_v = in[5], p.W_o = in[6], p.W_proj = in[7];
+                     p.f_bias = in[8], p.gn_w = in[9], p.gn_b = in[10];
+                     p.lower_bound = 0.3, p.heads = 2;
+                     return ops::shift_recurrence_residual(tp, in[0], p);
+                 }, {0, 1, 2, 3, 8, 9, 10}});
     return t;
 }
 

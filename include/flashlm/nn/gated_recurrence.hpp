@@ -13,6 +13,7 @@
 #include "flashlm/ops/activation.hpp"
 #include "flashlm/ops/elementwise.hpp"
 #include "flashlm/ops/gated_recurrence.hpp"
+#include "flashlm/ops/shift_recurrence_residual.hpp"
 
 namespace flashlm::nn {
 
@@ -44,6 +45,15 @@ struct ParallelGatedRecurrence {
         W_proj.init(rng);
         init_constant(ps->get(f_bias), T(0));
         gn.init(rng);
+    }
+    // The fused node's view (ops/shift_recurrence_residual.hpp), with the block's pre-norm and shift.
+    ops::RecurrenceMixer<T> mixer(const GroupNorm<T>& norm, const Tensor<T>& mix) const {
+        ops::RecurrenceMixer<T> m;
+        m.norm_w = norm.w(), m.norm_b = norm.b(), m.mix = mix;
+        m.W_f = W_f.w(), m.W_v = W_v.w(), m.W_o = W_o.w(), m.W_proj = W_proj.w();
+        m.f_bias = ps->get(f_bias), m.gn_w = gn.w(), m.gn_b = gn.b();
+        m.lower_bound = lower_bound, m.norm_eps = norm.eps, m.gn_eps = gn.eps, m.heads = gn.groups;
+        return m;
     }
     // u: [B, T, d_model] -> [B, T, d_model]
     Tensor<T> operator()(Tape<T>& tape, const Tensor<T>& u, bool whole_sequence_norm) const {

@@ -23,6 +23,8 @@ struct GroupNorm {
         init_constant(ps->get(weight), T(1));
         init_constant(ps->get(bias), T(0));
     }
+    Tensor<T> w() const { return ps->get(weight); }
+    Tensor<T> b() const { return ps->get(bias); }
     Tensor<T> operator()(Tape<T>& tape, const Tensor<T>& x, bool whole_sequence = false) const {
         return ops::group_norm(tape, x, ps->get(weight), ps->get(bias), groups, eps, whole_sequence);
     }

@@ -16,6 +16,7 @@ struct TokenShift {
         mix = p.add(name, Shape{dim});
     }
     void init(Rng&) { init_constant(ps->get(mix), T(0)); }
+    Tensor<T> m() const { return ps->get(mix); }
     Tensor<T> operator()(Tape<T>& tape, const Tensor<T>& u) const { return ops::token_shift(tape, u, ps->get(mix)); }
 };
 

@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include <Eigen/Core>
+
 #include "flashlm/autograd/tape.hpp"
 #include "flashlm/core/parallel.hpp"
 
@@ -24,7 +26,80 @@ struct NormSets {
     // Set of element (row r, channel c).
     int64_t of(int64_t r, int64_t c) const { return r / span * G + c / Cg; }
 };
+
+// Row-block partial sums for fused callers: per fixed block of k_row_block rows, added in block order,
+// so a sum over rows has the same bits on any thread count.
+inline constexpr int64_t k_row_block = 64;
+inline int64_t row_blocks(int64_t M) { return (M + k_row_block - 1) / k_row_block; }
+template <class T>
+void add_row_block_parts(const T* part, int64_t blocks, int64_t stride, int64_t n, T* out) {
+    for (int64_t c = 0; c < n; ++c) {
+        T acc = 0;
+        for (int64_t b = 0; b < blocks; ++b) acc += part[b * stride + c];
+        out[c] += acc;
+    }
+}
 }  // namespace detail
+
+// Per-position sets (span 1) on raw buffers, for fused callers: M rows of C channels in G groups,
+// y = (x − μ)·r ⊙ w + b (y may be null: the statistics only); mu, rs: [M·G]. The sums run in float through
+// Eigen's vectorised reductions (group_norm's generic sets sum in double): the same to rounding.
+template <class T>
+void group_norm_rows_raw(const T* x, const T* w, const T* b, double eps, T* y, T* mu, T* rs, int64_t M, int64_t C,
+                         int64_t G) {
+    using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
+    using CMap = Eigen::Map<const Arr, Eigen::Unaligned>;
+    const int64_t Cg = C / G;
+    parallel_for(M, 4 * M * C, [&](int64_t r0, int64_t r1) {
+        for (int64_t i = r0; i < r1; ++i)
+            for (int64_t g = 0; g < G; ++g) {
+                const int64_t o = i * C + g * Cg, k = i * G + g;
+                CMap xv(x + o, Cg);
+                const T m = xv.sum() / T(Cg);
+                const T r = T(1) / std::sqrt((xv - m).square().sum() / T(Cg) + T(eps));
+                mu[k] = m, rs[k] = r;
+                if (y) Eigen::Map<Arr, Eigen::Unaligned>(y + o, Cg) = (xv - m) * r * CMap(w + g * Cg, Cg) + CMap(b + g * Cg, Cg);
+            }
+    });
+}
+
+// group_norm_rows_raw's backward: dx = r (u − mean u − x̂ mean(u x̂)), u = dy ⊙ w, per set, written (or
+// added when accumulate; dx may be null); Σ dy ⊙ x̂ and Σ dy over rows into dw, db (either may be null)
+// through row-block partials in part ([row_blocks(M), 2C]).
+template <class T>
+void group_norm_rows_backward_raw(const T* x, const T* w, const T* mu, const T* rs, const T* dy, T* dx, bool accumulate,
+                                  T* dw, T* db, T* part, int64_t M, int64_t C, int64_t G) {
+    using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
+    using CMap = Eigen::Map<const Arr, Eigen::Unaligned>;
+    using Map = Eigen::Map<Arr, Eigen::Unaligned>;
+    const int64_t Cg = C / G, blocks = detail::row_blocks(M);
+    const bool sums = dw || db;
+    parallel_for(blocks, 8 * M * C, [&](int64_t b0, int64_t b1) {
+        for (int64_t bk = b0; bk < b1; ++bk) {
+            Map pw(part + bk * 2 * C, C), pb(part + bk * 2 * C + C, C);
+            if (sums) pw.setZero(), pb.setZero();
+            for (int64_t i = bk * detail::k_row_block; i < std::min(M, (bk + 1) * detail::k_row_block); ++i)
+                for (int64_t g = 0; g < G; ++g) {
+                    const int64_t o = i * C + g * Cg, k = i * G + g;
+                    const T m = mu[k], r = rs[k];
+                    CMap xv(x + o, Cg), dv(dy + o, Cg), wv(w + g * Cg, Cg);
+                    if (sums) {
+                        pw.segment(g * Cg, Cg) += dv * (xv - m) * r;
+                        pb.segment(g * Cg, Cg) += dv;
+                    }
+                    if (!dx) continue;
+                    const T a = (dv * wv).sum() / T(Cg), bs = (dv * wv * (xv - m)).sum() * r / T(Cg);
+                    Map d(dx + o, Cg);
+                    if (accumulate)
+                        d += r * (dv * wv - a - (xv - m) * r * bs);
+                    else
+                        d = r * (dv * wv - a - (xv - m) * r * bs);
+                }
+        }
+    });
+    if (dw) detail::add_row_block_parts(part, blocks, 2 * C, C, dw);
+    if (db) detail::add_row_block_parts(part + C, blocks, 2 * C, C, db);
+}
 
 template <class T>
 void group_norm_backward(Node<T>& n) {

@@ -10,11 +10,59 @@
 #include "flashlm/autograd/tape.hpp"
 #include "flashlm/core/parallel.hpp"
 #include "flashlm/ops/activation.hpp"
+#include "flashlm/ops/group_norm.hpp"
 
 namespace flashlm::ops {
 
 namespace detail {
 inline constexpr int64_t k_shift_block = 64;  // channels per task
+}
+
+// token_shift on raw buffers, for fused callers: M = B·L rows of D, s = σ(m) given.
+template <class T>
+void token_shift_raw(const T* u, const T* s, T* y, int64_t M, int64_t L, int64_t D) {
+    parallel_for(M, 3 * M * D, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            const T* ut = u + r * D;
+            T* yt = y + r * D;
+            if (r % L == 0)
+                for (int64_t c = 0; c < D; ++c) yt[c] = s[c] * ut[c];
+            else
+                for (int64_t c = 0; c < D; ++c) yt[c] = s[c] * ut[c] + (T(1) - s[c]) * ut[c - D];
+        }
+    });
+}
+
+// token_shift_raw's backward: du_t = s⊙dy_t + (1−s)⊙dy_{t+1} written (du must not be dy), and
+// dm += s(1−s) Σ dy_t⊙(u_t − u_{t−1}) through row-block partials in part ([row_blocks(M), D]).
+template <class T>
+void token_shift_backward_raw(const T* u, const T* s, const T* dy, T* du, T* dm, T* part, int64_t M, int64_t L, int64_t D) {
+    const int64_t blocks = detail::row_blocks(M);
+    parallel_for(blocks, 6 * M * D, [&](int64_t b0, int64_t b1) {
+        for (int64_t bk = b0; bk < b1; ++bk) {
+            T* pb = part + bk * D;
+            std::fill(pb, pb + D, T(0));
+            for (int64_t r = bk * detail::k_row_block; r < std::min(M, (bk + 1) * detail::k_row_block); ++r) {
+                const T *dyt = dy + r * D, *ut = u + r * D;
+                T* d = du + r * D;
+                if ((r + 1) % L != 0)
+                    for (int64_t c = 0; c < D; ++c) d[c] = s[c] * dyt[c] + (T(1) - s[c]) * dyt[c + D];
+                else
+                    for (int64_t c = 0; c < D; ++c) d[c] = s[c] * dyt[c];
+                if (!dm) continue;
+                if (r % L != 0)
+                    for (int64_t c = 0; c < D; ++c) pb[c] += dyt[c] * (ut[c] - ut[c - D]);
+                else
+                    for (int64_t c = 0; c < D; ++c) pb[c] += dyt[c] * ut[c];
+            }
+        }
+    });
+    if (!dm) return;
+    for (int64_t c = 0; c < D; ++c) {
+        T acc = 0;
+        for (int64_t b = 0; b < blocks; ++b) acc += part[b * D + c];
+        dm[c] += s[c] * (T(1) - s[c]) * acc;
+    }
 }
 
 template <class T>

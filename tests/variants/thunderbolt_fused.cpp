@@ -1,0 +1,73 @@
+// Thunderbolt's token mixer and FFN sub-layers through the fused nodes (ops/shift_recurrence_residual.hpp,
+// ops/shift_relu2_residual.hpp) against the op-by-op chains over three AdamW steps: the same to rounding,
+// the Q1' weights' straight-through gradients included, in less tape memory.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "examples/thunderbolt.hpp"
+#include "tests/fused_steps.hpp"
+
+// Own namespace: test_variants is a unity build, so the files' helpers share one translation unit.
+namespace thunderbolt_fused_test {
+
+using namespace flashlm;
+
+namespace {
+
+testing::StepsRun train3(bool unfused, bool compat = false) {
+    examples::ThunderboltConfig c;
+    c.vocab_size = 40, c.d_model = 48, c.n_heads = 4, c.d_head = 12, c.n_layers = 3, c.d_ffn = 80, c.seq_len = 24;
+    c.upstream_compat = compat;
+    examples::Thunderbolt<float> model("thunderbolt", c);
+    Rng rng(5);
+    model.init(rng);
+    // mix and f_bias start at 0 upstream: random values make the shift and the gate's bias matter
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+        const std::string p = "blocks." + std::to_string(l) + ".";
+        for (const char* n : {"mix1", "mix2", "rec.f_bias", "rec.gn.bias", "ln1.bias", "ln2.bias"})
+            nn::init_normal(model.params().get(p + n), rng, 0.5);
+    }
+    model.set_unfused(unfused);
+    return testing::train_three_steps(model, 3, 24, 40);
+}
+
+void check_close(const testing::StepsRun& fused, const testing::StepsRun& chain) {
+    CHECK(chain.losses[2] < chain.losses[0]);  // the steps train
+    for (size_t i = 0; i < chain.losses.size(); ++i) CHECK(std::abs(fused.losses[i] - chain.losses[i]) <= 1e-5f * chain.losses[i]);
+    REQUIRE(fused.grads.size() == chain.grads.size());
+    const size_t per_step = fused.grads.size() / 3;
+    double worst = 0, scale = 0;
+    size_t differ = 0, nonzero = 0;
+    for (size_t i = 0; i < per_step; ++i) {  // the first step's gradients: same weights on both sides
+        worst = std::max(worst, double(std::abs(fused.grads[i] - chain.grads[i])));
+        scale = std::max(scale, double(std::abs(chain.grads[i])));
+        differ += fused.grads[i] != chain.grads[i];
+        nonzero += chain.grads[i] != 0;
+    }
+    CHECK(scale > 0);
+    CHECK(nonzero > per_step * 9 / 10);  // the identity STE passes every weight's gradient on
+    CHECK(worst <= 1e-5 * scale);
+    CHECK(differ > 0);  // the bound above is doing work: the summation order did change something
+}
+
+}  // namespace
+
+TEST_CASE("thunderbolt's fused token mixer and FFN match the op chains to rounding, in less tape memory") {
+    const testing::StepsRun chain = train3(true), fused = train3(false);
+    check_close(fused, chain);
+    // The chains keep ~16 activations of the block, each with a gradient; the nodes keep Z, h, the FFN's
+    // up projection and the norms' statistics.
+    MESSAGE("arena after forward: fused " << fused.arena_after_forward << " / chain " << chain.arena_after_forward);
+    CHECK(double(fused.arena_after_forward) < 0.5 * double(chain.arena_after_forward));
+}
+
+TEST_CASE("thunderbolt with upstream's whole-window GroupNorm keeps the mixer's chain and fuses the FFN") {
+    const testing::StepsRun chain = train3(true, true), fused = train3(false, true);
+    check_close(fused, chain);
+    CHECK(double(fused.arena_after_forward) < 0.9 * double(chain.arena_after_forward));
+}
+
+}  // namespace thunderbolt_fused_test
