@@ -68,6 +68,16 @@ inline const char* op_name(void (*bw)(Node<float>&)) {
         {&ops::token_shift_backward<float>, "token_shift"},
         {&ops::gated_recurrence_backward<float>, "gated_recurrence"},
         {&ops::relu_squared_backward<float>, "relu_squared"},
+        {&ops::bitlinear_rows_backward<float>, "bitlinear_rows"},
+        {&ops::layernorm_backward<float>, "layernorm"},
+        {&ops::causal_attention_backward<float>, "causal_attention"},
+        {&ops::slice_cols_backward<float>, "slice_cols"},
+        {&ops::sub_scaled_backward<float>, "sub_scaled"},
+        {&ops::silu_backward<float>, "silu"},
+        {&ops::top1_softmax_gate_backward<float>, "top1_softmax_gate"},
+        {&ops::gather_rows_backward<float>, "gather_rows"},
+        {&ops::scatter_add_rows_backward<float>, "scatter_add_rows"},
+        {&ops::scatter_add_rows_into_backward<float>, "scatter_add_rows_into"},
     };
     for (const auto& [f, name] : k_names)
         if (f == bw) return name;

@@ -96,9 +96,9 @@ double seconds(clock_type::time_point a, clock_type::time_point b) { return std:
 // (config d_mem) computes, per layer and sequence of L tokens, two [L, L, d_mem] products forward and
 // four backward, as PyTorch's masked form does: 12 · L · d_mem per token. Attention's T-dependent
 // score products and other recurrences are left out, so for those variants this is a floor. A top-k
-// mixture of experts (config top_k_experts, SUPERNOVA II) runs k of its n_experts on a token, so its
-// expert weights count k/n times (all of them under dense_experts). nova-diff's experts still count in
-// full (an overcount there).
+// mixture of experts (config top_k_experts: SUPERNOVA II's top-2, nova-diff's top-1) runs k of its
+// n_experts on a token, so its routed experts' weights count k/n times (all of them under dense_experts;
+// a shared expert always counts).
 double train_flops_per_token(const ParamStore<float>& ps, const nlohmann::json& config, int64_t seq) {
     double expert_share = 1;
     if (config.contains("top_k_experts") && config.contains("n_experts") && !config.value("dense_experts", false))

@@ -53,7 +53,7 @@ struct NovaDiffConfig {
                 {"n_heads", n_heads},         {"d_head", d_head},         {"expert_dim", expert_dim},
                 {"n_experts", n_experts},     {"mod_start", mod_start},   {"seq_len", seq_len},
                 {"mod_capacity", mod_capacity}, {"lambda_min", lambda_min}, {"lambda_max", lambda_max},
-                {"upstream_compat", upstream_compat}};
+                {"upstream_compat", upstream_compat}, {"top_k_experts", 1}};  // top-1 routing (fixed)
     }
     void validate() const {
         if (vocab_size < 2 || d_model < 1 || n_layers < 1 || n_heads < 1 || d_head < 1 || expert_dim < 1 ||
@@ -77,6 +77,8 @@ struct NovaDiffConfig {
         c.lambda_min = j.value("lambda_min", c.lambda_min);
         c.lambda_max = j.value("lambda_max", c.lambda_max);
         c.upstream_compat = j.value("upstream_compat", c.upstream_compat);
+        if (j.value("top_k_experts", int64_t(1)) != 1)
+            throw std::invalid_argument("nova-diff: each token goes to one routed expert (top_k_experts must be 1)");
         c.validate();
         return c;
     }

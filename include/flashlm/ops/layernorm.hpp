@@ -6,48 +6,24 @@
 
 #include "flashlm/autograd/tape.hpp"
 #include "flashlm/core/parallel.hpp"
+#include "flashlm/ops/group_norm.hpp"
 
 namespace flashlm::ops {
 
+// The rows run through group_norm_rows_raw with one group (Eigen's vectorised sums); the weight and bias
+// gradients are summed per fixed block of rows on every thread and the blocks added in order, so the
+// result does not depend on the thread count (it was a serial pass over all rows: single-threaded time
+// in every 2-thread step of the LayerNorm variants).
 template <class T>
 void layernorm_backward(Node<T>& n) {
     const Tensor<T>& x = n.in[0];
     const Tensor<T>& w = n.in[1];
     const Tensor<T>& b = n.in[2];
     const int64_t M = x.rows(), D = x.cols();
-    const T* mu = n.saved[0];
-    const T* r = n.saved[1];
-    const T* dy = n.out.grad;
-    if (x.grad) {
-        parallel_for(M, 4 * M * D, [&](int64_t b_, int64_t e_) {
-            for (int64_t i = b_; i < e_; ++i) {
-                const T* xi = x.data + i * D;
-                const T* dyi = dy + i * D;
-                const T mi = mu[i], ri = r[i];
-                T su = 0, sux = 0;
-                for (int64_t c = 0; c < D; ++c) {
-                    const T u = dyi[c] * w.data[c];
-                    su += u;
-                    sux += u * (xi[c] - mi) * ri;
-                }
-                su /= T(D), sux /= T(D);
-                T* dxi = x.grad + i * D;
-                for (int64_t c = 0; c < D; ++c) dxi[c] += ri * (dyi[c] * w.data[c] - su - (xi[c] - mi) * ri * sux);
-            }
-        });
-    }
-    // Parameter gradients sum over rows: serial in row order so the result does not depend on threads.
-    if (w.grad || b.grad) {
-        for (int64_t i = 0; i < M; ++i) {
-            const T* xi = x.data + i * D;
-            const T* dyi = dy + i * D;
-            const T mi = mu[i], ri = r[i];
-            if (w.grad)
-                for (int64_t c = 0; c < D; ++c) w.grad[c] += dyi[c] * (xi[c] - mi) * ri;
-            if (b.grad)
-                for (int64_t c = 0; c < D; ++c) b.grad[c] += dyi[c];
-        }
-    }
+    T* part = (w.grad || b.grad) ? static_cast<Tape<T>*>(const_cast<void*>(n.ctx))->workspace(detail::row_blocks(M) * 2 * D)
+                                 : nullptr;
+    group_norm_rows_backward_raw(x.data, w.data, n.saved[0], n.saved[1], n.out.grad, x.grad, true, w.grad, b.grad, part, M,
+                                 D, int64_t(1));
 }
 
 // x [..., D], w [D], b [D].
@@ -59,20 +35,7 @@ Tensor<T> layernorm(Tape<T>& tape, const Tensor<T>& x, const Tensor<T>& w, const
     Tensor<T> y = tape.make(x.shape, tape.recording({x, w, b}));
     T* mu = tape.scratch(M);
     T* r = tape.scratch(M);
-    parallel_for(M, 3 * M * D, [&](int64_t b_, int64_t e_) {
-        for (int64_t i = b_; i < e_; ++i) {
-            const T* xi = x.data + i * D;
-            T s = 0;
-            for (int64_t c = 0; c < D; ++c) s += xi[c];
-            const T m = s / T(D);
-            T ss = 0;
-            for (int64_t c = 0; c < D; ++c) ss += (xi[c] - m) * (xi[c] - m);
-            const T ri = T(1) / std::sqrt(ss / T(D) + T(eps));
-            mu[i] = m, r[i] = ri;
-            T* yi = y.data + i * D;
-            for (int64_t c = 0; c < D; ++c) yi[c] = (xi[c] - m) * ri * w.data[c] + b.data[c];
-        }
-    });
+    group_norm_rows_raw(x.data, w.data, b.data, eps, y.data, mu, r, M, D, int64_t(1));
     if (y.grad) {
         auto& n = tape.record(&layernorm_backward<T>);
         n.in[0] = x;
@@ -81,6 +44,7 @@ Tensor<T> layernorm(Tape<T>& tape, const Tensor<T>& x, const Tensor<T>& w, const
         n.out = y;
         n.saved[0] = mu;
         n.saved[1] = r;
+        n.ctx = &tape;
     }
     return y;
 }
