@@ -79,6 +79,20 @@ double parallel_sum(int64_t n, int64_t work, F&& f) {
     return s;
 }
 
+// Sums over rows with the same bits on any thread count: each fixed block of k_sum_block rows sums into
+// its own partial (whichever thread runs it), and the partials are added in block order.
+inline constexpr int64_t k_sum_block = 64;
+inline int64_t sum_blocks(int64_t rows) { return (rows + k_sum_block - 1) / k_sum_block; }
+// out[c] += Σ_b part[b·stride + c] for c < n, b < blocks, in block order.
+template <class T>
+void add_block_partials(const T* part, int64_t blocks, int64_t stride, int64_t n, T* out) {
+    for (int64_t c = 0; c < n; ++c) {
+        T acc = 0;
+        for (int64_t b = 0; b < blocks; ++b) acc += part[b * stride + c];
+        out[c] += acc;
+    }
+}
+
 // memset of n bytes, split over the threads when it is large. The tape zeroes every activation gradient
 // and parameter-gradient buffer each step (hundreds of MB for Bolt b16x256); done serially, that was
 // single-threaded time in every 2-thread step.

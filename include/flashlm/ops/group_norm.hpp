@@ -26,19 +26,6 @@ struct NormSets {
     // Set of element (row r, channel c).
     int64_t of(int64_t r, int64_t c) const { return r / span * G + c / Cg; }
 };
-
-// Row-block partial sums for fused callers: per fixed block of k_row_block rows, added in block order,
-// so a sum over rows has the same bits on any thread count.
-inline constexpr int64_t k_row_block = 64;
-inline int64_t row_blocks(int64_t M) { return (M + k_row_block - 1) / k_row_block; }
-template <class T>
-void add_row_block_parts(const T* part, int64_t blocks, int64_t stride, int64_t n, T* out) {
-    for (int64_t c = 0; c < n; ++c) {
-        T acc = 0;
-        for (int64_t b = 0; b < blocks; ++b) acc += part[b * stride + c];
-        out[c] += acc;
-    }
-}
 }  // namespace detail
 
 // Per-position sets (span 1) on raw buffers, for fused callers: M rows of C channels in G groups,
@@ -65,20 +52,20 @@ void group_norm_rows_raw(const T* x, const T* w, const T* b, double eps, T* y, T
 
 // group_norm_rows_raw's backward: dx = r (u − mean u − x̂ mean(u x̂)), u = dy ⊙ w, per set, written (or
 // added when accumulate; dx may be null); Σ dy ⊙ x̂ and Σ dy over rows into dw, db (either may be null)
-// through row-block partials in part ([row_blocks(M), 2C]).
+// through row-block partials in part ([sum_blocks(M), 2C]).
 template <class T>
 void group_norm_rows_backward_raw(const T* x, const T* w, const T* mu, const T* rs, const T* dy, T* dx, bool accumulate,
                                   T* dw, T* db, T* part, int64_t M, int64_t C, int64_t G) {
     using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
     using CMap = Eigen::Map<const Arr, Eigen::Unaligned>;
     using Map = Eigen::Map<Arr, Eigen::Unaligned>;
-    const int64_t Cg = C / G, blocks = detail::row_blocks(M);
+    const int64_t Cg = C / G, blocks = sum_blocks(M);
     const bool sums = dw || db;
     parallel_for(blocks, 8 * M * C, [&](int64_t b0, int64_t b1) {
         for (int64_t bk = b0; bk < b1; ++bk) {
             Map pw(part + bk * 2 * C, C), pb(part + bk * 2 * C + C, C);
             if (sums) pw.setZero(), pb.setZero();
-            for (int64_t i = bk * detail::k_row_block; i < std::min(M, (bk + 1) * detail::k_row_block); ++i)
+            for (int64_t i = bk * k_sum_block; i < std::min(M, (bk + 1) * k_sum_block); ++i)
                 for (int64_t g = 0; g < G; ++g) {
                     const int64_t o = i * C + g * Cg, k = i * G + g;
                     const T m = mu[k], r = rs[k];
@@ -97,8 +84,8 @@ void group_norm_rows_backward_raw(const T* x, const T* w, const T* mu, const T* 
                 }
         }
     });
-    if (dw) detail::add_row_block_parts(part, blocks, 2 * C, C, dw);
-    if (db) detail::add_row_block_parts(part + C, blocks, 2 * C, C, db);
+    if (dw) add_block_partials(part, blocks, 2 * C, C, dw);
+    if (db) add_block_partials(part + C, blocks, 2 * C, C, db);
 }
 
 template <class T>

@@ -20,7 +20,7 @@ void layernorm_backward(Node<T>& n) {
     const Tensor<T>& w = n.in[1];
     const Tensor<T>& b = n.in[2];
     const int64_t M = x.rows(), D = x.cols();
-    T* part = (w.grad || b.grad) ? static_cast<Tape<T>*>(const_cast<void*>(n.ctx))->workspace(detail::row_blocks(M) * 2 * D)
+    T* part = (w.grad || b.grad) ? static_cast<Tape<T>*>(const_cast<void*>(n.ctx))->workspace(sum_blocks(M) * 2 * D)
                                  : nullptr;
     group_norm_rows_backward_raw(x.data, w.data, n.saved[0], n.saved[1], n.out.grad, x.grad, true, w.grad, b.grad, part, M,
                                  D, int64_t(1));

@@ -57,7 +57,7 @@ void shift_recurrence_residual_backward(Node<T>& n) {
     const Tensor<T>& x = n.in[0];
     const int64_t B = x.dim(0), L = x.dim(1), D = x.dim(2), M = x.rows(), I = p.W_f.dim(0), G = p.heads;
     const int64_t md = a16(M * D), mi = a16(M * I), blk = detail::k_scan_block, nb = (I + blk - 1) / blk;
-    const int64_t parts = std::max(detail::row_blocks(M) * 2 * std::max(D, I), B * I);
+    const int64_t parts = std::max(sum_blocks(M) * 2 * std::max(D, I), B * I);
     T *Z = sv.Z, *H = sv.H, *mu = sv.st, *rs = mu + a16(M), *gmu = sv.gst, *grs = gmu + a16(M * G);
     const T *wq = sv.wq, *wqp = wq + a16(3 * I * D), *s = wqp + a16(D * I);
     const T* dout = n.out.grad;  // x's own gradient buffer when shared: read before the norm's backward adds to it

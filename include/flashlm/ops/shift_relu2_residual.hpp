@@ -54,7 +54,7 @@ void shift_relu2_residual_backward(Node<T>& n) {
     using prenorm_detail::a16;
     const Tensor<T>&x = n.in[0], &w = n.in[1], &b = n.in[2], &mix = n.in[3], &Wu = n.in[4], &Wd = n.in[5];
     const int64_t L = x.dim(1), D = x.dim(2), M = x.rows(), F = Wu.dim(0);
-    const int64_t md = a16(M * D), mf = a16(M * F), part = detail::row_blocks(M) * 2 * D;
+    const int64_t md = a16(M * D), mf = a16(M * F), part = sum_blocks(M) * 2 * D;
     const T *A = n.saved[0], *wqu = n.saved[2], *wqd = wqu + a16(F * D), *s = wqd + a16(F * D);
     T *mu = n.saved[1], *rs = mu + a16(M);
     const T* dout = n.out.grad;  // x's own gradient buffer when shared: read before the norm's backward adds to it

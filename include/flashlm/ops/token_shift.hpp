@@ -34,15 +34,15 @@ void token_shift_raw(const T* u, const T* s, T* y, int64_t M, int64_t L, int64_t
 }
 
 // token_shift_raw's backward: du_t = s⊙dy_t + (1−s)⊙dy_{t+1} written (du must not be dy), and
-// dm += s(1−s) Σ dy_t⊙(u_t − u_{t−1}) through row-block partials in part ([row_blocks(M), D]).
+// dm += s(1−s) Σ dy_t⊙(u_t − u_{t−1}) through row-block partials in part ([sum_blocks(M), D]).
 template <class T>
 void token_shift_backward_raw(const T* u, const T* s, const T* dy, T* du, T* dm, T* part, int64_t M, int64_t L, int64_t D) {
-    const int64_t blocks = detail::row_blocks(M);
+    const int64_t blocks = sum_blocks(M);
     parallel_for(blocks, 6 * M * D, [&](int64_t b0, int64_t b1) {
         for (int64_t bk = b0; bk < b1; ++bk) {
             T* pb = part + bk * D;
             std::fill(pb, pb + D, T(0));
-            for (int64_t r = bk * detail::k_row_block; r < std::min(M, (bk + 1) * detail::k_row_block); ++r) {
+            for (int64_t r = bk * k_sum_block; r < std::min(M, (bk + 1) * k_sum_block); ++r) {
                 const T *dyt = dy + r * D, *ut = u + r * D;
                 T* d = du + r * D;
                 if ((r + 1) % L != 0)
@@ -58,7 +58,7 @@ void token_shift_backward_raw(const T* u, const T* s, const T* dy, T* du, T* dm,
         }
     });
     if (!dm) return;
-    for (int64_t c = 0; c < D; ++c) {
+    for (int64_t c = 0; c < D; ++c) {  // add_block_partials with the σ' factor
         T acc = 0;
         for (int64_t b = 0; b < blocks; ++b) acc += part[b * D + c];
         dm[c] += s[c] * (T(1) - s[c]) * acc;
