@@ -63,16 +63,16 @@ void group_norm_rows_backward_raw(const T* x, const T* w, const T* mu, const T* 
     const bool sums = dw || db;
     parallel_for(blocks, 8 * M * C, [&](int64_t b0, int64_t b1) {
         for (int64_t bk = b0; bk < b1; ++bk) {
-            Map pw(part + bk * 2 * C, C), pb(part + bk * 2 * C + C, C);
-            if (sums) pw.setZero(), pb.setZero();
+            T* pw = sums ? part + bk * 2 * C : nullptr;  // then Σ dy at pw + C
+            if (pw) std::fill(pw, pw + 2 * C, T(0));
             for (int64_t i = bk * k_sum_block; i < std::min(M, (bk + 1) * k_sum_block); ++i)
                 for (int64_t g = 0; g < G; ++g) {
                     const int64_t o = i * C + g * Cg, k = i * G + g;
                     const T m = mu[k], r = rs[k];
                     CMap xv(x + o, Cg), dv(dy + o, Cg), wv(w + g * Cg, Cg);
-                    if (sums) {
-                        pw.segment(g * Cg, Cg) += dv * (xv - m) * r;
-                        pb.segment(g * Cg, Cg) += dv;
+                    if (pw) {
+                        Map(pw + g * Cg, Cg) += dv * (xv - m) * r;
+                        Map(pw + C + g * Cg, Cg) += dv;
                     }
                     if (!dx) continue;
                     const T a = (dv * wv).sum() / T(Cg), bs = (dv * wv * (xv - m)).sum() * r / T(Cg);

@@ -10,7 +10,6 @@
 #include "flashlm/autograd/tape.hpp"
 #include "flashlm/core/parallel.hpp"
 #include "flashlm/ops/activation.hpp"
-#include "flashlm/ops/group_norm.hpp"
 
 namespace flashlm::ops {
 
@@ -40,8 +39,8 @@ void token_shift_backward_raw(const T* u, const T* s, const T* dy, T* du, T* dm,
     const int64_t blocks = sum_blocks(M);
     parallel_for(blocks, 6 * M * D, [&](int64_t b0, int64_t b1) {
         for (int64_t bk = b0; bk < b1; ++bk) {
-            T* pb = part + bk * D;
-            std::fill(pb, pb + D, T(0));
+            T* pb = dm ? part + bk * D : nullptr;
+            if (pb) std::fill(pb, pb + D, T(0));
             for (int64_t r = bk * k_sum_block; r < std::min(M, (bk + 1) * k_sum_block); ++r) {
                 const T *dyt = dy + r * D, *ut = u + r * D;
                 T* d = du + r * D;
@@ -49,7 +48,7 @@ void token_shift_backward_raw(const T* u, const T* s, const T* dy, T* du, T* dm,
                     for (int64_t c = 0; c < D; ++c) d[c] = s[c] * dyt[c] + (T(1) - s[c]) * dyt[c + D];
                 else
                     for (int64_t c = 0; c < D; ++c) d[c] = s[c] * dyt[c];
-                if (!dm) continue;
+                if (!pb) continue;
                 if (r % L != 0)
                     for (int64_t c = 0; c < D; ++c) pb[c] += dyt[c] * (ut[c] - ut[c - D]);
                 else
