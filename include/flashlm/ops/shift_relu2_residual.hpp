@@ -36,8 +36,9 @@ void shift_gate(const T* m, T* s, int64_t D) {
     for (int64_t c = 0; c < D; ++c) s[c] = sigmoid_scalar(m[c]);
 }
 
-// The way back through token_shift(LayerNorm(x)) from dU: dN (written over N's buffer once dm is
-// summed), then x.grad += LayerNorm's backward, and the gain, bias and mix gradients.
+// The way back through token_shift(LayerNorm(x)) from dU: dN written to its own buffer (callers pass U's,
+// whose u nothing reads any more; N must stay, as mix's gradient reads it), then x.grad += LayerNorm's
+// backward, and the gain, bias and mix gradients.
 template <class T>
 void norm_shift_backward(const Tensor<T>& x, const Tensor<T>& w, const Tensor<T>& b, const Tensor<T>& mix, const T* s,
                          const T* mu, const T* rs, T* N, const T* dU, T* dN, T* part, int64_t L) {
