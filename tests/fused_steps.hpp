@@ -2,6 +2,10 @@
 // Shared by the fused-sublayer tests (tests/variants/bolt_fused.cpp, cortex_fused.cpp): three AdamW steps
 // of a model on fixed ids and targets, recording each step's loss, every gradient and the tape arena
 // after the forward, so a fused model can be compared with its op-by-op chain.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -35,6 +39,30 @@ StepsRun train_three_steps(Model& model, int64_t B, int64_t L, int32_t vocab) {
         adam.step(1e-2);
     }
     return r;
+}
+
+// A fused model against its chain when the sums run in another order: losses within 1e-5 relative, every
+// first-step gradient (same weights on both sides) within 1e-5 of the largest, some bits actually
+// different (so the bound is doing work), and more than nonzero_num/nonzero_den of the gradients nonzero.
+inline void check_same_to_rounding(const StepsRun& fused, const StepsRun& chain, std::size_t nonzero_num,
+                                   std::size_t nonzero_den) {
+    CHECK(chain.losses[2] < chain.losses[0]);  // the steps train
+    for (std::size_t i = 0; i < chain.losses.size(); ++i)
+        CHECK(std::abs(fused.losses[i] - chain.losses[i]) <= 1e-5f * chain.losses[i]);
+    REQUIRE(fused.grads.size() == chain.grads.size());
+    const std::size_t per_step = fused.grads.size() / 3;
+    double worst = 0, scale = 0;
+    std::size_t differ = 0, nonzero = 0;
+    for (std::size_t i = 0; i < per_step; ++i) {
+        worst = std::max(worst, double(std::abs(fused.grads[i] - chain.grads[i])));
+        scale = std::max(scale, double(std::abs(chain.grads[i])));
+        differ += fused.grads[i] != chain.grads[i];
+        nonzero += chain.grads[i] != 0;
+    }
+    CHECK(scale > 0);
+    CHECK(nonzero > per_step * nonzero_num / nonzero_den);
+    CHECK(worst <= 1e-5 * scale);
+    CHECK(differ > 0);
 }
 
 inline bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
