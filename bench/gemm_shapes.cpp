@@ -6,6 +6,7 @@
 //   bench_gemm_shapes [--threads N] [--reps N] [--kc N] [--chunk FLOATS] [--group FLOATS] [--hand] [--only ROLE]
 //                     [--cortex]   (CORTEX-VI's shapes instead, the memory's skinny products among them)
 //                     [--supernova2]  (SUPERNOVA II's: the experts' and the parallel sub-layer's products)
+//                     [--nova-diff]   (nova-diff's: attention, the shared and one routed expert, the head)
 //                     [--tokens M] (rows of the token-sized operands: 4096 = b16×256, 16384 = b64×256)
 // --kc / --chunk / --group set the f32 kernel's depth block, A chunk and B group (tuning only); --hand
 // adds the old packing-free reference kernel.
@@ -108,7 +109,7 @@ void hand_gemm(int64_t r0, int64_t r1, int64_t N, int64_t K, const float* a, int
 
 int main(int argc, char** argv) {
     int threads = 1, reps = 5;
-    bool hand_kernel = false, cortex = false, supernova2 = false;
+    bool hand_kernel = false, cortex = false, supernova2 = false, nova_diff = false;
     int64_t tokens = 4096;  // M: batch × sequence (b16×256); --tokens 16384 for b64
     std::string only;  // run the shapes whose role contains this
     for (int i = 1; i < argc; ++i) {
@@ -124,8 +125,9 @@ int main(int argc, char** argv) {
         else if (!std::strcmp(argv[i], "--only") && more) only = argv[++i];
         else if (!std::strcmp(argv[i], "--cortex")) cortex = true;
         else if (!std::strcmp(argv[i], "--supernova2")) supernova2 = true;
+        else if (!std::strcmp(argv[i], "--nova-diff")) nova_diff = true;
         else if (!std::strcmp(argv[i], "--tokens") && more) tokens = std::max(1, std::atoi(argv[++i]));
-        else { std::fprintf(stderr, "usage: bench_gemm_shapes [--threads N] [--reps N] [--kc N] [--chunk FLOATS] [--group FLOATS] [--hand] [--only ROLE] [--cortex] [--supernova2] [--tokens M]\n"); return 2; }
+        else { std::fprintf(stderr, "usage: bench_gemm_shapes [--threads N] [--reps N] [--kc N] [--chunk FLOATS] [--group FLOATS] [--hand] [--only ROLE] [--cortex] [--supernova2] [--nova-diff] [--tokens M]\n"); return 2; }
     }
     if (threads < 1 || reps < 1) { std::fprintf(stderr, "bench_gemm_shapes: threads and reps must be >= 1\n"); return 2; }
     const bool have_f32 = kernels::set_f32_kernel(true);
@@ -170,8 +172,27 @@ int main(int argc, char** argv) {
         {"fwd temporal mix", 'n', M, Ds, Ds, false},     {"fwd temporal gate", 'n', M, Ds, 2 * Ds, false},
         {"dx temporal mix", 'N', M, Ds, Ds, true},       {"dW temporal mix", 't', Ds, Ds, M, false},
     };
-    const std::vector<Shape3>& shapes = cortex ? cortex_shapes : supernova2 ? supernova2_shapes : bolt_shapes;
-    int64_t big = V * R + M * H;
+    // --nova-diff: nova-diff b16×256 (dim 288, attention width 2·288 for q and k, experts 288 → 576 → 288,
+    // top-1 of 6 routed experts, so one serves about M/6 rows; untied head of 5120 rows, whole logits).
+    const int64_t Dn = 288, Fn = 576, Vn = 5120, En = M / 6;
+    const std::vector<Shape3> nova_diff_shapes = {
+        {"fwd W_q/W_k", 'n', M, 2 * Dn, Dn, false},     {"fwd W_v/W_o", 'n', M, Dn, Dn, false},
+        {"fwd shared up", 'n', M, Fn, Dn, false},       {"fwd shared down", 'n', M, Dn, Fn, false},
+        {"fwd routed up", 'n', En, Fn, Dn, false},      {"fwd routed down", 'n', En, Dn, Fn, false},
+        {"fwd head", 'n', M, Vn, Dn, false},            {"dx W_q/W_k", 'N', M, Dn, 2 * Dn, true},
+        {"dx W_v/W_o", 'N', M, Dn, Dn, true},           {"dx shared up", 'N', M, Dn, Fn, true},
+        {"dx shared down", 'N', M, Fn, Dn, true},       {"dx routed up", 'N', En, Dn, Fn, true},
+        {"dx routed down", 'N', En, Fn, Dn, true},      {"dx head", 'N', M, Dn, Vn, true},
+        {"dW W_q/W_k", 't', 2 * Dn, Dn, M, true},       {"dW W_v/W_o", 't', Dn, Dn, M, true},
+        {"dW shared up", 't', Fn, Dn, M, true},         {"dW shared down", 't', Dn, Fn, M, true},
+        {"dW routed up", 't', Fn, Dn, En, true},        {"dW routed down", 't', Dn, Fn, En, true},
+        {"dW head", 't', Vn, Dn, M, true},
+    };
+    const std::vector<Shape3>& shapes = cortex       ? cortex_shapes
+                                        : supernova2 ? supernova2_shapes
+                                        : nova_diff  ? nova_diff_shapes
+                                                     : bolt_shapes;
+    int64_t big = std::max(V * R + M * H, Vn * M);
     for (const auto& s : shapes) big = std::max({big, s.m * s.k, s.n * s.k, s.m * s.n});
     const size_t nab = size_t(big), nc = size_t(std::max(big, V * D + M * H));
     std::vector<float> a(nab), b(nab), c(nc), c_eigen(nc);
