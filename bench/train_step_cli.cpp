@@ -8,7 +8,7 @@
 //   bench_train_step_cli --model bolt --quant int8 ...               # BitLinear forward in int8
 //   bench_train_step_cli --model bolt --matmul bf16 ...              # bf16 training GEMMs (kernels/gemm_bf16.hpp)
 //   bench_train_step_cli --model bolt --memory-report ...            # + where the memory goes (stderr)
-//   bench_train_step_cli --model bolt --unfused ...                  # Bolt/CORTEX/SUPERNOVA II/Thunderbolt blocks as the op-by-op chain
+//   bench_train_step_cli --model bolt --unfused ...                  # Bolt/CORTEX/SUPERNOVA II/Thunderbolt blocks, nova-diff's experts as the op-by-op chain
 //   bench_train_step_cli --model bolt --hash ...                     # FNV-1a of loss + all gradients per step
 //   bench_train_step_cli --model cortex6 --profile ...               # + backward ms per op (stderr)
 // Output: {"impl":"flashlm","model":..,"tok_s":..,"gflop_s":..,"peak_rss_mb":..,"minflt_per_step":..,
@@ -166,8 +166,10 @@ int main(int argc, char** argv) try {
             sn2->set_unfused(true);
         else if (auto* tb = dynamic_cast<examples::Thunderbolt<float>*>(model.get()))
             tb->set_unfused(true);
+        else if (auto* nd = dynamic_cast<examples::NovaDiff<float>*>(model.get()))
+            nd->set_unfused(true);
         else
-            usage("--unfused is only for the Bolt, CORTEX, SUPERNOVA II and Thunderbolt families");
+            usage("--unfused is only for the Bolt, CORTEX, SUPERNOVA II, Thunderbolt and nova-diff families");
     }
     ops::set_int8_forward(a.quant == "int8");
     kernels::set_matmul(kernels::parse_matmul(a.matmul));

@@ -35,6 +35,7 @@
 #include <flashlm/nn/linear.hpp>
 #include <flashlm/ops/activation.hpp>
 #include <flashlm/ops/differential_attention.hpp>
+#include <flashlm/ops/moe_expert_silu.hpp>
 #include <flashlm/ops/moe_routing.hpp>
 #include <flashlm/ops/scale.hpp>
 
@@ -139,8 +140,11 @@ struct NovaDiffAttention {
         Tensor<T> k = k_norm(tape, W_k(tape, u));
         Tensor<T> v = W_v(tape, u);
         Tensor<T> lam = ops::diff_lambda(tape, ps->get(lambda_q), ps->get(lambda_k), lo, hi);
-        return W_o(tape, ops::differential_attention(tape, q, k, v, lam, H, 1.0 / std::sqrt(double(dh))));
+        const double scale = 1.0 / std::sqrt(double(dh));
+        return W_o(tape, unfused ? ops::differential_attention_chain(tape, q, k, v, lam, H, scale)
+                                 : ops::differential_attention(tape, q, k, v, lam, H, scale));
     }
+    bool unfused = false;  // tests and bench --unfused: the op-by-op chain (q and k halves copied out)
 };
 
 template <class T>
@@ -164,11 +168,14 @@ struct IgnitionMoE {
         router.init_normal_std(rng, 0.01);
         norm.init(rng);
     }
+    bool unfused = false;  // tests and bench --unfused: the op-by-op chain the expert nodes must match
+
     Tensor<T> operator()(Tape<T>& tape, const Tensor<T>& u) const {
         const Shape shape = u.shape;
         const int64_t D = u.cols(), N = u.rows(), E = int64_t(experts.size());
         Tensor<T> h = norm(tape, u).reshape(Shape{N, D});
-        Tensor<T> out = shared_expert(tape, h);
+        const auto& sh = shared_expert;
+        Tensor<T> out = unfused ? sh(tape, h) : ops::expert_silu(tape, h, sh.up.w(), sh.down.w());
         // The ops copy the row lists they keep into the tape; these buffers only live through the forward
         // (kept as members so that steady-state steps allocate nothing).
         choice_.resize(size_t(N)), order_.resize(size_t(N)), offset_.resize(size_t(E + 1));
@@ -179,6 +186,11 @@ struct IgnitionMoE {
             const int64_t M = offset_[size_t(e + 1)] - offset_[size_t(e)];
             if (M == 0) continue;  // upstream skips an expert no token chose
             const int32_t* rows = order_.data() + offset_[size_t(e)];
+            if (!unfused) {  // one node per expert (ops/moe_expert_silu.hpp), adding into the shared output
+                const auto& ex = experts[size_t(e)];
+                out = ops::routed_expert_silu_into(tape, out, h, gate, rows, M, ex.up.w(), ex.down.w());
+                continue;
+            }
             Tensor<T> y = experts[size_t(e)](tape, ops::gather_rows(tape, h, rows, M));
             y = ops::scale_rows(tape, y, ops::gather_rows(tape, gate, rows, M));
             // one [N, D] sum for all experts: the first copies the shared expert's output, the rest add in place
@@ -243,6 +255,10 @@ public:
     int64_t vocab_size() const override { return cfg_.vocab_size; }
     int64_t max_seq_len() const override { return cfg_.seq_len; }
     const NovaDiffConfig& cfg() const { return cfg_; }
+    // Tests and bench --unfused: run the attention and the experts as the op-by-op chains.
+    void set_unfused(bool on) {
+        for (auto& b : blocks_) b.ffn.unfused = b.attn.unfused = on;
+    }
 
     void init(Rng& rng) override {
         embed_.init(rng, 1.0 / std::sqrt(double(cfg_.d_model)));

@@ -46,6 +46,7 @@
 #include <flashlm/ops/differential_attention.hpp>
 #include <flashlm/ops/moe_routing.hpp>
 #include <flashlm/ops/moe_expert.hpp>
+#include <flashlm/ops/moe_expert_silu.hpp>
 #include <flashlm/ops/residual_sum.hpp>
 #include <flashlm/ops/prenorm_residual.hpp>
 #include <flashlm/ops/parallel_branch_residual.hpp>
@@ -307,6 +308,17 @@ std::vector<OpCase<T>> op_table() {
                      return out;
                  },
                  {0, 1, 2, 3, 4}});
+    // nova-diff's fused experts: h and the gate here; the Q2 weights' STE gradients are checked bit for
+    // bit against the chain in tests/variants/nova_diff_fused.cpp.
+    t.push_back({"expert_silu", {Shape{5, 4}, Shape{6, 4}, Shape{4, 6}}, [](Tape<T>& tp, V& in) {
+                     return ops::expert_silu(tp, in[0], in[1], in[2]);
+                 }, {0}});
+    t.push_back({"routed_expert_silu_into", {Shape{5, 4}, Shape{5, 1}, Shape{6, 4}, Shape{4, 6}, Shape{5, 4}},
+                 [](Tape<T>& tp, V& in) {
+                     static const int32_t rows[3] = {3, 0, 4};
+                     Tensor<T> acc = ops::mul_const(tp, in[4], 1.0);  // an activation of its own, as the op needs
+                     return ops::routed_expert_silu_into(tp, acc, in[0], in[1], rows, 3, in[2], in[3]);
+                 }, {0, 1, 4}});
     // v6.1 SUPERNOVA II. bitlinear_median: x only (the weight's clipped STE is checked in
     // tests/variants/supernova2.cpp).
     t.push_back({"bitlinear_median", {Shape{6, 5}, Shape{4, 5}}, [](Tape<T>& tp, V& in) { return ops::bitlinear_median(tp, in[0], in[1]); }, {0}});

@@ -57,14 +57,11 @@ Tensor<T> sigmoid(Tape<T>& tape, const Tensor<T>& x) {
     return y;
 }
 
-// Backward recomputes σ(x) (sigmoid_array, vectorised) in stack chunks instead of keeping it on the
-// tape: keeping it cost nova-diff's experts ~200 MB of RSS.
+// dx = dy · σ(x)(1 + x(1 − σ(x))), added to dx or written over it (dx may equal dy: each element reads
+// its dy before writing). σ(x) is recomputed (sigmoid_array, vectorised) in stack chunks instead of kept:
+// keeping it cost nova-diff's experts ~200 MB of RSS.
 template <class T>
-void silu_backward(Node<T>& n) {
-    const int64_t N = n.out.numel();
-    const T* x = n.in[0].data;
-    T* dx = n.in[0].grad;
-    const T* dy = n.out.grad;
+void silu_backward_raw(const T* x, const T* dy, T* dx, int64_t N, bool accumulate) {
     parallel_for(N, N, [&](int64_t b_, int64_t e_) {
         constexpr int64_t chunk = 256;
         alignas(64) T sg[chunk];
@@ -73,8 +70,28 @@ void silu_backward(Node<T>& n) {
             sigmoid_array(x + c0, sg, len);
             for (int64_t j = 0; j < len; ++j) {
                 const T s = sg[j];
-                dx[c0 + j] += dy[c0 + j] * s * (T(1) + x[c0 + j] * (T(1) - s));
+                const T g = dy[c0 + j] * s * (T(1) + x[c0 + j] * (T(1) - s));
+                dx[c0 + j] = accumulate ? dx[c0 + j] + g : g;
             }
+        }
+    });
+}
+
+template <class T>
+void silu_backward(Node<T>& n) {
+    silu_backward_raw(n.in[0].data, n.out.grad, n.in[0].grad, n.out.numel(), true);
+}
+
+// y = x · σ(x) over N elements (y may equal x).
+template <class T>
+void silu_raw(const T* x, T* y, int64_t N) {
+    parallel_for(N, N, [&](int64_t b_, int64_t e_) {
+        constexpr int64_t chunk = 256;
+        alignas(64) T sg[chunk];
+        for (int64_t c0 = b_; c0 < e_; c0 += chunk) {
+            const int64_t len = std::min(chunk, e_ - c0);
+            sigmoid_array(x + c0, sg, len);
+            for (int64_t j = 0; j < len; ++j) y[c0 + j] = x[c0 + j] * sg[j];
         }
     });
 }
@@ -82,11 +99,7 @@ void silu_backward(Node<T>& n) {
 template <class T>
 Tensor<T> silu(Tape<T>& tape, const Tensor<T>& x) {
     Tensor<T> y = tape.make(x.shape, tape.recording({x}));
-    const int64_t N = x.numel();
-    parallel_for(N, N, [&](int64_t b_, int64_t e_) {
-        sigmoid_array(x.data + b_, y.data + b_, e_ - b_);  // σ into y, then the product overwrites it
-        for (int64_t i = b_; i < e_; ++i) y.data[i] = x.data[i] * y.data[i];
-    });
+    silu_raw(x.data, y.data, x.numel());
     if (y.grad) {
         auto& n = tape.record(&silu_backward<T>);
         n.in[0] = x;

@@ -46,19 +46,18 @@ AttnDims attn_dims(const Tensor<T>& q, const Tensor<T>& v, int64_t H) {
 
 }  // namespace detail
 
+// The backward over all (batch, head) pairs from raw pointers: q, k, v and dO at their first head's
+// column, strided by d.cq / d.cv (one branch of a differential layer reads half of a wider q and k in
+// place); dQ, dK, dV (any may be null) accumulate. scratch: nthreads · (2·k_attn_rows·L + L) elements.
 template <class T>
-void causal_attention_backward(Node<T>& n) {
+void causal_attention_backward_raw(const detail::AttnDims& d, const T* q, const T* k, const T* v, const T* dout, T* dq,
+                                   T* dk, T* dv, const T* lse, T* scratch, int64_t nthreads, T scale, T p,
+                                   uint64_t seed) {
     using namespace kernels::detail;
     using ArrMap = detail::ArrMap<T>;
-    const Tensor<T>&q = n.in[0], &k = n.in[1], &v = n.in[2], &o = n.out;
-    const detail::AttnDims d = detail::attn_dims(q, v, n.i[0]);
-    const uint64_t seed = uint64_t(n.i[1]);
-    const T scale = T(n.f[0]), p = T(n.f[1]);
     const uint64_t thr = dropout_threshold(double(p));
     const T keep_scale = p > 0 ? T(1) / (T(1) - p) : T(1);
-    const T* lse = n.saved[0];
-    T* scratch = n.saved[1];
-    const int64_t R = k_attn_rows, L = d.L, nthreads = n.i[2];
+    const int64_t R = k_attn_rows, L = d.L;
     parallel_for_tid(d.B * d.H, 4 * d.B * d.H * L * L * (d.dk + d.dv), [&](int64_t b0, int64_t b1, int tid) {
         if (tid >= nthreads) return;  // cannot happen: the scratch was sized for max_threads()
         T* Pb = scratch + int64_t(tid) * (2 * R * L + L);  // P̃ block [R, L]
@@ -66,13 +65,13 @@ void causal_attention_backward(Node<T>& n) {
         T* mk = dPb + R * L;                                // one row's dropout factors [L]
         for (int64_t bh = b0; bh < b1; ++bh) {
             const int64_t b = bh / d.H, h = bh % d.H;
-            const T* Q = q.data + b * L * d.cq + h * d.dk;
-            const T* K = k.data + b * L * d.cq + h * d.dk;
-            const T* V = v.data + b * L * d.cv + h * d.dv;
-            const T* dO = o.grad + b * L * d.cv + h * d.dv;
-            T* dQ = q.grad ? q.grad + b * L * d.cq + h * d.dk : nullptr;
-            T* dK = k.grad ? k.grad + b * L * d.cq + h * d.dk : nullptr;
-            T* dV = v.grad ? v.grad + b * L * d.cv + h * d.dv : nullptr;
+            const T* Q = q + b * L * d.cq + h * d.dk;
+            const T* K = k + b * L * d.cq + h * d.dk;
+            const T* V = v + b * L * d.cv + h * d.dv;
+            const T* dO = dout + b * L * d.cv + h * d.dv;
+            T* dQ = dq ? dq + b * L * d.cq + h * d.dk : nullptr;
+            T* dK = dk ? dk + b * L * d.cq + h * d.dk : nullptr;
+            T* dV = dv ? dv + b * L * d.cv + h * d.dv : nullptr;
             for (int64_t r0 = 0; r0 < L; r0 += R) {
                 const int64_t r1 = std::min(L, r0 + R), m = r1 - r0;
                 // P (recomputed from the saved log-sum-exp) and dP̃ = dO Vᵀ, both [m, r1] with row stride L.
@@ -112,36 +111,32 @@ void causal_attention_backward(Node<T>& n) {
     });
 }
 
-// q, k: [B, L, H·dk]; v: [B, L, H·dv] -> [B, L, H·dv]. dropout p ∈ [0, 1) on the probabilities with the
-// given seed (p = 0: none).
 template <class T>
-Tensor<T> causal_attention(Tape<T>& tape, const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v, int64_t n_heads,
-                           double scale, double dropout = 0.0, uint64_t seed = 0) {
+void causal_attention_backward(Node<T>& n) {
+    const Tensor<T>&q = n.in[0], &k = n.in[1], &v = n.in[2], &o = n.out;
+    causal_attention_backward_raw(detail::attn_dims(q, v, n.i[0]), q.data, k.data, v.data, o.grad, q.grad, k.grad,
+                                  v.grad, n.saved[0], n.saved[1], n.i[2], T(n.f[0]), T(n.f[1]), uint64_t(n.i[1]));
+}
+
+// The forward over all (batch, head) pairs from raw pointers, strided as for the backward: o written,
+// each row's log-sum-exp into lse [B·H·L]. scratch: max_threads() · (k_attn_rows·L + L) elements.
+template <class T>
+void causal_attention_forward_raw(const detail::AttnDims& d, const T* q, const T* k, const T* v, T* o, T* lse,
+                                  T* scratch, T sc, double dropout, uint64_t seed) {
     using namespace kernels::detail;
     using ArrMap = detail::ArrMap<T>;
-    FLASHLM_CHECK(q.shape.rank == 3 && q.shape == k.shape && v.shape.rank == 3 && v.dim(0) == q.dim(0) &&
-                      v.dim(1) == q.dim(1) && n_heads > 0 && q.cols() % n_heads == 0 && v.cols() % n_heads == 0,
-                  "causal_attention: q " + q.shape.str() + ", k " + k.shape.str() + ", v " + v.shape.str() +
-                      " are not [B, L, heads·d]");
-    FLASHLM_CHECK(dropout >= 0 && dropout < 1, "causal_attention: dropout must be in [0, 1)");
-    const detail::AttnDims d = detail::attn_dims(q, v, n_heads);
-    const int64_t R = k_attn_rows, L = d.L, nthreads = max_threads();
-    const bool rec = tape.recording({q, k, v});
-    Tensor<T> o = tape.make(v.shape, rec);
-    T* lse = tape.scratch(d.B * d.H * L);
-    T* scratch = tape.scratch(int64_t(nthreads) * (R * L + L));
+    const int64_t R = k_attn_rows, L = d.L;
     const uint64_t thr = dropout_threshold(dropout);
     const T keep_scale = dropout > 0 ? T(1 / (1 - dropout)) : T(1);
-    const T sc = T(scale);
     parallel_for_tid(d.B * d.H, 2 * d.B * d.H * L * L * (d.dk + d.dv), [&](int64_t b0, int64_t b1, int tid) {
         T* Sb = scratch + int64_t(tid) * (R * L + L);
         T* mk = Sb + R * L;  // one row's dropout factors [L]
         for (int64_t bh = b0; bh < b1; ++bh) {
             const int64_t b = bh / d.H, h = bh % d.H;
-            const T* Q = q.data + b * L * d.cq + h * d.dk;
-            const T* K = k.data + b * L * d.cq + h * d.dk;
-            const T* V = v.data + b * L * d.cv + h * d.dv;
-            T* O = o.data + b * L * d.cv + h * d.dv;
+            const T* Q = q + b * L * d.cq + h * d.dk;
+            const T* K = k + b * L * d.cq + h * d.dk;
+            const T* V = v + b * L * d.cv + h * d.dv;
+            T* O = o + b * L * d.cv + h * d.dv;
             for (int64_t i = 0; i < L; ++i) std::fill(O + i * d.cv, O + i * d.cv + d.dv, T(0));
             for (int64_t r0 = 0; r0 < L; r0 += R) {
                 const int64_t r1 = std::min(L, r0 + R), m = r1 - r0;
@@ -171,6 +166,25 @@ Tensor<T> causal_attention(Tape<T>& tape, const Tensor<T>& q, const Tensor<T>& k
             }
         }
     });
+}
+
+// q, k: [B, L, H·dk]; v: [B, L, H·dv] -> [B, L, H·dv]. dropout p ∈ [0, 1) on the probabilities with the
+// given seed (p = 0: none).
+template <class T>
+Tensor<T> causal_attention(Tape<T>& tape, const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v, int64_t n_heads,
+                           double scale, double dropout = 0.0, uint64_t seed = 0) {
+    FLASHLM_CHECK(q.shape.rank == 3 && q.shape == k.shape && v.shape.rank == 3 && v.dim(0) == q.dim(0) &&
+                      v.dim(1) == q.dim(1) && n_heads > 0 && q.cols() % n_heads == 0 && v.cols() % n_heads == 0,
+                  "causal_attention: q " + q.shape.str() + ", k " + k.shape.str() + ", v " + v.shape.str() +
+                      " are not [B, L, heads·d]");
+    FLASHLM_CHECK(dropout >= 0 && dropout < 1, "causal_attention: dropout must be in [0, 1)");
+    const detail::AttnDims d = detail::attn_dims(q, v, n_heads);
+    const int64_t R = k_attn_rows, L = d.L, nthreads = max_threads();
+    const bool rec = tape.recording({q, k, v});
+    Tensor<T> o = tape.make(v.shape, rec);
+    T* lse = tape.scratch(d.B * d.H * L);
+    T* scratch = tape.scratch(int64_t(nthreads) * (R * L + L));
+    causal_attention_forward_raw(d, q.data, k.data, v.data, o.data, lse, scratch, T(scale), dropout, seed);
     if (o.grad) {
         auto& n = tape.record(&causal_attention_backward<T>);
         n.in[0] = q;

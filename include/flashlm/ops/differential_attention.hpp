@@ -4,14 +4,18 @@
 // with q = [q₁ | q₂], k = [k₁ | k₂] the two halves of a 2·H·d-wide projection (upstream's view
 // (B, T, 2, H, d): branch b is columns [b·H·d, (b+1)·H·d)) and one scalar λ per layer:
 //   λ = clamp(exp(mean(λ_q) − mean(λ_k)), lo, hi)   (upstream: lo 0.1, hi 2.0).
-// The two branches are two calls of the fused ops::causal_attention against the same v; the ops new
-// here are the scalar λ (diff_lambda) and the combination a − λ·b (sub_scaled), each with its backward.
+// One tape node runs both branches (ops::causal_attention's raw passes, reading each half of q and k in
+// place through the row stride) and the combination: it keeps each branch's row log-sum-exps and o₂
+// (λ's gradient is −Σ dout ⊙ o₂). The chain it replaces (differential_attention_chain: slice_cols ×4,
+// causal_attention ×2, sub_scaled) copied the four halves and kept them, o₁ and o₂, each with a gradient
+// of its size, and gives the same bits (tests/variants/nova_diff_fused.cpp). diff_lambda makes the scalar λ.
 #include <algorithm>
 #include <cmath>
 
 #include "flashlm/autograd/tape.hpp"
 #include "flashlm/core/parallel.hpp"
 #include "flashlm/ops/attention.hpp"
+#include "flashlm/ops/prenorm_residual.hpp"
 #include "flashlm/ops/split.hpp"
 
 namespace flashlm::ops {
@@ -99,13 +103,91 @@ Tensor<T> sub_scaled(Tape<T>& tape, const Tensor<T>& a, const Tensor<T>& b, cons
     return y;
 }
 
+namespace diff_attn_detail {
+template <class T>
+void check(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v, const Tensor<T>& lam, int64_t n_heads) {
+    FLASHLM_CHECK(q.shape.rank == 3 && q.shape == k.shape && n_heads > 0 && q.cols() % (2 * n_heads) == 0 &&
+                      v.shape.rank == 3 && v.dim(0) == q.dim(0) && v.dim(1) == q.dim(1) && v.cols() % n_heads == 0 &&
+                      lam.numel() == 1,
+                  "differential_attention: q " + q.shape.str() + ", k " + k.shape.str() + ", v " + v.shape.str() +
+                      ", λ " + lam.shape.str() + " are not [B, L, 2·heads·d], [B, L, heads·dv] and [1]");
+}
+
+// One branch's view: heads of W / H columns, q and k rows strided by their full 2·W width.
+template <class T>
+detail::AttnDims branch_dims(const Tensor<T>& q, const Tensor<T>& v, int64_t H) {
+    return {q.dim(0), q.dim(1), H, q.cols() / 2 / H, v.cols() / H, q.cols(), v.cols()};
+}
+
+inline int64_t scratch_size(int64_t L) { return int64_t(max_threads()) * (2 * k_attn_rows * L + L); }
+}  // namespace diff_attn_detail
+
+// saved: [0] the branches' log-sum-exps [2, B·H·L], [1] o₂ [B, L, H·dv].
+template <class T>
+void differential_attention_backward(Node<T>& n) {
+    using prenorm_detail::a16;
+    const Tensor<T>&q = n.in[0], &k = n.in[1], &v = n.in[2], &lam = n.in[3];
+    const detail::AttnDims d = diff_attn_detail::branch_dims(q, v, n.i[0]);
+    const int64_t W = q.cols() / 2, N = n.out.numel(), BHL = d.B * d.H * d.L;
+    const T l = lam.data[0], scale = T(n.f[0]);
+    const T *g = n.out.grad, *o2 = n.saved[1];
+    T* ws = prenorm_detail::tape_of(n).workspace(a16(N) + diff_attn_detail::scratch_size(d.L));
+    T *dO2 = ws, *scratch = ws + a16(N);
+    // sub_scaled's: dO₁ = dout, dO₂ = −λ·dout, dλ = −Σ dout ⊙ o₂ (in double, in order)
+    parallel_for(N, N, [&](int64_t b_, int64_t e_) {
+        for (int64_t i = b_; i < e_; ++i) dO2[i] = T(0) - l * g[i];
+    });
+    if (lam.grad) {
+        double s = 0;
+        for (int64_t i = 0; i < N; ++i) s += double(g[i]) * double(o2[i]);
+        lam.grad[0] -= T(s);
+    }
+    // branch 2, then branch 1 (the chain's reverse order: v's gradient sums in the same order)
+    const int64_t nt = max_threads();
+    causal_attention_backward_raw(d, q.data + W, k.data + W, v.data, dO2, q.grad ? q.grad + W : nullptr,
+                                  k.grad ? k.grad + W : nullptr, v.grad, n.saved[0] + BHL, scratch, nt, scale, T(0), 0);
+    causal_attention_backward_raw(d, q.data, k.data, v.data, g, q.grad, k.grad, v.grad, n.saved[0], scratch, nt, scale,
+                                  T(0), 0);
+}
+
 // q, k: [B, L, 2·H·d] (branch 1 in the first H·d columns), v: [B, L, H·dv], lam: [1] -> [B, L, H·dv].
 template <class T>
 Tensor<T> differential_attention(Tape<T>& tape, const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
                                  const Tensor<T>& lam, int64_t n_heads, double scale) {
-    FLASHLM_CHECK(q.shape.rank == 3 && q.shape == k.shape && q.cols() % 2 == 0,
-                  "differential_attention: q " + q.shape.str() + " and k " + k.shape.str() +
-                      " are not [B, L, 2·heads·d]");
+    using prenorm_detail::a16;
+    diff_attn_detail::check(q, k, v, lam, n_heads);
+    const detail::AttnDims d = diff_attn_detail::branch_dims(q, v, n_heads);
+    const int64_t W = q.cols() / 2, N = v.numel(), BHL = d.B * d.H * d.L;
+    const bool rec = tape.recording({q, k, v, lam});
+    Tensor<T> out = tape.make(v.shape, rec);
+    // lse and o₂ stay on the tape for the backward; without one they live in the workspace too
+    T* ws = tape.workspace(diff_attn_detail::scratch_size(d.L) + (rec ? 0 : a16(2 * BHL) + a16(N)));
+    T* scratch = ws;
+    T* lse = rec ? tape.scratch(2 * BHL) : ws + diff_attn_detail::scratch_size(d.L);
+    T* o2 = rec ? tape.scratch(N) : lse + a16(2 * BHL);
+    const T sc = T(scale), l = lam.data[0];
+    causal_attention_forward_raw(d, q.data, k.data, v.data, out.data, lse, scratch, sc, 0.0, 0);  // o₁ into out
+    causal_attention_forward_raw(d, q.data + W, k.data + W, v.data, o2, lse + BHL, scratch, sc, 0.0, 0);
+    parallel_for(N, N, [&](int64_t b_, int64_t e_) {
+        for (int64_t i = b_; i < e_; ++i) out.data[i] = out.data[i] - l * o2[i];
+    });
+    if (out.grad) {
+        auto& n = tape.record(&differential_attention_backward<T>);
+        n.in[0] = q, n.in[1] = k, n.in[2] = v, n.in[3] = lam;
+        n.out = out;
+        n.saved[0] = lse, n.saved[1] = o2;
+        n.i[0] = n_heads;
+        n.f[0] = scale;
+        n.ctx = &tape;
+    }
+    return out;
+}
+
+// The same as op-by-op ops (tests, bench --unfused): each branch's q and k halves copied out by slice_cols.
+template <class T>
+Tensor<T> differential_attention_chain(Tape<T>& tape, const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
+                                       const Tensor<T>& lam, int64_t n_heads, double scale) {
+    diff_attn_detail::check(q, k, v, lam, n_heads);
     const int64_t W = q.cols() / 2;
     Tensor<T> o1 = causal_attention(tape, slice_cols(tape, q, 0, W), slice_cols(tape, k, 0, W), v, n_heads, scale);
     Tensor<T> o2 = causal_attention(tape, slice_cols(tape, q, W, 2 * W), slice_cols(tape, k, W, 2 * W), v, n_heads, scale);
