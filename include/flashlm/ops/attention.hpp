@@ -14,8 +14,9 @@
 // Dropout on the probabilities (v5.2's nn.Dropout after the softmax) draws its keep mask from
 // ops::dropout_keep over (seed, batch, head, row, column): backward regenerates it instead of storing it.
 // The GEMMs are kernels/gemm.hpp's Eigen blocked products, run single-threaded per (batch, head);
-// threads split the (batch, head) pairs. A differential-attention layer calls this op once per branch
-// (its two q/k halves against the same v) and combines the outputs.
+// threads split the (batch, head) pairs. The passes also run on raw strided pointers
+// (causal_attention_forward_raw / _backward_raw): a differential-attention node runs them once per branch,
+// each reading its half of q and k in place (ops/differential_attention.hpp).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
