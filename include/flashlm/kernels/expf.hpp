@@ -9,6 +9,9 @@
 // Without hardware FMA (a build without -march=native on x86) it is a plain std::exp loop.
 #include <bit>
 #include <cmath>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #include <cstdint>
 #include <limits>
 
@@ -45,7 +48,33 @@ inline float expf_core(float x) {
     y = std::fma(z, r2, y);
     return float(y * s);
 }
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+// expf_core on 8 lanes, the same operations in the same order (vector FMAs round once, like std::fma), with
+// the 32-entry table looked up by two two-register permutes instead of a gather. GCC tuned for Zen does not
+// vectorise the scalar loop at all (it will not emit gathers there): sigmoid_array ran scalar, 8.6 % of a
+// nova-diff step.
+inline __m256 expf_core8(__m256 x) {
+    const __m512d xd = _mm512_cvtps_pd(x);
+    const __m512d invln2n = _mm512_set1_pd(k_expf_invln2n), shift = _mm512_set1_pd(k_expf_shift);
+    __m512d kd = _mm512_fmadd_pd(invln2n, xd, shift);
+    const __m512i ki = _mm512_castpd_si512(kd);
+    kd = _mm512_sub_pd(kd, shift);
+    const __m512d r = _mm512_fmsub_pd(invln2n, xd, kd);
+    const __m512i idx = _mm512_and_si512(ki, _mm512_set1_epi64(31));
+    const __m512i lo = _mm512_permutex2var_epi64(_mm512_loadu_si512(k_exp2f_tab), idx, _mm512_loadu_si512(k_exp2f_tab + 8));
+    const __m512i hi =
+        _mm512_permutex2var_epi64(_mm512_loadu_si512(k_exp2f_tab + 16), idx, _mm512_loadu_si512(k_exp2f_tab + 24));
+    const __m512i tab = _mm512_mask_blend_epi64(_mm512_test_epi64_mask(idx, _mm512_set1_epi64(16)), lo, hi);
+    const __m512d sc = _mm512_castsi512_pd(_mm512_add_epi64(tab, _mm512_slli_epi64(ki, 47)));
+    const __m512d z = _mm512_fmadd_pd(r, _mm512_set1_pd(k_expf_c0), _mm512_set1_pd(k_expf_c1));
+    const __m512d r2 = _mm512_mul_pd(r, r);
+    __m512d y = _mm512_fmadd_pd(r, _mm512_set1_pd(k_expf_c2), _mm512_set1_pd(1.0));
+    y = _mm512_fmadd_pd(z, r2, y);
+    return _mm512_cvtpd_ps(_mm512_mul_pd(y, sc));
+}
+#endif
 }  // namespace detail
+
 
 // y[i] = expf(x[i]) for i < n (x and y must not overlap).
 // libm's special path (|x| ≥ 88, inf, NaN) is done per lane as selects: above log(2^128) it returns +inf,
@@ -54,7 +83,20 @@ inline float expf_core(float x) {
 // cost supernova2 ~1.5 % of its step: its gate pre-activations reach ±88 after a few steps.
 inline void expf_array(const float* x, float* y, int64_t n) {
 #if defined(__FMA__) || defined(__aarch64__)
-    for (int64_t i = 0; i < n; ++i) {
+    int64_t i = 0;
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+    const __m256 hi = _mm256_set1_ps(0x1.62e42ep6f), lo = _mm256_set1_ps(-0x1.9fe368p6f);
+    for (; i + 8 <= n; i += 8) {
+        const __m256 xi = _mm256_loadu_ps(x + i);
+        __m256 r = detail::expf_core8(xi);
+        r = _mm256_mask_blend_ps(_mm256_cmp_ps_mask(xi, hi, _CMP_GT_OQ), r,
+                                 _mm256_set1_ps(std::numeric_limits<float>::infinity()));
+        r = _mm256_mask_blend_ps(_mm256_cmp_ps_mask(xi, lo, _CMP_LT_OQ), r, _mm256_setzero_ps());
+        r = _mm256_mask_blend_ps(_mm256_cmp_ps_mask(xi, xi, _CMP_UNORD_Q), r, _mm256_add_ps(xi, xi));
+        _mm256_storeu_ps(y + i, r);
+    }
+#endif
+    for (; i < n; ++i) {
         const float xi = x[i];
         float r = detail::expf_core(xi);
         r = xi > 0x1.62e42ep6f ? std::numeric_limits<float>::infinity() : r;
