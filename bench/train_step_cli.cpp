@@ -8,7 +8,7 @@
 //   bench_train_step_cli --model bolt --quant int8 ...               # BitLinear forward in int8
 //   bench_train_step_cli --model bolt --matmul bf16 ...              # bf16 training GEMMs (kernels/gemm_bf16.hpp)
 //   bench_train_step_cli --model bolt --memory-report ...            # + where the memory goes (stderr)
-//   bench_train_step_cli --model bolt --unfused ...                  # Bolt/CORTEX/SUPERNOVA II/Thunderbolt blocks, nova-diff's experts as the op-by-op chain
+//   bench_train_step_cli --model bolt --unfused ...                  # Bolt/CORTEX/SUPERNOVA II/Thunderbolt blocks, nova-diff's attention and experts as the op-by-op chains
 //   bench_train_step_cli --model bolt --hash ...                     # FNV-1a of loss + all gradients per step
 //   bench_train_step_cli --model cortex6 --profile ...               # + backward ms per op (stderr)
 // Output: {"impl":"flashlm","model":..,"tok_s":..,"gflop_s":..,"peak_rss_mb":..,"minflt_per_step":..,

@@ -62,6 +62,12 @@ void* realloc(void* p, size_t n) {
     return __libc_realloc(p, n);
 }
 void free(void* p) { __libc_free(p); }
+// Storage maps buffers of 1 MiB and more itself (core/storage.hpp): count those maps too.
+void* __mmap(void*, size_t, int, int, int, off_t);
+void* mmap(void* addr, size_t n, int prot, int flags, int fd, off_t off) {
+    note();
+    return __mmap(addr, n, prot, flags, fd, off);
+}
 int posix_memalign(void** out, size_t align, size_t n) {
     note();
     *out = __libc_memalign(align, n);
