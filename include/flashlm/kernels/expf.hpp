@@ -53,8 +53,11 @@ inline float expf_core(float x) {
 // the 32-entry table looked up by two two-register permutes instead of a gather. GCC tuned for Zen does not
 // vectorise the scalar loop at all (it will not emit gathers there): sigmoid_array ran scalar, 8.6 % of a
 // nova-diff step.
+// The conversions and the shift are the all-lanes zero-masked forms: the plain intrinsics pass an
+// _mm512_undefined_* operand that g++ 12 reports as maybe-uninitialized once inlined (fixed in g++ 13).
 inline __m256 expf_core8(__m256 x) {
-    const __m512d xd = _mm512_cvtps_pd(x);
+    constexpr __mmask8 all = 0xff;
+    const __m512d xd = _mm512_maskz_cvtps_pd(all, x);
     const __m512d invln2n = _mm512_set1_pd(k_expf_invln2n), shift = _mm512_set1_pd(k_expf_shift);
     __m512d kd = _mm512_fmadd_pd(invln2n, xd, shift);
     const __m512i ki = _mm512_castpd_si512(kd);
@@ -65,12 +68,12 @@ inline __m256 expf_core8(__m256 x) {
     const __m512i hi =
         _mm512_permutex2var_epi64(_mm512_loadu_si512(k_exp2f_tab + 16), idx, _mm512_loadu_si512(k_exp2f_tab + 24));
     const __m512i tab = _mm512_mask_blend_epi64(_mm512_test_epi64_mask(idx, _mm512_set1_epi64(16)), lo, hi);
-    const __m512d sc = _mm512_castsi512_pd(_mm512_add_epi64(tab, _mm512_slli_epi64(ki, 47)));
+    const __m512d sc = _mm512_castsi512_pd(_mm512_add_epi64(tab, _mm512_maskz_slli_epi64(all, ki, 47)));
     const __m512d z = _mm512_fmadd_pd(r, _mm512_set1_pd(k_expf_c0), _mm512_set1_pd(k_expf_c1));
     const __m512d r2 = _mm512_mul_pd(r, r);
     __m512d y = _mm512_fmadd_pd(r, _mm512_set1_pd(k_expf_c2), _mm512_set1_pd(1.0));
     y = _mm512_fmadd_pd(z, r2, y);
-    return _mm512_cvtpd_ps(_mm512_mul_pd(y, sc));
+    return _mm512_maskz_cvtpd_ps(all, _mm512_mul_pd(y, sc));
 }
 #endif
 }  // namespace detail

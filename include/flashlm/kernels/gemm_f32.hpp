@@ -123,10 +123,18 @@ template <int R>
 FLASHLM_F32_TARGET inline void micro(int64_t kc, const float* a, const float* b, const float* init, int64_t ild, float* out,
                                      int64_t ldo, int64_t ncols, bool add_out) {
     const __mmask16 m0 = lanes(ncols), m1 = lanes(ncols - 16);
+    // Unrolled by hand-held pragma: as a plain loop GCC turned the zero start into two memset calls on
+    // a stack copy of the accumulators (a call per tile, ~2.5 % of a nova-diff step in perf).
     __m512 c0[R], c1[R];
-    for (int r = 0; r < R; ++r) {
-        c0[r] = init ? _mm512_maskz_loadu_ps(m0, init + r * ild) : _mm512_setzero_ps();
-        c1[r] = init ? _mm512_maskz_loadu_ps(m1, init + r * ild + 16) : _mm512_setzero_ps();
+    if (init) {
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) {
+            c0[r] = _mm512_maskz_loadu_ps(m0, init + r * ild);
+            c1[r] = _mm512_maskz_loadu_ps(m1, init + r * ild + 16);
+        }
+    } else {
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
     }
 #pragma GCC unroll 2
     for (int64_t k = 0; k < kc; ++k) {
