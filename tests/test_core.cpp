@@ -1,7 +1,10 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "examples/bolt.hpp"
@@ -337,4 +340,44 @@ TEST_CASE("the arena: later steps of the same sizes reuse the first step's chunk
     a.reset();
     CHECK(a.capacity() == cap + cap / 4);
     CHECK(a.alloc(10) == p);
+}
+
+TEST_CASE("parallel_for_balanced: every index once, bounds from (n, threads) alone, long loops cut on 16s") {
+    for (int64_t k : {1, 2, 3, 16})
+        for (int64_t n : {2, 5, 31, 96, 1000, 2048, 4097, 197376}) {
+            int64_t c = 0, prev = 0, b = 0, e = 0, biggest_later = 0, first = 0;
+            while (flashlm::balanced_chunk(c, n, k, b, e)) {
+                REQUIRE(b == prev);  // contiguous, in order
+                REQUIRE(e >= b);
+                if (n >= 1024 * k && e != n) CHECK(e % 16 == 0);
+                if (c < k) first = std::max(first, e - b);
+                else biggest_later = std::max(biggest_later, e - b);
+                prev = e, ++c;
+            }
+            CHECK(prev == n);
+            CHECK(c <= 6 * k);
+            if (n >= 8 * k) CHECK(biggest_later <= first);  // biggest first: the tail is what balances
+        }
+    // n = 96 over 2 threads: halves of what is left, the last level takes the rest
+    std::vector<std::pair<int64_t, int64_t>> got;
+    int64_t b = 0, e = 0;
+    for (int64_t c = 0; flashlm::balanced_chunk(c, 96, 2, b, e); ++c) got.emplace_back(b, e);
+    const std::vector<std::pair<int64_t, int64_t>> want = {{0, 24},  {24, 48}, {48, 60}, {60, 72}, {72, 78},
+                                                           {78, 84}, {84, 87}, {87, 90}, {90, 93}, {93, 96}};
+    CHECK(got == want);
+    // the loop itself visits every index exactly once, on whatever threads run
+    const int64_t n = 100000;
+    std::vector<std::atomic<int>> seen(static_cast<size_t>(n));
+    for (auto& s : seen) s = 0;
+    std::atomic<int> max_tid{0};
+    flashlm::parallel_for_balanced(n, n, [&](int64_t i0, int64_t i1, int tid) {
+        int m = max_tid.load();
+        while (tid > m && !max_tid.compare_exchange_weak(m, tid)) {
+        }
+        for (int64_t i = i0; i < i1; ++i) seen[size_t(i)]++;
+    });
+    int64_t once = 0;
+    for (auto& s : seen) once += s.load() == 1;
+    CHECK(once == n);
+    CHECK(max_tid.load() < flashlm::max_threads());
 }

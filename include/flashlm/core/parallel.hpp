@@ -1,11 +1,13 @@
 #pragma once
-// Threading helpers. Work is split statically into one contiguous range per thread, so results are
-// deterministic for a given thread count. Small loops, nested calls and single-thread runs never enter
-// an OpenMP region: libgomp mallocs a fresh team for every serialized (one-thread) region, which would
-// break the no-allocation-per-step guarantee.
+// Threading helpers. parallel_for and parallel_for_balanced cut [0, n) into ranges whose bounds depend on
+// n and the thread count alone, so results are deterministic for a given thread count; parallel_for_tid
+// and parallel_sum give each thread one static range (their callers combine per-thread partials). Small
+// loops, nested calls and single-thread runs never enter an OpenMP region: libgomp mallocs a fresh team
+// for every serialized (one-thread) region, which would break the no-allocation-per-step guarantee.
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -27,20 +29,52 @@ inline bool go_parallel(int64_t n, int64_t work) {
     return n > 1 && work >= k_parallel_min_work && max_threads() > 1 && !omp_in_parallel();
 }
 
-// Calls f(begin, end) on disjoint ranges covering [0, n); `work` is the total scalar work, used only to
-// decide whether threads pay off.
+// Chunk c of [0, n) for k threads in a balanced loop: level l = c / k holds k equal chunks of half of what
+// the levels before it left (n/2k each at level 0, n/4k at level 1, ...); the last level, once chunks
+// would fall under about n/32k items, takes the rest. Bounds depend on (n, k) only. Returns false past
+// the last chunk.
+inline bool balanced_chunk(int64_t c, int64_t n, int64_t k, int64_t& b, int64_t& e) {
+    int64_t levels = 1;  // level l covers [n − ⌊n/2^l⌋, n − ⌊n/2^(l+1)⌋), the last one up to n
+    while (levels < 6 && (n >> levels) >= 2 * k) ++levels;
+    const int64_t level = c / k, j = c % k;
+    if (level >= levels) return false;
+    const int64_t lo = n - (n >> level), hi = level + 1 == levels ? n : n - (n >> (level + 1));
+    // Bounds of a long loop fall on multiples of 16 items: a flat float array's ranges then start 64-byte
+    // aligned (when the array is), and Eigen's vectorised expressions, which peel unaligned heads into
+    // scalar code with different roundings (exp), give the same bits whatever the split.
+    const int64_t g = n >= 1024 * k ? 16 : 1;
+    auto at = [&](int64_t i) { return hi == n && i == k ? n : (lo + (hi - lo) * i / k) / g * g; };
+    b = at(j);
+    e = at(j + 1);
+    return true;
+}
+
+// Calls f(begin, end, tid) on disjoint ranges covering [0, n), handed out to the threads as they ask:
+// biggest first (balanced_chunk), so a thread slowed by its neighbours on a shared host, or by costlier
+// items, takes fewer. `work` is the total scalar work, used only to decide whether threads pay off. Each
+// range's result must not depend on which thread runs it, apart from tid-indexed scratch.
 template <class F>
-void parallel_for(int64_t n, int64_t work, F&& f) {
+void parallel_for_balanced(int64_t n, int64_t work, F&& f) {
     if (!go_parallel(n, work)) {
-        if (n > 0) f(int64_t(0), n);
+        if (n > 0) f(int64_t(0), n, 0);
         return;
     }
+    std::atomic<int64_t> next{0};
 #pragma omp parallel
     {
-        const int64_t t = omp_get_thread_num(), k = omp_get_num_threads();
-        const int64_t b = n * t / k, e = n * (t + 1) / k;
-        if (b < e) f(b, e);
+        const int t = omp_get_thread_num();
+        const int64_t k = omp_get_num_threads();
+        int64_t b = 0, e = 0;
+        for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); balanced_chunk(c, n, k, b, e);
+             c = next.fetch_add(1, std::memory_order_relaxed))
+            if (b < e) f(b, e, t);
     }
+}
+
+// Calls f(begin, end) on disjoint ranges covering [0, n) (balanced, as parallel_for_balanced).
+template <class F>
+void parallel_for(int64_t n, int64_t work, F&& f) {
+    parallel_for_balanced(n, work, [&](int64_t b, int64_t e, int) { f(b, e); });
 }
 
 // Like parallel_for, but also passes the thread index (0..threads-1) for per-thread scratch.

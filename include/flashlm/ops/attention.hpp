@@ -14,7 +14,7 @@
 // Dropout on the probabilities (v5.2's nn.Dropout after the softmax) draws its keep mask from
 // ops::dropout_keep over (seed, batch, head, row, column): backward regenerates it instead of storing it.
 // The GEMMs are kernels/gemm.hpp's Eigen blocked products, run single-threaded per (batch, head);
-// threads split the (batch, head) pairs. The passes also run on raw strided pointers
+// threads take the (batch, head) pairs as they free up (parallel_for_balanced). The passes also run on raw strided pointers
 // (causal_attention_forward_raw / _backward_raw): a differential-attention node runs them once per branch,
 // each reading its half of q and k in place (ops/differential_attention.hpp).
 #include <algorithm>
@@ -30,6 +30,13 @@
 namespace flashlm::ops {
 
 inline constexpr int64_t k_attn_rows = 64;
+
+// Floats of one thread's scratch in the forward and the backward pass, rounded to 16 so that every
+// thread's block starts 64-byte aligned like the first: Eigen peels an unaligned head of its vectorised
+// exp and sums into scalar code, so the bits would depend on which thread ran a (batch, head) pair, and
+// threads take the pairs as they free up.
+inline int64_t attn_forward_scratch(int64_t L) { return (k_attn_rows * L + L + 15) / 16 * 16; }
+inline int64_t attn_backward_scratch(int64_t L) { return (2 * k_attn_rows * L + L + 15) / 16 * 16; }
 
 namespace detail {
 
@@ -49,7 +56,8 @@ AttnDims attn_dims(const Tensor<T>& q, const Tensor<T>& v, int64_t H) {
 
 // The backward over all (batch, head) pairs from raw pointers: q, k, v and dO at their first head's
 // column, strided by d.cq / d.cv (one branch of a differential layer reads half of a wider q and k in
-// place); dQ, dK, dV (any may be null) accumulate. scratch: nthreads · (2·k_attn_rows·L + L) elements.
+// place); dQ, dK, dV (any may be null) accumulate. scratch: nthreads · attn_backward_scratch(L) elements,
+// 64-byte aligned.
 template <class T>
 void causal_attention_backward_raw(const detail::AttnDims& d, const T* q, const T* k, const T* v, const T* dout, T* dq,
                                    T* dk, T* dv, const T* lse, T* scratch, int64_t nthreads, T scale, T p,
@@ -59,9 +67,9 @@ void causal_attention_backward_raw(const detail::AttnDims& d, const T* q, const 
     const uint64_t thr = dropout_threshold(double(p));
     const T keep_scale = p > 0 ? T(1) / (T(1) - p) : T(1);
     const int64_t R = k_attn_rows, L = d.L;
-    parallel_for_tid(d.B * d.H, 4 * d.B * d.H * L * L * (d.dk + d.dv), [&](int64_t b0, int64_t b1, int tid) {
+    parallel_for_balanced(d.B * d.H, 4 * d.B * d.H * L * L * (d.dk + d.dv), [&](int64_t b0, int64_t b1, int tid) {
         if (tid >= nthreads) return;  // cannot happen: the scratch was sized for max_threads()
-        T* Pb = scratch + int64_t(tid) * (2 * R * L + L);  // P̃ block [R, L]
+        T* Pb = scratch + int64_t(tid) * attn_backward_scratch(L);  // P̃ block [R, L]
         T* dPb = Pb + R * L;                                // dP̃, then dS, block [R, L]
         T* mk = dPb + R * L;                                // one row's dropout factors [L]
         for (int64_t bh = b0; bh < b1; ++bh) {
@@ -120,7 +128,8 @@ void causal_attention_backward(Node<T>& n) {
 }
 
 // The forward over all (batch, head) pairs from raw pointers, strided as for the backward: o written,
-// each row's log-sum-exp into lse [B·H·L]. scratch: max_threads() · (k_attn_rows·L + L) elements.
+// each row's log-sum-exp into lse [B·H·L]. scratch: max_threads() · attn_forward_scratch(L) elements,
+// 64-byte aligned.
 template <class T>
 void causal_attention_forward_raw(const detail::AttnDims& d, const T* q, const T* k, const T* v, T* o, T* lse,
                                   T* scratch, T sc, double dropout, uint64_t seed) {
@@ -129,8 +138,8 @@ void causal_attention_forward_raw(const detail::AttnDims& d, const T* q, const T
     const int64_t R = k_attn_rows, L = d.L;
     const uint64_t thr = dropout_threshold(dropout);
     const T keep_scale = dropout > 0 ? T(1 / (1 - dropout)) : T(1);
-    parallel_for_tid(d.B * d.H, 2 * d.B * d.H * L * L * (d.dk + d.dv), [&](int64_t b0, int64_t b1, int tid) {
-        T* Sb = scratch + int64_t(tid) * (R * L + L);
+    parallel_for_balanced(d.B * d.H, 2 * d.B * d.H * L * L * (d.dk + d.dv), [&](int64_t b0, int64_t b1, int tid) {
+        T* Sb = scratch + int64_t(tid) * attn_forward_scratch(L);
         T* mk = Sb + R * L;  // one row's dropout factors [L]
         for (int64_t bh = b0; bh < b1; ++bh) {
             const int64_t b = bh / d.H, h = bh % d.H;
@@ -180,11 +189,11 @@ Tensor<T> causal_attention(Tape<T>& tape, const Tensor<T>& q, const Tensor<T>& k
                       " are not [B, L, heads·d]");
     FLASHLM_CHECK(dropout >= 0 && dropout < 1, "causal_attention: dropout must be in [0, 1)");
     const detail::AttnDims d = detail::attn_dims(q, v, n_heads);
-    const int64_t R = k_attn_rows, L = d.L, nthreads = max_threads();
+    const int64_t L = d.L, nthreads = max_threads();
     const bool rec = tape.recording({q, k, v});
     Tensor<T> o = tape.make(v.shape, rec);
     T* lse = tape.scratch(d.B * d.H * L);
-    T* scratch = tape.scratch(int64_t(nthreads) * (R * L + L));
+    T* scratch = tape.scratch(int64_t(nthreads) * attn_forward_scratch(L));
     causal_attention_forward_raw(d, q.data, k.data, v.data, o.data, lse, scratch, T(scale), dropout, seed);
     if (o.grad) {
         auto& n = tape.record(&causal_attention_backward<T>);
@@ -193,7 +202,7 @@ Tensor<T> causal_attention(Tape<T>& tape, const Tensor<T>& q, const Tensor<T>& k
         n.in[2] = v;
         n.out = o;
         n.saved[0] = lse;
-        n.saved[1] = tape.scratch(int64_t(nthreads) * (2 * R * L + L));
+        n.saved[1] = tape.scratch(int64_t(nthreads) * attn_backward_scratch(L));
         n.i[0] = n_heads, n.i[1] = int64_t(seed), n.i[2] = nthreads;
         n.f[0] = scale, n.f[1] = dropout;
     }

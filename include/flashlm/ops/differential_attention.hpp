@@ -119,7 +119,7 @@ detail::AttnDims branch_dims(const Tensor<T>& q, const Tensor<T>& v, int64_t H) 
     return {q.dim(0), q.dim(1), H, q.cols() / 2 / H, v.cols() / H, q.cols(), v.cols()};
 }
 
-inline int64_t scratch_size(int64_t L) { return int64_t(max_threads()) * (2 * k_attn_rows * L + L); }
+inline int64_t scratch_size(int64_t L) { return int64_t(max_threads()) * attn_backward_scratch(L); }
 }  // namespace diff_attn_detail
 
 // saved: [0] the branches' log-sum-exps [2, B·H·L], [1] o₂ [B, L, H·dv].
