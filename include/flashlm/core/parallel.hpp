@@ -77,7 +77,8 @@ void parallel_for(int64_t n, int64_t work, F&& f) {
     parallel_for_balanced(n, work, [&](int64_t b, int64_t e, int) { f(b, e); });
 }
 
-// Like parallel_for, but also passes the thread index (0..threads-1) for per-thread scratch.
+// One static range per thread, with the thread index (0..threads-1) for per-thread scratch or partials;
+// returns how many threads ran (their partials are the ones to combine).
 template <class F>
 int parallel_for_tid(int64_t n, int64_t work, F&& f) {
     if (!go_parallel(n, work)) {

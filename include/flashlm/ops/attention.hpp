@@ -14,9 +14,9 @@
 // Dropout on the probabilities (v5.2's nn.Dropout after the softmax) draws its keep mask from
 // ops::dropout_keep over (seed, batch, head, row, column): backward regenerates it instead of storing it.
 // The GEMMs are kernels/gemm.hpp's Eigen blocked products, run single-threaded per (batch, head);
-// threads take the (batch, head) pairs as they free up (parallel_for_balanced). The passes also run on raw strided pointers
-// (causal_attention_forward_raw / _backward_raw): a differential-attention node runs them once per branch,
-// each reading its half of q and k in place (ops/differential_attention.hpp).
+// threads take the (batch, head) pairs as they free up (parallel_for_balanced). The passes also run on
+// raw strided pointers (causal_attention_forward_raw / _backward_raw): a differential-attention node runs
+// them once per branch, each reading its half of q and k in place (ops/differential_attention.hpp).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
