@@ -49,9 +49,9 @@ inline bool balanced_chunk(int64_t c, int64_t n, int64_t k, int64_t& b, int64_t&
     return true;
 }
 
-// Calls f(begin, end, tid) on disjoint ranges covering [0, n), handed out to the threads as they ask:
-// biggest first (balanced_chunk), so a thread slowed by its neighbours on a shared host, or by costlier
-// items, takes fewer. `work` is the total scalar work, used only to decide whether threads pay off. Each
+// Calls f(begin, end, tid) on disjoint ranges covering [0, n): each thread's first is its level-0 chunk,
+// the rest are handed out as threads ask, biggest first (balanced_chunk), so a thread slowed by its
+// neighbours on a shared host, or by costlier items, takes fewer. `work` is the total scalar work, used only to decide whether threads pay off. Each
 // range's result must not depend on which thread runs it, apart from tid-indexed scratch.
 template <class F>
 void parallel_for_balanced(int64_t n, int64_t work, F&& f) {
@@ -59,14 +59,16 @@ void parallel_for_balanced(int64_t n, int64_t work, F&& f) {
         if (n > 0) f(int64_t(0), n, 0);
         return;
     }
+    // Thread t always runs chunk t (level 0, the biggest) first, and only then takes chunks from the
+    // counter: every thread then works in every loop from the first step, so per-thread buffers that grow
+    // on first use (GEMM workspaces, attention scratch) reach their size in the first step, never later.
     std::atomic<int64_t> next{0};
 #pragma omp parallel
     {
         const int t = omp_get_thread_num();
         const int64_t k = omp_get_num_threads();
         int64_t b = 0, e = 0;
-        for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); balanced_chunk(c, n, k, b, e);
-             c = next.fetch_add(1, std::memory_order_relaxed))
+        for (int64_t c = t; balanced_chunk(c, n, k, b, e); c = k + next.fetch_add(1, std::memory_order_relaxed))
             if (b < e) f(b, e, t);
     }
 }
