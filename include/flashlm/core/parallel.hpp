@@ -51,8 +51,9 @@ inline bool balanced_chunk(int64_t c, int64_t n, int64_t k, int64_t& b, int64_t&
 
 // Calls f(begin, end, tid) on disjoint ranges covering [0, n): each thread's first is its level-0 chunk,
 // the rest are handed out as threads ask, biggest first (balanced_chunk), so a thread slowed by its
-// neighbours on a shared host, or by costlier items, takes fewer. `work` is the total scalar work, used only to decide whether threads pay off. Each
-// range's result must not depend on which thread runs it, apart from tid-indexed scratch.
+// neighbours on a shared host, or by costlier items, takes fewer. `work` is the total scalar work, used
+// only to decide whether threads pay off. Each range's result must not depend on which thread runs it,
+// apart from tid-indexed scratch.
 template <class F>
 void parallel_for_balanced(int64_t n, int64_t work, F&& f) {
     if (!go_parallel(n, work)) {
