@@ -342,6 +342,37 @@ TEST_CASE("the arena: later steps of the same sizes reuse the first step's chunk
     CHECK(a.alloc(10) == p);
 }
 
+#if FLASHLM_STORAGE_MMAP
+TEST_CASE("Storage::release_tail: the first elements stay, the pages past them leave the resident set") {
+    // 4 MiB: mmap'd and asked for huge pages, so writing one float can make 2 MiB resident
+    const size_t n = size_t(1) << 20, keep = 300000;
+    Storage<float> s;
+    s.resize_uninitialized(n);
+    for (size_t i = 0; i < n; ++i) s[i] = float(i % 7) + 1.0f;
+    const size_t page = 4096, pages = n * sizeof(float) / page;
+    auto resident = [&](size_t from_page) {
+        std::vector<unsigned char> v(pages);
+        REQUIRE(::mincore(static_cast<void*>(s.data()), n * sizeof(float), v.data()) == 0);
+        size_t c = 0;
+        for (size_t i = from_page; i < pages; ++i) c += v[i] & 1;
+        return c;
+    };
+    const size_t first_free = (keep * sizeof(float) + page - 1) / page;  // the page after the one holding keep-1
+    CHECK(resident(first_free) == pages - first_free);
+    s.release_tail(keep);
+    CHECK(resident(first_free) == 0);
+    size_t kept = 0, zero = 0;
+    for (size_t i = 0; i < n; ++i) {
+        if (i < keep) kept += s[i] == float(i % 7) + 1.0f;
+        else if (i * sizeof(float) >= first_free * page) zero += s[i] == 0.0f;  // given back: reads as zero
+    }
+    CHECK(kept == keep);
+    CHECK(zero == n - first_free * page / sizeof(float));
+    s.release_tail(n);  // nothing past the end: a no-op
+    CHECK(s[keep - 1] == float((keep - 1) % 7) + 1.0f);
+}
+#endif
+
 TEST_CASE("parallel_for_balanced: every index once, bounds from (n, threads) alone, long loops cut on 16s") {
     for (int64_t k : {1, 2, 3, 16})
         for (int64_t n : {2, 5, 31, 96, 1000, 2048, 4097, 197376}) {

@@ -27,8 +27,11 @@ public:
             // A step that leaves a chunk at another fill than the first step did has sizes of its own:
             // fold the chunks once, or such steps would go on reaching untouched pages of chunk tails
             // (each faulting once) for many steps to come.
-            if (!sized_) fill_.push_back(used_);
-            else if (cur_ >= fill_.size() || fill_[cur_] != used_) outgrown_ = true;
+            if (!sized_) {
+                fill_.push_back(used_);
+                // Every later step leaves this tail unwritten too; a huge page may have made it resident.
+                chunks_[cur_].release_tail(used_);
+            } else if (cur_ >= fill_.size() || fill_[cur_] != used_) outgrown_ = true;
             retired_ += used_;
             used_ = 0;
             ++cur_;
@@ -50,6 +53,7 @@ public:
     }
     // Invalidates every pointer handed out since the last reset.
     void reset() {
+        if (!sized_ && cur_ < chunks_.size()) chunks_[cur_].release_tail(used_);  // the first step's last chunk
         if (outgrown_ && chunks_.size() > 1) {
             std::size_t total = 0;
             for (auto& c : chunks_) total += c.size();

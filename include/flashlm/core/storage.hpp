@@ -1,6 +1,7 @@
 #pragma once
 // Storage: an owning, 64-byte aligned buffer. Parameters, gradients and optimizer state each live in
 // one Storage so that optimizer updates, clipping and checkpoint writes are single flat loops.
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 #include <new>
@@ -20,6 +21,8 @@ namespace flashlm {
 inline constexpr std::size_t k_alignment = 64;
 #if FLASHLM_STORAGE_MMAP
 inline constexpr std::size_t k_mmap_bytes = std::size_t(1) << 20;  // page-aligned, so 64-byte aligned too
+inline constexpr std::size_t k_page_bytes = 4096;
+inline constexpr std::size_t k_huge_page_bytes = std::size_t(2) << 20;
 #endif
 
 template <class T>
@@ -58,6 +61,10 @@ public:
         if (n * sizeof(T) >= k_mmap_bytes) {
             void* p = ::mmap(nullptr, n * sizeof(T), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
             if (p == MAP_FAILED) throw std::bad_alloc();
+            // Huge pages where the kernel gives them only on request (THP "madvise", as here): one fault
+            // per 2 MiB instead of 512, and activations swept every step no longer miss the TLB (Bolt +5 %,
+            // nova-diff +10 % tok/s, docs/training-speed.md). A no-op where THP is "never" or "always".
+            if (n * sizeof(T) >= k_huge_page_bytes) ::madvise(p, n * sizeof(T), MADV_HUGEPAGE);
             data_ = static_cast<T*>(p);
             size_ = n;
             return;
@@ -65,6 +72,18 @@ public:
 #endif
         data_ = static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{k_alignment}));
         size_ = n;
+    }
+    // Gives back the pages past the first `used` elements that a huge page made resident although nothing
+    // was written there (the arena's chunk tails, up to 2 MiB each); they stay mapped and read as zero.
+    void release_tail(std::size_t used) {
+#if FLASHLM_STORAGE_MMAP
+        if (size_ * sizeof(T) < k_mmap_bytes) return;
+        const std::size_t bytes = size_ * sizeof(T);
+        const std::size_t from = (std::min(used, size_) * sizeof(T) + k_page_bytes - 1) / k_page_bytes * k_page_bytes;
+        if (from < bytes) ::madvise(reinterpret_cast<char*>(data_) + from, bytes - from, MADV_DONTNEED);
+#else
+        (void)used;
+#endif
     }
     void zero() {
         if (size_) parallel_memset_zero(static_cast<void*>(data_), size_ * sizeof(T));
