@@ -3,10 +3,15 @@
 # variant's upstream recipe) on random tokens. The PyTorch side is the variant's definition in
 # tests/parity/ built from the config flashlm prints, so both run the same model. Each measurement is its
 # own process (bench_train_step_cli / bench/torch_train_step.py), so peak RSS and page faults are its own;
-# the two alternate, and swap who goes first every round, so drift on this shared machine hits both. The
+# they alternate, and swap who goes first every round, so drift on this shared machine hits all. The
 # FP32 FMA peak is measured in the same run (before and after; the best counts), for "% of peak".
+# PyTorch runs twice a round: as installed, and with glibc's malloc asking for transparent huge pages
+# (GLIBC_TUNABLES=glibc.malloc.hugetlb=1, "pytorch-thp"). Its allocator maps and unmaps its large tensors
+# every step, and where THP is "madvise" (as on this VM) each 4 KiB page then faults anew: ~190k faults
+# a step, which cost it two thirds of its speed here. flashlm asks for huge pages itself (core/storage.hpp),
+# so the tuned run is the peer at its best and its ratio the one to quote; --no-thp-peer skips it.
 # usage: bench/compare_pytorch.sh [--models "bolt cortex6"] [--large] [--all] [--rounds N] [--steps N]
-#                                 [--warmup N] [--threads "1 2"]
+#                                 [--warmup N] [--threads "1 2"] [--no-thp-peer]
 #   --large   also run b64 x 256 for --models
 #   --all     also every other variant at b16 x 256 with 2 threads (the issue's table)
 #   a model named NAME+recompute runs flashlm with --recompute (blocks recomputed in backward) against
@@ -14,7 +19,7 @@
 #   (PyTorch stays f32: the issue's "faster arithmetic beyond what PyTorch does on a CPU")
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=3 steps=4 warmup=3 threads="1 2" configs="16x256" models="bolt cortex6" all=0
+rounds=3 steps=4 warmup=3 threads="1 2" configs="16x256" models="bolt cortex6" all=0 thp_peer=1
 while (($#)); do
   case "$1" in
     --models) models=$2; shift 2 ;;
@@ -24,7 +29,9 @@ while (($#)); do
     --steps) steps=$2; shift 2 ;;
     --warmup) warmup=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
-    *) echo "usage: $0 [--models \"A B\"] [--large] [--all] [--rounds N] [--steps N] [--warmup N] [--threads \"1 2\"]" >&2
+    --no-thp-peer) thp_peer=0; shift ;;
+    *) echo "usage: $0 [--models \"A B\"] [--large] [--all] [--rounds N] [--steps N] [--warmup N] [--threads \"1 2\"]" \
+            "[--no-thp-peer]" >&2
        exit 2 ;;
   esac
 done
@@ -73,7 +80,10 @@ for r in $(seq 1 "$rounds"); do
     args=(--batch "$b" --seq "$s" --threads "$t" --steps "$steps" --warmup "$warmup")
     run_flashlm() { "$cli" --model "$base" "${extra[@]}" "${args[@]}"; }
     run_torch() { "${torch[@]}" --spec "$spec" --label "$m" "${args[@]}"; }
-    if ((r % 2)); then order="run_flashlm run_torch"; else order="run_torch run_flashlm"; fi
+    run_torch_thp() { GLIBC_TUNABLES=glibc.malloc.hugetlb=1 "${torch[@]}" --impl pytorch-thp --spec "$spec" --label "$m" "${args[@]}"; }
+    order="run_flashlm run_torch"
+    ((thp_peer)) && order+=" run_torch_thp"
+    ((r % 2)) || order=$(echo "$order" | tr ' ' '\n' | tac | tr '\n' ' ')
     for f in $order; do
       if line=$($f); then
         echo "  round $r: $line" >&2
@@ -104,10 +114,23 @@ groups = {}
 for r in rows:
     groups.setdefault((r["model"], r["batch"], r["seq"], r["threads"]), {}).setdefault(r["impl"], []).append(r)
 print()
+thp_cols = any(r["impl"] == "pytorch-thp" for r in rows)
 print(f"{'model':>19} {'config':>8} {'thr':>3} | {'flashlm tok/s':>13} {'pytorch tok/s':>13} {'ratio':>6} "
-      f"{'(min-max)':>11} | {'GFLOP/s fl/pt':>13} {'% peak fl/pt':>12} | {'RSS MB fl/pt':>13} | {'minflt/step fl/pt':>17}")
+      f"{'(min-max)':>11} | {'GFLOP/s fl/pt':>13} {'% peak fl/pt':>12} | {'RSS MB fl/pt':>13} | {'minflt/step fl/pt':>17}"
+      + (f" | {'pt-thp tok/s':>12} {'ratio':>6} {'(min-max)':>11} {'% peak':>6} {'RSS MB':>6} {'minflt':>7}"
+         if thp_cols else ""))
+def thp_row(pairs, fpt, pk):
+    if not pairs:
+        return f" | {'-':>12} {'-':>6} {'-':>11} {'-':>6} {'-':>6} {'-':>7}"
+    fl, th = [a for a, _ in pairs], [p for _, p in pairs]
+    tok = statistics.median(p["tok_s"] for p in th)
+    ratios = [a["tok_s"] / p["tok_s"] for a, p in pairs]
+    return (f" | {tok:>12,.0f} {statistics.median(a['tok_s'] for a in fl) / tok:>6.2f} "
+            f"{f'{min(ratios):.2f}-{max(ratios):.2f}':>11} {f'{100 * fpt * tok / pk:.0f}%':>6} "
+            f"{max(p['peak_rss_mb'] for p in th):>6,.0f} {statistics.median(p['minflt_per_step'] for p in th):>7,.0f}")
 for (m, b, s, t), g in sorted(groups.items()):
-    fl, pt = g.get("flashlm", []), g.get("pytorch", [])
+    fl, pt, th = g.get("flashlm", []), g.get("pytorch", []), g.get("pytorch-thp", [])
+    th_pairs = [(a, p) for a, p in zip(fl, th) if clean(a) and clean(p)] or list(zip(fl, th))
     pairs = [(a, p) for a, p in zip(fl, pt) if clean(a) and clean(p)]
     note = f"{len(pairs)}/{len(fl)} clean rounds"
     if pairs:
@@ -126,11 +149,13 @@ for (m, b, s, t), g in sorted(groups.items()):
           f"{med(fl, 'tok_s') / med(pt, 'tok_s'):>6.2f} {spread:>11} | {gfl:>6,.0f}/{gpt:<6,.0f} "
           f"{f'{100 * gfl / pk:.0f}%':>6}/{f'{100 * gpt / pk:.0f}%':<5} | "
           f"{max((r['peak_rss_mb'] for r in fl), default=0):>6,.0f}/{max((r['peak_rss_mb'] for r in pt), default=0):<6,.0f} | "
-          f"{med(fl, 'minflt_per_step'):>8,.0f}/{med(pt, 'minflt_per_step'):<8,.0f} | {note}")
+          f"{med(fl, 'minflt_per_step'):>8,.0f}/{med(pt, 'minflt_per_step'):<8,.0f}"
+          + (thp_row(th_pairs, fpt, pk) if thp_cols else "") + f" | {note}")
 print("tok/s: median over rounds (clean ones where there are any); ratio = flashlm / pytorch of the medians and,\n"
       "in brackets, its range over the same round pairs; GFLOP/s = tok/s x 6 x the weights in matrix products\n"
       "(a floor for attention and recurrences); % peak of the FMA peak measured with that many threads;\n"
-      "RSS: max. Every round is echoed above the table.")
+      "RSS: max. pt-thp: PyTorch with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (its ratio against flashlm's median\n"
+      "over the same rounds). Every round is echoed above the table.")
 for (m, b, s, t), g in sorted(groups.items()):
     util = {k: " ".join(f"{r['cpu_util']:.2f}" for r in v) for k, v in g.items()}
     print(f"cpu_util {m} {b}x{s} t={t} per round (CPU s per wall s; {t} = cores to itself): "

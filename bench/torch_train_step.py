@@ -4,7 +4,7 @@ random tokens and prints one JSON line in the format of bench_train_step_cli: to
 minflt_per_step of this process alone.
 
 usage: torch_train_step.py [--spec FILE] [--batch 16] [--seq 256] [--threads 1] [--steps 5] [--warmup 2]
-                           [--blas-probe]
+                           [--impl NAME] [--blas-probe]
   --spec: the JSON `bench_train_step_cli --model NAME --print-config` prints (model, config, recipe), so
           both sides build the same model; without it, Bolt small with its recipe.
 
@@ -40,6 +40,8 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--impl", default="pytorch", help="name to print in the impl field (compare_pytorch.sh "
+                    "tells its two PyTorch runs apart by it)")
     ap.add_argument("--blas-probe", action="store_true",
                     help="run one GEMM and exit (with OPENBLAS_VERBOSE=2 OpenBLAS names its kernel)")
     a = ap.parse_args()
@@ -90,7 +92,7 @@ def main():
     elapsed = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({
-        "impl": "pytorch", "model": a.label or spec["model"], "batch": a.batch, "seq": a.seq, "threads": a.threads, "steps": a.steps,
+        "impl": a.impl, "model": a.label or spec["model"], "batch": a.batch, "seq": a.seq, "threads": a.threads, "steps": a.steps,
         "tok_s": round(a.batch * a.seq * a.steps / elapsed, 1),
         "step_ms": round(1e3 * elapsed / a.steps, 2),
         "peak_rss_mb": round(r1.ru_maxrss / 1024.0, 1),  # Linux: KiB
