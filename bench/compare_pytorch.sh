@@ -80,7 +80,9 @@ for r in $(seq 1 "$rounds"); do
     args=(--batch "$b" --seq "$s" --threads "$t" --steps "$steps" --warmup "$warmup")
     run_flashlm() { "$cli" --model "$base" "${extra[@]}" "${args[@]}"; }
     run_torch() { "${torch[@]}" --spec "$spec" --label "$m" "${args[@]}"; }
-    run_torch_thp() { GLIBC_TUNABLES=glibc.malloc.hugetlb=1 "${torch[@]}" --impl pytorch-thp --spec "$spec" --label "$m" "${args[@]}"; }
+    run_torch_thp() {
+      GLIBC_TUNABLES=glibc.malloc.hugetlb=1 "${torch[@]}" --impl pytorch-thp --spec "$spec" --label "$m" "${args[@]}"
+    }
     order="run_flashlm run_torch"
     ((thp_peer)) && order+=" run_torch_thp"
     ((r % 2)) || order=$(echo "$order" | tr ' ' '\n' | tac | tr '\n' ' ')
