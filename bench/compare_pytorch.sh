@@ -121,38 +121,39 @@ print(f"{'model':>19} {'config':>8} {'thr':>3} | {'flashlm tok/s':>13} {'pytorch
       f"{'(min-max)':>11} | {'GFLOP/s fl/pt':>13} {'% peak fl/pt':>12} | {'RSS MB fl/pt':>13} | {'minflt/step fl/pt':>17}"
       + (f" | {'pt-thp tok/s':>12} {'ratio':>6} {'(min-max)':>11} {'% peak':>6} {'RSS MB':>6} {'minflt':>7}"
          if thp_cols else ""))
-def thp_row(pairs, fpt, pk):
+def rounds(fl, peer):
+    """flashlm's and a peer's rounds, the uncontended pairs only where there are any; and how many those are."""
+    pairs = [(a, p) for a, p in zip(fl, peer) if clean(a) and clean(p)]
     if not pairs:
-        return f" | {'-':>12} {'-':>6} {'-':>11} {'-':>6} {'-':>6} {'-':>7}"
-    fl, th = [a for a, _ in pairs], [p for _, p in pairs]
-    tok = statistics.median(p["tok_s"] for p in th)
-    ratios = [a["tok_s"] / p["tok_s"] for a, p in pairs]
-    return (f" | {tok:>12,.0f} {statistics.median(a['tok_s'] for a in fl) / tok:>6.2f} "
-            f"{f'{min(ratios):.2f}-{max(ratios):.2f}':>11} {f'{100 * fpt * tok / pk:.0f}%':>6} "
-            f"{max(p['peak_rss_mb'] for p in th):>6,.0f} {statistics.median(p['minflt_per_step'] for p in th):>7,.0f}")
-for (m, b, s, t), g in sorted(groups.items()):
-    fl, pt, th = g.get("flashlm", []), g.get("pytorch", []), g.get("pytorch-thp", [])
-    th_pairs = [(a, p) for a, p in zip(fl, th) if clean(a) and clean(p)] or list(zip(fl, th))
-    pairs = [(a, p) for a, p in zip(fl, pt) if clean(a) and clean(p)]
-    note = f"{len(pairs)}/{len(fl)} clean rounds"
-    if pairs:
-        fl, pt = [a for a, _ in pairs], [p for _, p in pairs]
-    else:
-        note += " (none: all rounds shown, contended)"
-    med = lambda rs, k: statistics.median(r[k] for r in rs) if rs else float("nan")
+        return fl, peer, 0
+    return [a for a, _ in pairs], [p for _, p in pairs], len(pairs)
+def spread(fl, peer):
     # Rounds pair up in run order, so the per-round ratios show how much the machine moved.
-    ratios = [a["tok_s"] / p["tok_s"] for a, p in zip(fl, pt)]
-    spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
+    ratios = [a["tok_s"] / p["tok_s"] for a, p in zip(fl, peer)]
+    return f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
+med = lambda rs, k: statistics.median(r[k] for r in rs) if rs else float("nan")
+def thp_row(fl, th, fpt, pk):
+    if not fl or not th:
+        return f" | {'-':>12} {'-':>6} {'-':>11} {'-':>6} {'-':>6} {'-':>7}"
+    tok = med(th, "tok_s")
+    return (f" | {tok:>12,.0f} {med(fl, 'tok_s') / tok:>6.2f} {spread(fl, th):>11} {f'{100 * fpt * tok / pk:.0f}%':>6} "
+            f"{max(p['peak_rss_mb'] for p in th):>6,.0f} {med(th, 'minflt_per_step'):>7,.0f}")
+for (m, b, s, t), g in sorted(groups.items()):
+    fl_all, th = g.get("flashlm", []), g.get("pytorch-thp", [])
+    fl, pt, n_clean = rounds(fl_all, g.get("pytorch", []))
+    note = f"{n_clean}/{len(fl_all)} clean rounds"
+    if not n_clean:
+        note += " (none: all rounds shown, contended)"
     # Same model, same FLOPs per token: PyTorch's GFLOP/s follows from flashlm's count.
     fpt = med(fl, "gflop_s") / med(fl, "tok_s") if fl else float("nan")
     gfl, gpt = med(fl, "gflop_s"), fpt * med(pt, "tok_s")
     pk = peak.get(t, float("nan"))
     print(f"{m:>19} {b:>4}x{s:<3} {t:>3} | {med(fl, 'tok_s'):>13,.0f} {med(pt, 'tok_s'):>13,.0f} "
-          f"{med(fl, 'tok_s') / med(pt, 'tok_s'):>6.2f} {spread:>11} | {gfl:>6,.0f}/{gpt:<6,.0f} "
+          f"{med(fl, 'tok_s') / med(pt, 'tok_s'):>6.2f} {spread(fl, pt):>11} | {gfl:>6,.0f}/{gpt:<6,.0f} "
           f"{f'{100 * gfl / pk:.0f}%':>6}/{f'{100 * gpt / pk:.0f}%':<5} | "
           f"{max((r['peak_rss_mb'] for r in fl), default=0):>6,.0f}/{max((r['peak_rss_mb'] for r in pt), default=0):<6,.0f} | "
           f"{med(fl, 'minflt_per_step'):>8,.0f}/{med(pt, 'minflt_per_step'):<8,.0f}"
-          + (thp_row(th_pairs, fpt, pk) if thp_cols else "") + f" | {note}")
+          + (thp_row(*rounds(fl_all, th)[:2], fpt, pk) if thp_cols else "") + f" | {note}")
 print("tok/s: median over rounds (clean ones where there are any); ratio = flashlm / pytorch of the medians and,\n"
       "in brackets, its range over the same round pairs; GFLOP/s = tok/s x 6 x the weights in matrix products\n"
       "(a floor for attention and recurrences); % peak of the FMA peak measured with that many threads;\n"
