@@ -402,11 +402,18 @@ TEST_CASE("parallel_for_balanced: every index once, bounds from (n, threads) alo
     for (auto& s : seen) s = 0;
     std::vector<std::atomic<int>> ran(static_cast<size_t>(flashlm::k_max_threads));
     for (auto& r : ran) r = 0;
+    // Counted here and checked after the loop: a failing REQUIRE throws, and an exception leaving an
+    // OpenMP region ends the process instead of failing the test.
+    std::atomic<int> bad_tid{0};
     flashlm::parallel_for_balanced(n, n, [&](int64_t i0, int64_t i1, int tid) {
-        REQUIRE(tid < flashlm::max_threads());
+        if (tid < 0 || tid >= flashlm::max_threads()) {
+            bad_tid++;
+            return;
+        }
         ran[size_t(tid)]++;
         for (int64_t i = i0; i < i1; ++i) seen[size_t(i)]++;
     });
+    REQUIRE(bad_tid.load() == 0);
     int64_t once = 0;
     for (auto& s : seen) once += s.load() == 1;
     CHECK(once == n);
