@@ -5,13 +5,18 @@
 # own process (bench_train_step_cli / bench/torch_train_step.py), so peak RSS and page faults are its own;
 # they alternate, and swap who goes first every round, so drift on this shared machine hits all. The
 # FP32 FMA peak is measured in the same run (before and after; the best counts), for "% of peak".
-# PyTorch runs twice a round: as installed, and with glibc's malloc asking for transparent huge pages
-# (GLIBC_TUNABLES=glibc.malloc.hugetlb=1, "pytorch-thp"). Its allocator maps and unmaps its large tensors
-# every step, and where THP is "madvise" (as on this VM) each 4 KiB page then faults anew: ~190k faults
-# a step, which cost it two thirds of its speed here. flashlm asks for huge pages itself (core/storage.hpp),
-# so the tuned run is the peer at its best and its ratio the one to quote; --no-thp-peer skips it.
+# PyTorch runs up to three times a round, with three memory allocators under it. As installed, glibc's
+# malloc maps and unmaps PyTorch's large tensors every step, and each 4 KiB page then faults anew: ~190k
+# faults a Bolt step. What that costs depends on the host: on a Zen 5 VM (session 16) two thirds of the
+# step, on a Zen 4 VM (session 17) a fifth. So the peer also runs
+#   pytorch-thp       with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (glibc's malloc on transparent huge pages;
+#                     the fastest peer on the Zen 5 VM, slower than as installed on the Zen 4 one), and
+#   pytorch-tcmalloc  with LD_PRELOAD of gperftools' tcmalloc (libtcmalloc-minimal4), which keeps freed
+#                     memory mapped: ~500 faults a step, the fastest peer on the Zen 4 VM.
+# The last column is the ratio against whichever peer was fastest for that row: the one to quote.
+# flashlm needs none of this (its arena reuses memory across steps; core/storage.hpp asks for huge pages).
 # usage: bench/compare_pytorch.sh [--models "bolt cortex6"] [--large] [--all] [--rounds N] [--steps N]
-#                                 [--warmup N] [--threads "1 2"] [--no-thp-peer]
+#                                 [--warmup N] [--threads "1 2"] [--peers "pytorch pytorch-thp pytorch-tcmalloc"]
 #   --large   also run b64 x 256 for --models
 #   --all     also every other variant at b16 x 256 with 2 threads (the issue's table)
 #   a model named NAME+recompute runs flashlm with --recompute (blocks recomputed in backward) against
@@ -19,7 +24,8 @@
 #   (PyTorch stays f32: the issue's "faster arithmetic beyond what PyTorch does on a CPU")
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=3 steps=4 warmup=3 threads="1 2" configs="16x256" models="bolt cortex6" all=0 thp_peer=1
+rounds=3 steps=4 warmup=3 threads="1 2" configs="16x256" models="bolt cortex6" all=0
+peers="pytorch pytorch-thp pytorch-tcmalloc"
 while (($#)); do
   case "$1" in
     --models) models=$2; shift 2 ;;
@@ -29,12 +35,16 @@ while (($#)); do
     --steps) steps=$2; shift 2 ;;
     --warmup) warmup=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
-    --no-thp-peer) thp_peer=0; shift ;;
+    --peers) peers=$2; shift 2 ;;
     *) echo "usage: $0 [--models \"A B\"] [--large] [--all] [--rounds N] [--steps N] [--warmup N] [--threads \"1 2\"]" \
-            "[--no-thp-peer]" >&2
+            "[--peers \"pytorch pytorch-thp pytorch-tcmalloc\"]" >&2
        exit 2 ;;
   esac
 done
+for p in $peers; do
+  case "$p" in pytorch | pytorch-thp | pytorch-tcmalloc) ;; *) echo "unknown peer '$p'" >&2; exit 2 ;; esac
+done
+[[ " $peers " == *" pytorch "* ]] || { echo "--peers must include pytorch (the table's main columns)" >&2; exit 2; }
 # The arena is sized by the first step; for most models the second is the steady state. Models whose
 # activation sizes follow the routing (nova-diff, supernova2) fill it differently in the second step and
 # fold it into one block in the third, whose fresh pages then fault in (core/arena.hpp).
@@ -51,6 +61,11 @@ torch=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE LD_LIBRARY_PATH=/usr/lib/x86
        /usr/bin/python3 bench/torch_train_step.py)
 core=$(OPENBLAS_VERBOSE=2 "${torch[@]}" --blas-probe 2>&1 | grep -m1 -o 'Core: .*' || true)
 echo "PyTorch BLAS: OpenBLAS ${core:-kernel not reported (OpenBLAS not loaded?)}"
+tcmalloc=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
+if [[ " $peers " == *" pytorch-tcmalloc "* && ! -f $tcmalloc ]]; then
+  echo "note: $tcmalloc is missing (Debian libtcmalloc-minimal4); pytorch-tcmalloc is skipped" >&2
+  peers=${peers/pytorch-tcmalloc/}
+fi
 
 work=$(mktemp -d)
 out="$work/rows.jsonl"
@@ -79,15 +94,17 @@ for r in $(seq 1 "$rounds"); do
     [[ -f "$spec" ]] || "$cli" --model "$base" --seq "$s" --print-config >"$spec"
     args=(--batch "$b" --seq "$s" --threads "$t" --steps "$steps" --warmup "$warmup")
     run_flashlm() { "$cli" --model "$base" "${extra[@]}" "${args[@]}"; }
-    run_torch() { "${torch[@]}" --spec "$spec" --label "$m" "${args[@]}"; }
-    run_torch_thp() {
+    run_pytorch() { "${torch[@]}" --spec "$spec" --label "$m" "${args[@]}"; }
+    run_pytorch-thp() {
       GLIBC_TUNABLES=glibc.malloc.hugetlb=1 "${torch[@]}" --impl pytorch-thp --spec "$spec" --label "$m" "${args[@]}"
     }
-    order="run_flashlm run_torch"
-    ((thp_peer)) && order+=" run_torch_thp"
+    run_pytorch-tcmalloc() {
+      LD_PRELOAD=$tcmalloc "${torch[@]}" --impl pytorch-tcmalloc --spec "$spec" --label "$m" "${args[@]}"
+    }
+    order="flashlm $peers"
     ((r % 2)) || order=$(echo "$order" | tr ' ' '\n' | tac | tr '\n' ' ')
     for f in $order; do
-      if line=$($f); then
+      if line=$("run_$f"); then
         echo "  round $r: $line" >&2
         echo "$line" >>"$out"
       else
@@ -116,11 +133,14 @@ groups = {}
 for r in rows:
     groups.setdefault((r["model"], r["batch"], r["seq"], r["threads"]), {}).setdefault(r["impl"], []).append(r)
 print()
-thp_cols = any(r["impl"] == "pytorch-thp" for r in rows)
+# Peers besides PyTorch as installed, each with its own group of columns, in the order they ran.
+extra = [i for i in dict.fromkeys(r["impl"] for r in rows) if i not in ("flashlm", "pytorch")]
+short = lambda i: i.replace("pytorch", "pt").replace("tcmalloc", "tc")
 print(f"{'model':>19} {'config':>8} {'thr':>3} | {'flashlm tok/s':>13} {'pytorch tok/s':>13} {'ratio':>6} "
       f"{'(min-max)':>11} | {'GFLOP/s fl/pt':>13} {'% peak fl/pt':>12} | {'RSS MB fl/pt':>13} | {'minflt/step fl/pt':>17}"
-      + (f" | {'pt-thp tok/s':>12} {'ratio':>6} {'(min-max)':>11} {'% peak':>6} {'RSS MB':>6} {'minflt':>7}"
-         if thp_cols else ""))
+      + "".join(f" | {short(i) + ' tok/s':>12} {'ratio':>6} {'(min-max)':>11} {'% peak':>6} {'RSS MB':>6} {'minflt':>7}"
+                for i in extra)
+      + f" | {'best peer':>9} {'ratio':>6}")
 def rounds(fl, peer):
     """flashlm's and a peer's rounds, the uncontended pairs only where there are any; and how many those are."""
     pairs = [(a, p) for a, p in zip(fl, peer) if clean(a) and clean(p)]
@@ -132,14 +152,14 @@ def spread(fl, peer):
     ratios = [a["tok_s"] / p["tok_s"] for a, p in zip(fl, peer)]
     return f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
 med = lambda rs, k: statistics.median(r[k] for r in rs) if rs else float("nan")
-def thp_row(fl, th, fpt, pk):
-    if not fl or not th:
+def peer_cols(fl, pr, fpt, pk):
+    if not fl or not pr:
         return f" | {'-':>12} {'-':>6} {'-':>11} {'-':>6} {'-':>6} {'-':>7}"
-    tok = med(th, "tok_s")
-    return (f" | {tok:>12,.0f} {med(fl, 'tok_s') / tok:>6.2f} {spread(fl, th):>11} {f'{100 * fpt * tok / pk:.0f}%':>6} "
-            f"{max(p['peak_rss_mb'] for p in th):>6,.0f} {med(th, 'minflt_per_step'):>7,.0f}")
+    tok = med(pr, "tok_s")
+    return (f" | {tok:>12,.0f} {med(fl, 'tok_s') / tok:>6.2f} {spread(fl, pr):>11} {f'{100 * fpt * tok / pk:.0f}%':>6} "
+            f"{max(p['peak_rss_mb'] for p in pr):>6,.0f} {med(pr, 'minflt_per_step'):>7,.0f}")
 for (m, b, s, t), g in sorted(groups.items()):
-    fl_all, th = g.get("flashlm", []), g.get("pytorch-thp", [])
+    fl_all = g.get("flashlm", [])
     fl, pt, n_clean = rounds(fl_all, g.get("pytorch", []))
     note = f"{n_clean}/{len(fl_all)} clean rounds"
     if not n_clean:
@@ -148,17 +168,23 @@ for (m, b, s, t), g in sorted(groups.items()):
     fpt = med(fl, "gflop_s") / med(fl, "tok_s") if fl else float("nan")
     gfl, gpt = med(fl, "gflop_s"), fpt * med(pt, "tok_s")
     pk = peak.get(t, float("nan"))
+    # Every peer's ratio against flashlm's median over the same rounds; the fastest peer's is the one to quote.
+    paired = {i: rounds(fl_all, g.get(i, []))[:2] for i in ["pytorch"] + extra}
+    ratio = {i: med(f, "tok_s") / med(p, "tok_s") for i, (f, p) in paired.items() if f and p}
+    best = min(ratio, key=ratio.get) if ratio else None
     print(f"{m:>19} {b:>4}x{s:<3} {t:>3} | {med(fl, 'tok_s'):>13,.0f} {med(pt, 'tok_s'):>13,.0f} "
           f"{med(fl, 'tok_s') / med(pt, 'tok_s'):>6.2f} {spread(fl, pt):>11} | {gfl:>6,.0f}/{gpt:<6,.0f} "
           f"{f'{100 * gfl / pk:.0f}%':>6}/{f'{100 * gpt / pk:.0f}%':<5} | "
           f"{max((r['peak_rss_mb'] for r in fl), default=0):>6,.0f}/{max((r['peak_rss_mb'] for r in pt), default=0):<6,.0f} | "
           f"{med(fl, 'minflt_per_step'):>8,.0f}/{med(pt, 'minflt_per_step'):<8,.0f}"
-          + (thp_row(*rounds(fl_all, th)[:2], fpt, pk) if thp_cols else "") + f" | {note}")
-print("tok/s: median over rounds (clean ones where there are any); ratio = flashlm / pytorch of the medians and,\n"
+          + "".join(peer_cols(*paired[i], fpt, pk) for i in extra)
+          + (f" | {short(best):>9} {ratio[best]:>6.2f}" if best else f" | {'-':>9} {'-':>6}") + f" | {note}")
+print("tok/s: median over rounds (clean ones where there are any); ratio = flashlm / peer of the medians and,\n"
       "in brackets, its range over the same round pairs; GFLOP/s = tok/s x 6 x the weights in matrix products\n"
       "(a floor for attention and recurrences); % peak of the FMA peak measured with that many threads;\n"
-      "RSS: max. pt-thp: PyTorch with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (its ratio against flashlm's median\n"
-      "over the same rounds). Every round is echoed above the table.")
+      "RSS: max. pt-thp: PyTorch with GLIBC_TUNABLES=glibc.malloc.hugetlb=1; pt-tc: PyTorch on tcmalloc\n"
+      "(LD_PRELOAD). best peer: the fastest PyTorch run of the row, and flashlm's ratio against it (the one to\n"
+      "quote). Every round is echoed above the table.")
 for (m, b, s, t), g in sorted(groups.items()):
     util = {k: " ".join(f"{r['cpu_util']:.2f}" for r in v) for k, v in g.items()}
     print(f"cpu_util {m} {b}x{s} t={t} per round (CPU s per wall s; {t} = cores to itself): "
