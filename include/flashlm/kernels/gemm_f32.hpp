@@ -9,7 +9,8 @@
 //  - B into panels of 32 columns, zero past N (k_inner sources transposed 16 × 16 in registers, k_outer
 //    ones copied row by row): per thread, a group of panels at one depth block ([panel][kc][32]) just
 //    before use, or once by the caller for many products ([panel][K][32], pack_b; the tied head's E).
-//  - A, per thread, in chunks of up to mc rows and one depth block: [tile][kc][14].
+//  - A, per thread, in chunks of up to mc rows and one depth block: [tile][kc][14]; a K-strided A is read
+//    in place instead (its 14 values per k are already adjacent; see compute).
 // Depth is blocked (kc ≤ k_kc_max, a function of K alone) so that a B panel slice (kc × 32 floats) stays
 // in L1 while the tiles of an A chunk (in L2) stream past it. Each C element is one ordered f32 sum over
 // k = 0..K-1 (a later depth block resumes from the stored partial sum), added to C when accumulating
@@ -117,11 +118,12 @@ FLASHLM_F32_TARGET inline void pack_a_chunk(const float* A, int64_t lda, KLayout
     }
 }
 
-// out tile (R rows, columns < ncols ≤ 32) = (out +) init + Σ_k a[k·14 + r] · b[k·32 + c]: the sum starts
+// out tile (R rows, columns < ncols ≤ 32) = (out +) init + Σ_k a[k·as + r] · b[k·32 + c]: the sum starts
 // from `init` (a partial sum of earlier depth blocks; null: zero) and is added to `out` when add_out.
+// as: 14 for a packed A tile, or lda for a K-strided A read where it lies.
 template <int R>
-FLASHLM_F32_TARGET inline void micro(int64_t kc, const float* a, const float* b, const float* init, int64_t ild, float* out,
-                                     int64_t ldo, int64_t ncols, bool add_out) {
+FLASHLM_F32_TARGET inline void micro(int64_t kc, const float* a, int64_t as, const float* b, const float* init, int64_t ild,
+                                     float* out, int64_t ldo, int64_t ncols, bool add_out) {
     const __mmask16 m0 = lanes(ncols), m1 = lanes(ncols - 16);
     // Unrolled: as a plain loop GCC turned the zero start into two memset calls on a stack copy of the
     // accumulators (a call per tile and depth block, ~2.5 % of a nova-diff step in perf).
@@ -137,10 +139,10 @@ FLASHLM_F32_TARGET inline void micro(int64_t kc, const float* a, const float* b,
         for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
     }
 #pragma GCC unroll 2
-    for (int64_t k = 0; k < kc; ++k) {
+    for (int64_t k = 0; k < kc; ++k, a += as) {
         const __m512 b0 = _mm512_load_ps(b + k * k_nr), b1 = _mm512_load_ps(b + k * k_nr + 16);
         for (int r = 0; r < R; ++r) {
-            const __m512 av = _mm512_set1_ps(a[k * k_mr + r]);
+            const __m512 av = _mm512_set1_ps(a[r]);
             c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
             c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
         }
@@ -157,10 +159,10 @@ FLASHLM_F32_TARGET inline void micro(int64_t kc, const float* a, const float* b,
 }
 
 template <int... R>
-FLASHLM_F32_TARGET inline void micro_rows(int rows, int64_t kc, const float* a, const float* b, const float* init,
-                                          int64_t ild, float* out, int64_t ldo, int64_t ncols, bool add_out,
-                                          std::integer_sequence<int, R...>) {
-    ((rows == R + 1 ? micro<R + 1>(kc, a, b, init, ild, out, ldo, ncols, add_out) : void()), ...);
+FLASHLM_F32_TARGET inline void micro_rows(int rows, int64_t kc, const float* a, int64_t as, const float* b,
+                                          const float* init, int64_t ild, float* out, int64_t ldo, int64_t ncols,
+                                          bool add_out, std::integer_sequence<int, R...>) {
+    ((rows == R + 1 ? micro<R + 1>(kc, a, as, b, init, ild, out, ldo, ncols, add_out) : void()), ...);
 }
 
 struct Workspace {
@@ -194,8 +196,15 @@ FLASHLM_F32_TARGET inline void compute(int64_t N, int64_t K, const float* A, int
     // sums wait in ws.p; an overwrite keeps them in C.
     const bool partial = accumulate && K > kc;
     const int64_t pld = (j1 - j0) * k_nr;
+    // A K-strided A (dyᵀ of a weight gradient, the head's zᵀ) already holds a tile's 14 values of one k side
+    // by side: the micro-kernel reads them where they lie, with stride lda, instead of from a copy
+    // (bench_gemm_shapes, 2 threads: the head's dE +8 %, the dW products +2-5 %; the same k order, so the
+    // same bits). Not where lda is a multiple of 4 KiB: every k of a tile would then fall in one L1 set.
+    const bool direct_a = la == KLayout::k_outer && lda % 1024 != 0;
+    const int64_t as = direct_a ? lda : k_mr;
     for (int64_t k0 = 0; k0 < K; k0 += kc) {
         const int64_t akc = std::min(kc, K - k0);
+        const int64_t a_step = direct_a ? k_mr : akc * k_mr;
         const bool first = k0 == 0, last = k0 + akc == K;
         for (int64_t g0 = j0; g0 < j1; g0 += gp) {
             const int64_t g1 = std::min(j1, g0 + gp);
@@ -204,12 +213,12 @@ FLASHLM_F32_TARGET inline void compute(int64_t N, int64_t K, const float* A, int
             if (!bp) pack_b_panels(B, ldb, lb, N, g0, g1, k0, akc, ws.b.data(), bstride);
             for (int64_t i0 = r0; i0 < r1; i0 += mc) {
                 const int64_t i1 = std::min(r1, i0 + mc);
-                pack_a_chunk(A, lda, la, i0, i1, k0, akc, ws.a.data());
+                if (!direct_a) pack_a_chunk(A, lda, la, i0, i1, k0, akc, ws.a.data());
                 for (int64_t j = g0; j < g1; ++j) {
                     const float* b = bg + (j - g0) * bstride;
                     const int64_t n0 = j * k_nr, ncols = std::min<int64_t>(k_nr, N - n0);
-                    const float* a = ws.a.data();
-                    for (int64_t i = i0; i < i1; i += k_mr, a += akc * k_mr) {
+                    const float* a = direct_a ? A + k0 * lda + i0 : ws.a.data();
+                    for (int64_t i = i0; i < i1; i += k_mr, a += a_step) {
                         float* c = C + i * ldc + n0;
                         float* p = partial ? ws.p.data() + (i - r0) * pld + (n0 - j0 * k_nr) : c;
                         const int64_t ld_p = partial ? pld : ldc;
@@ -217,9 +226,9 @@ FLASHLM_F32_TARGET inline void compute(int64_t N, int64_t K, const float* A, int
                         float* out = last ? c : p;
                         const bool add_out = last && accumulate;
                         if (i + k_mr <= i1)
-                            micro<k_mr>(akc, a, b, init, ld_p, out, last ? ldc : ld_p, ncols, add_out);
+                            micro<k_mr>(akc, a, as, b, init, ld_p, out, last ? ldc : ld_p, ncols, add_out);
                         else
-                            micro_rows(int(i1 - i), akc, a, b, init, ld_p, out, last ? ldc : ld_p, ncols, add_out,
+                            micro_rows(int(i1 - i), akc, a, as, b, init, ld_p, out, last ? ldc : ld_p, ncols, add_out,
                                        std::make_integer_sequence<int, k_mr - 1>());
                     }
                 }
