@@ -8,7 +8,7 @@
 # PyTorch runs up to three times a round, with three memory allocators under it. As installed, glibc's
 # malloc maps and unmaps PyTorch's large tensors every step, and each 4 KiB page then faults anew: ~190k
 # faults a Bolt step. What that costs depends on the host: on a Zen 5 VM (session 16) two thirds of the
-# step, on a Zen 4 VM (session 17) a fifth. So the peer also runs
+# step, on a Zen 4 VM (session 17) 10-20 %. So the peer also runs
 #   pytorch-thp       with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (glibc's malloc on transparent huge pages;
 #                     the fastest peer on the Zen 5 VM, slower than as installed on the Zen 4 one), and
 #   pytorch-tcmalloc  with LD_PRELOAD of gperftools' tcmalloc (libtcmalloc-minimal4), which keeps freed
