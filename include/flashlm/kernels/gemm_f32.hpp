@@ -198,8 +198,9 @@ FLASHLM_F32_TARGET inline void compute(int64_t N, int64_t K, const float* A, int
     const int64_t pld = (j1 - j0) * k_nr;
     // A K-strided A (dyᵀ of a weight gradient, the head's zᵀ) already holds a tile's 14 values of one k side
     // by side: the micro-kernel reads them where they lie, with stride lda, instead of from a copy
-    // (bench_gemm_shapes, 2 threads: the head's dE +8 %, the dW products +2-5 %; the same k order, so the
-    // same bits). Not where lda is a multiple of 4 KiB: every k of a tile would then fall in one L1 set.
+    // (bench_gemm_shapes, 2 threads, three alternated sets: the head's dE +8-14 %, the dW products mostly
+    // +2-8 %, once -6 %; the same k order, so the same bits). Not where lda is a multiple of 4 KiB: every k
+    // of a tile would then fall in one L1 set.
     const bool direct_a = la == KLayout::k_outer && lda % 1024 != 0;
     const int64_t as = direct_a ? lda : k_mr;
     for (int64_t k0 = 0; k0 < K; k0 += kc) {
