@@ -41,8 +41,18 @@ while (($#)); do
        exit 2 ;;
   esac
 done
+# The environment each PyTorch run adds (an array named peer_env); fails for an unknown peer.
+set_peer_env() {
+  case "$1" in
+    pytorch) peer_env=() ;;
+    pytorch-thp) peer_env=(GLIBC_TUNABLES=glibc.malloc.hugetlb=1) ;;
+    pytorch-tcmalloc) peer_env=(LD_PRELOAD="$tcmalloc") ;;
+    *) return 1 ;;
+  esac
+}
+tcmalloc=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
 for p in $peers; do
-  case "$p" in pytorch | pytorch-thp | pytorch-tcmalloc) ;; *) echo "unknown peer '$p'" >&2; exit 2 ;; esac
+  set_peer_env "$p" || { echo "unknown peer '$p'" >&2; exit 2; }
 done
 [[ " $peers " == *" pytorch "* ]] || { echo "--peers must include pytorch (the table's main columns)" >&2; exit 2; }
 # The arena is sized by the first step; for most models the second is the steady state. Models whose
@@ -61,7 +71,6 @@ torch=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE LD_LIBRARY_PATH=/usr/lib/x86
        /usr/bin/python3 bench/torch_train_step.py)
 core=$(OPENBLAS_VERBOSE=2 "${torch[@]}" --blas-probe 2>&1 | grep -m1 -o 'Core: .*' || true)
 echo "PyTorch BLAS: OpenBLAS ${core:-kernel not reported (OpenBLAS not loaded?)}"
-tcmalloc=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
 if [[ " $peers " == *" pytorch-tcmalloc "* && ! -f $tcmalloc ]]; then
   echo "note: $tcmalloc is missing (Debian libtcmalloc-minimal4); pytorch-tcmalloc is skipped" >&2
   peers=${peers/pytorch-tcmalloc/}
@@ -93,18 +102,18 @@ for r in $(seq 1 "$rounds"); do
     spec="$work/spec_${base}_$s.json"
     [[ -f "$spec" ]] || "$cli" --model "$base" --seq "$s" --print-config >"$spec"
     args=(--batch "$b" --seq "$s" --threads "$t" --steps "$steps" --warmup "$warmup")
-    run_flashlm() { "$cli" --model "$base" "${extra[@]}" "${args[@]}"; }
-    run_pytorch() { "${torch[@]}" --spec "$spec" --label "$m" "${args[@]}"; }
-    run_pytorch-thp() {
-      GLIBC_TUNABLES=glibc.malloc.hugetlb=1 "${torch[@]}" --impl pytorch-thp --spec "$spec" --label "$m" "${args[@]}"
-    }
-    run_pytorch-tcmalloc() {
-      LD_PRELOAD=$tcmalloc "${torch[@]}" --impl pytorch-tcmalloc --spec "$spec" --label "$m" "${args[@]}"
+    run() {
+      if [[ $1 == flashlm ]]; then
+        "$cli" --model "$base" "${extra[@]}" "${args[@]}"
+      else
+        set_peer_env "$1"
+        env "${peer_env[@]}" "${torch[@]}" --impl "$1" --spec "$spec" --label "$m" "${args[@]}"
+      fi
     }
     order="flashlm $peers"
     ((r % 2)) || order=$(echo "$order" | tr ' ' '\n' | tac | tr '\n' ' ')
     for f in $order; do
-      if line=$("run_$f"); then
+      if line=$(run "$f"); then
         echo "  round $r: $line" >&2
         echo "$line" >>"$out"
       else
@@ -161,6 +170,8 @@ def peer_cols(fl, pr, fpt, pk):
 for (m, b, s, t), g in sorted(groups.items()):
     fl_all = g.get("flashlm", [])
     fl, pt, n_clean = rounds(fl_all, g.get("pytorch", []))
+    # Every peer's rounds paired with flashlm's; the fastest peer's ratio is the one to quote.
+    paired = {"pytorch": (fl, pt)} | {i: rounds(fl_all, g.get(i, []))[:2] for i in extra}
     note = f"{n_clean}/{len(fl_all)} clean rounds"
     if not n_clean:
         note += " (none: all rounds shown, contended)"
@@ -168,8 +179,6 @@ for (m, b, s, t), g in sorted(groups.items()):
     fpt = med(fl, "gflop_s") / med(fl, "tok_s") if fl else float("nan")
     gfl, gpt = med(fl, "gflop_s"), fpt * med(pt, "tok_s")
     pk = peak.get(t, float("nan"))
-    # Every peer's ratio against flashlm's median over the same rounds; the fastest peer's is the one to quote.
-    paired = {i: rounds(fl_all, g.get(i, []))[:2] for i in ["pytorch"] + extra}
     ratio = {i: med(f, "tok_s") / med(p, "tok_s") for i, (f, p) in paired.items() if f and p}
     best = min(ratio, key=ratio.get) if ratio else None
     print(f"{m:>19} {b:>4}x{s:<3} {t:>3} | {med(fl, 'tok_s'):>13,.0f} {med(pt, 'tok_s'):>13,.0f} "
