@@ -1,8 +1,9 @@
-// GEMM throughput, bf16 operands (kernels/gemm_bf16.hpp, `--matmul bf16`) against flashlm's Eigen f32
-// GEMM (kernels/gemm.hpp), on the products of a Bolt b16×256 training step: for each layer shape the
-// forward y = x Wᵀ (nt), dx = dy W (nn) and dW = dyᵀ x (tn), plus the tied head's row block and two
-// K = 1024 shapes. f32 and bf16 alternate, best of --reps rounds each (a shared machine only ever
-// loses time). Every bf16 kernel the CPU has is measured (amx, avx512_bf16).
+// GEMM throughput, bf16 operands (kernels/gemm_bf16.hpp, `--matmul bf16`) against flashlm's f32 GEMM
+// (kernels/gemm.hpp: the AVX-512 kernel, else Eigen), on the products of a Bolt b16×256 training step: for
+// each layer shape the forward y = x Wᵀ (nt), dx = dy W (nn) and dW += dyᵀ x (tn, accumulating into the
+// gradient as in training), plus the tied head's row block and two K = 1024 shapes. f32 and bf16
+// alternate, best of --reps rounds each (a shared machine only ever loses time). Every bf16 kernel the
+// CPU has is measured (amx, avx512_bf16).
 //   bench_gemm_bf16 [--threads N] [--reps N]
 // Output: one line per (shape, product): GFLOP/s of f32 and of each bf16 kernel, and the ratio.
 #include <omp.h>
@@ -84,7 +85,7 @@ int main(int argc, char** argv) {
             auto run = [&] {
                 if (op == 0) gemm_nt<float>(M, N, K, x.data(), w.data(), y.data(), false);
                 if (op == 1) gemm_nn<float>(M, K, N, dy.data(), w.data(), dx.data(), false);
-                if (op == 2) gemm_tn<float>(N, K, M, dy.data(), x.data(), dw.data(), false);
+                if (op == 2) gemm_tn<float>(N, K, M, dy.data(), x.data(), dw.data(), true);
             };
             std::vector<double> f32_s, bf_s(ks.size(), 1e30);
             double f32_best = 1e30;

@@ -102,6 +102,51 @@ TEST_CASE("gemm_bf16: every kernel against the scalar reference and the f32 GEMM
     set_bf16_kernel(best);
 }
 
+TEST_CASE("gemm_bf16: the thread count and a B packed once leave every bit unchanged") {
+    const auto ks = kernels_here();
+    if (ks.empty()) {
+        MESSAGE("skipped: this CPU has no AVX512_BF16");
+        return;
+    }
+    const Bf16Kernel best = bf16_kernel();
+    const int threads0 = flashlm::max_threads();
+    // Rows split (N <= M) and columns split (N > M), deep enough (K = 600) for the threads to fork.
+    const Dims dims[] = {{300, 70, 600}, {37, 200, 600}, {70, 33, 129}};
+    unsigned seed = 100;
+    for (Bf16Kernel k : ks) {
+        REQUIRE(set_bf16_kernel(k));
+        for (const Dims& d : dims)
+            for (int lay = 0; lay < 3; ++lay)
+                for (bool acc : {false, true}) {
+                    const std::string kernel = bf16_kernel_name(k);
+                    CAPTURE(kernel);
+                    CAPTURE(d.M);
+                    CAPTURE(d.N);
+                    CAPTURE(lay);
+                    CAPTURE(acc);
+                    const KLayout la = lay == 2 ? KLayout::k_outer : KLayout::k_inner;
+                    const KLayout lb = lay == 0 ? KLayout::k_inner : KLayout::k_outer;
+                    const int64_t lda = la == KLayout::k_inner ? d.K : d.M, ldb = lb == KLayout::k_inner ? d.K : d.N;
+                    const auto A = randn(d.M * d.K, seed++), B = randn(d.N * d.K, seed++), C0 = randn(d.M * d.N, seed++);
+                    std::vector<float> base;
+                    for (int threads : {1, 2, 3}) {
+                        CAPTURE(threads);
+                        flashlm::set_threads(threads);
+                        std::vector<float> C = C0, P = C0;
+                        gemm_bf16(d.M, d.N, d.K, A.data(), lda, la, B.data(), ldb, lb, C.data(), d.N, acc, 0.75f);
+                        if (base.empty()) base = C;
+                        CHECK(C == base);
+                        Bf16PackedB bp;  // B packed once, as the tied head's E
+                        pack_bf16_b(B.data(), ldb, lb, d.N, d.K, bp);
+                        gemm_bf16_packed(d.M, A.data(), lda, la, bp, P.data(), d.N, acc, 0.75f);
+                        CHECK(P == base);
+                    }
+                }
+    }
+    flashlm::set_threads(threads0);
+    set_bf16_kernel(best);
+}
+
 TEST_CASE("gemm_bf16: --matmul switches kernels::gemm_nt/nn/tn for float, MatmulScope restores f32") {
     if (!bf16_available()) {
         MESSAGE("skipped: this CPU has no AVX512_BF16");
