@@ -195,6 +195,11 @@ std::vector<OpCase<T>> op_table() {
                  {Shape{2, 9, 4}, Shape{4, 2, 3}},
                  [](Tape<T>& tp, V& in) { return ops::causal_conv1d(tp, in[0], in[1], 2, 2); },
                  {0, 1}});
+    // 16 channels per group (v3's width) runs the register-blocked loops; 9 rows end mid-block.
+    t.push_back({"causal_conv1d_grouped16_dilated",
+                 {Shape{2, 9, 32}, Shape{32, 16, 3}},
+                 [](Tape<T>& tp, V& in) { return ops::causal_conv1d(tp, in[0], in[1], 3, 2); },
+                 {0, 1}});
     t.push_back({"relu2_glu", {Shape{3, 5}, Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::relu2_glu(tp, in[0], in[1]); }, {0, 1}});
     t.push_back({"bitlinear_threshold",
                  {Shape{6, 5}, Shape{4, 5}},
