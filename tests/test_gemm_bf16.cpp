@@ -102,7 +102,7 @@ TEST_CASE("gemm_bf16: every kernel against the scalar reference and the f32 GEMM
     set_bf16_kernel(best);
 }
 
-TEST_CASE("gemm_bf16: the thread count and a B packed once leave every bit unchanged") {
+TEST_CASE("gemm_bf16: the thread count, depth blocks, A chunks and a B packed once leave every bit unchanged") {
     const auto ks = kernels_here();
     if (ks.empty()) {
         MESSAGE("skipped: this CPU has no AVX512_BF16");
@@ -110,8 +110,21 @@ TEST_CASE("gemm_bf16: the thread count and a B packed once leave every bit uncha
     }
     const Bf16Kernel best = bf16_kernel();
     const int threads0 = flashlm::max_threads();
-    // Rows split (N <= M) and columns split (N > M), deep enough (K = 600) for the threads to fork.
-    const Dims dims[] = {{300, 70, 600}, {37, 200, 600}, {70, 33, 129}};
+    auto& kc = bf16_detail::kc_pairs_max();
+    auto& chunk = bf16_detail::a_chunk_pairs();
+    auto& deep = bf16_detail::deep_b_bytes();
+    const int64_t kc0 = kc, chunk0 = chunk, deep0 = deep;
+    // The first configuration (defaults, one thread: these B are small, so one depth block) is the
+    // baseline. Then avx512 in depth blocks of 7 pairs or fewer (even ones, a ragged last tile row and
+    // panel) with 2-tile or 1-tile A chunks; amx ignores the sizes. Rows split (N <= M) and columns split
+    // (N > M), deep enough (K = 600) for the threads to fork.
+    struct Cfg {
+        int64_t kc, chunk, deep;
+        int threads;
+    };
+    const Cfg cfgs[] = {{kc0, chunk0, deep0, 1}, {kc0, chunk0, deep0, 2}, {kc0, chunk0, deep0, 3},
+                        {7, 7 * 16, 0, 1},       {7, 7 * 16, 0, 2},       {3, 1, 0, 3}};
+    const Dims dims[] = {{300, 70, 600}, {37, 200, 600}, {70, 33, 129}, {9, 40, 1}};
     unsigned seed = 100;
     for (Bf16Kernel k : ks) {
         REQUIRE(set_bf16_kernel(k));
@@ -122,6 +135,7 @@ TEST_CASE("gemm_bf16: the thread count and a B packed once leave every bit uncha
                     CAPTURE(kernel);
                     CAPTURE(d.M);
                     CAPTURE(d.N);
+                    CAPTURE(d.K);
                     CAPTURE(lay);
                     CAPTURE(acc);
                     const KLayout la = lay == 2 ? KLayout::k_outer : KLayout::k_inner;
@@ -129,9 +143,12 @@ TEST_CASE("gemm_bf16: the thread count and a B packed once leave every bit uncha
                     const int64_t lda = la == KLayout::k_inner ? d.K : d.M, ldb = lb == KLayout::k_inner ? d.K : d.N;
                     const auto A = randn(d.M * d.K, seed++), B = randn(d.N * d.K, seed++), C0 = randn(d.M * d.N, seed++);
                     std::vector<float> base;
-                    for (int threads : {1, 2, 3}) {
-                        CAPTURE(threads);
-                        flashlm::set_threads(threads);
+                    for (const Cfg& c : cfgs) {
+                        CAPTURE(c.kc);
+                        CAPTURE(c.chunk);
+                        CAPTURE(c.threads);
+                        kc = c.kc, chunk = c.chunk, deep = c.deep;
+                        flashlm::set_threads(c.threads);
                         std::vector<float> C = C0, P = C0;
                         gemm_bf16(d.M, d.N, d.K, A.data(), lda, la, B.data(), ldb, lb, C.data(), d.N, acc, 0.75f);
                         if (base.empty()) base = C;
@@ -143,6 +160,7 @@ TEST_CASE("gemm_bf16: the thread count and a B packed once leave every bit uncha
                     }
                 }
     }
+    kc = kc0, chunk = chunk0, deep = deep0;
     flashlm::set_threads(threads0);
     set_bf16_kernel(best);
 }

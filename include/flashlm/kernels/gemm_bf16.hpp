@@ -16,9 +16,11 @@
 //    neither needs a transpose. The micro-kernel broadcasts one pair per row.
 //  - B becomes panels of NR columns, [panel][pair][NR] pairs, loaded as whole zmm registers.
 // Rows of A and columns of B are zero-padded to whole tiles, K to an even count.
-// The micro-kernel keeps an MR × NR tile of C in registers over the whole K (no K blocking: its data
-// rate, (MR + NR) · 4 bytes per MR · NR/16 instructions, is far below what L2 delivers), so every C
-// element is one ordered f32 sum, independent of blocking and thread count: results are deterministic.
+// The micro-kernel keeps an MR × NR tile of C in registers over the whole K (its data rate, (MR + NR) · 4
+// bytes per MR · NR/16 instructions, is far below what L2 delivers); only where a thread's B is too big
+// for the cache (v3's 50,257-deep dh) does avx512 run depth blocks, storing the f32 partial sums and
+// resuming from them. Every C element is one ordered f32 sum either way, independent of blocking and
+// thread count: results are deterministic.
 // Threads take disjoint row ranges of C (or column panel ranges when B is the larger operand) in one
 // parallel region without barriers; each packs its part of one operand and the whole other one.
 //
@@ -192,14 +194,25 @@ FLASHLM_BF16_TARGET inline void pack_transpose_rows(const float* src, int64_t ld
     }
 }
 
-// avx512: C tile (rows < mrem, columns < nrem) = alpha · Σ (+ C). a: pairs at a[m·rs + p·ps] for
-// m < k_mr (rows past mrem are zero padding); b: kp × k_nr pairs.
-FLASHLM_BF16_TARGET inline void micro(int64_t kp, const uint32_t* a, int64_t rs, int64_t ps, const uint32_t* b, float* c,
-                                      int64_t ldc, int64_t mrem, int64_t nrem, bool accumulate, float alpha) {
+// avx512: C tile (rows < mrem, columns < nrem) from one depth block of kc pairs. a: pairs at a[m·rs + p·ps]
+// for m < k_mr (rows past mrem are zero padding); b: kc × k_nr pairs. The sums start from init (the stored
+// partial sums of the earlier depth blocks, leading dim ild; null: zero) and go to out: scaled by alpha
+// and added to out (add_out) after the last block, stored as they are before it. An f32 sum stored and
+// loaded again is the same number, so every C element is one ordered sum over all pairs, whatever the
+// depth blocks.
+FLASHLM_BF16_TARGET inline void micro(int64_t kc, const uint32_t* a, int64_t rs, int64_t ps, const uint32_t* b,
+                                      const float* init, int64_t ild, float* out, int64_t ldo, int64_t mrem,
+                                      int64_t nrem, bool last, bool add_out, float alpha) {
+    __mmask16 mk[k_nv];
+    for (int v = 0; v < k_nv; ++v) {
+        const int64_t n0 = 16 * v;
+        mk[v] = n0 + 16 <= nrem ? __mmask16(0xffff) : n0 < nrem ? __mmask16((1u << (nrem - n0)) - 1) : __mmask16(0);
+    }
     __m512 acc[k_mr][k_nv];
     for (int m = 0; m < k_mr; ++m)
-        for (int v = 0; v < k_nv; ++v) acc[m][v] = _mm512_setzero_ps();
-    for (int64_t p = 0; p < kp; ++p) {
+        for (int v = 0; v < k_nv; ++v)
+            acc[m][v] = init && m < mrem ? _mm512_maskz_loadu_ps(mk[v], init + m * ild + 16 * v) : _mm512_setzero_ps();
+    for (int64_t p = 0; p < kc; ++p) {
         __m512bh bv[k_nv];
         for (int v = 0; v < k_nv; ++v) bv[v] = (__m512bh)_mm512_loadu_si512(b + p * k_nr + 16 * v);
         for (int m = 0; m < k_mr; ++m) {
@@ -210,26 +223,12 @@ FLASHLM_BF16_TARGET inline void micro(int64_t kp, const uint32_t* a, int64_t rs,
     const __m512 al = _mm512_set1_ps(alpha);
     for (int m = 0; m < k_mr && m < mrem; ++m)
         for (int v = 0; v < k_nv && 16 * v < nrem; ++v) {
-            const int64_t n0 = 16 * v;
-            const __mmask16 mk = n0 + 16 <= nrem ? __mmask16(0xffff) : __mmask16((1u << (nrem - n0)) - 1);
-            float* dst = c + m * ldc + n0;
-            __m512 r = _mm512_mul_ps(acc[m][v], al);
-            if (accumulate) r = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, dst), r);
-            _mm512_mask_storeu_ps(dst, mk, r);
+            float* dst = out + m * ldo + 16 * v;
+            __m512 r = acc[m][v];
+            if (last) r = _mm512_mul_ps(r, al);
+            if (add_out) r = _mm512_add_ps(_mm512_maskz_loadu_ps(mk[v], dst), r);
+            _mm512_mask_storeu_ps(dst, mk[v], r);
         }
-}
-
-// avx512: rows [i0, i1) × panels [j0, j1).
-FLASHLM_BF16_TARGET inline void block(int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t M, int64_t N, int64_t kp,
-                                      const uint32_t* a, int64_t rs, int64_t ps, const uint32_t* b, float* C,
-                                      int64_t ldc, bool accumulate, float alpha) {
-    for (int64_t j = j0; j < j1; ++j) {
-        const uint32_t* bj = b + j * kp * k_nr;
-        const int64_t n0 = j * k_nr;
-        for (int64_t i = i0; i < i1 && i < M; i += k_mr)
-            micro(kp, a + i * rs, rs, ps, bj, C + i * ldc + n0, ldc, std::min<int64_t>(k_mr, M - i),
-                  std::min<int64_t>(k_nr, N - n0), accumulate, alpha);
-    }
 }
 
 struct alignas(64) TileConfig {
@@ -291,42 +290,138 @@ FLASHLM_AMX_TARGET inline void block_amx(int64_t i0, int64_t i1, int64_t j0, int
 
 struct Workspace {
     std::vector<uint32_t> a, b;
+    std::vector<float> p;  // avx512: partial sums of an accumulating product between depth blocks
 };
 inline Workspace& workspace(int tid) {
     static std::vector<Workspace> ws(k_max_threads);
     return ws[size_t(tid)];
 }
 
-// A -> pairs at a[m·rs + p·ps]; rows [M, mp) are zero. row_major (amx) makes rows of pairs whose stride
-// is an odd number of cache lines, so that the 16 rows of a tile load do not fight for a few L1 sets.
-inline void pack_a(const float* A, int64_t lda, KLayout la, int64_t M, int64_t K, int64_t mp, int64_t kp, bool row_major,
-                   std::vector<uint32_t>& dst, int64_t& rs, int64_t& ps) {
-    const bool rows = la == KLayout::k_inner || row_major;
-    rs = rows ? (row_major && (kp / 16) % 2 == 0 ? kp + 16 : kp) : 1;
-    ps = rows ? 1 : mp;
-    if (dst.size() < size_t(mp * kp + mp * rs)) dst.resize(size_t(mp * kp + mp * rs));
+// amx: A -> rows of pairs a[m·rs + p], rows [M, mp) zero, with a row stride rs of an odd number of cache
+// lines, so that the 16 rows of a tile load do not fight for a few L1 sets.
+inline void pack_a_amx(const float* A, int64_t lda, KLayout la, int64_t M, int64_t K, int64_t mp, int64_t kp,
+                       std::vector<uint32_t>& dst, int64_t& rs) {
+    rs = (kp / 16) % 2 == 0 ? kp + 16 : kp;
+    if (dst.size() < size_t(mp * rs)) dst.resize(size_t(mp * rs));
     uint32_t* d = dst.data();
     const int64_t r = rs;
     if (la == KLayout::k_inner) {
         parallel_for(M, M * K, [&](int64_t r0, int64_t r1) {
             for (int64_t m = r0; m < r1; ++m) pack_row_pairs(A + m * lda, K, d + m * r, kp);
         });
-        std::fill(d + M * r, d + mp * r, 0u);
-    } else if (rows) {
+    } else {
         // K-strided source into rows (kp a multiple of 16 here); threads own row ranges.
         const int64_t groups = (M + 15) / 16;
         parallel_for(groups, M * K, [&](int64_t g0, int64_t g1) {
             for (int64_t g = g0; g < g1; ++g)
                 pack_transpose_rows(A, lda, K, g * 16, std::min(M, g * 16 + 16), kp, d, r);
         });
-        std::fill(d + M * r, d + mp * r, 0u);
+    }
+    std::fill(d + M * r, d + mp * r, 0u);
+}
+
+// ---- avx512: depth blocks --------------------------------------------------------------------------
+// A tile keeps its C sums in registers over the whole depth, and the B panels stream past it from the
+// cache. Where a thread's packed B is too big for that (more than deep_b_bytes(): v3's dh = dz · E,
+// 50,257 deep, 8 panels of 3.2 MB = 26 MB per row block, which came from memory once per 8-row tile),
+// the product runs in even depth blocks of at most kc_pairs_max() pairs: a panel slice of 256 pairs is
+// 32 KiB, read from L1 or L2 by every tile of the thread, and the partial sums wait in C (or ws.p).
+// Measured, bench_train_step_cli --matmul bf16, b16×256, 2 threads, alternated: v3 +9-11 %. Bolt's
+// products (B at most 3.8 MB) gained nothing in whole steps from blocks (its dh, 10,000 deep, lost
+// 8 %), so they stay one block. Within a depth block the thread's A is packed whole and computed in
+// chunks of about a_chunk_pairs() pairs, which stay in L1 while the thread's B panels pass. Results do not
+// depend on these sizes (micro), so the tests shrink them.
+inline int64_t& kc_pairs_max() {
+    static int64_t v = 256;
+    return v;
+}
+inline int64_t& a_chunk_pairs() {
+    static int64_t v = 8192;
+    return v;
+}
+inline int64_t& deep_b_bytes() {
+    static int64_t v = int64_t(8) << 20;
+    return v;
+}
+inline int64_t depth_pairs(int64_t kp, int64_t b_bytes) {
+    if (b_bytes <= deep_b_bytes() || kp <= kc_pairs_max()) return kp;
+    const int64_t blocks = (kp + kc_pairs_max() - 1) / kc_pairs_max();
+    return (kp + blocks - 1) / blocks;
+}
+
+// Rows [i0, i1) of A, pairs [p0, p0 + pc) -> d, zero past K and in the rows up to a whole tile:
+// K-contiguous rows become rows of pairs (rs = pc, ps = 1), a K-strided A is interleaved lane-wise
+// (rs = 1, ps = rows), so neither needs a transpose.
+FLASHLM_BF16_TARGET inline void pack_a_slice(const float* A, int64_t lda, KLayout la, int64_t K, int64_t i0, int64_t i1,
+                                             int64_t p0, int64_t pc, uint32_t* d, int64_t& rs, int64_t& ps) {
+    const int64_t mn = i1 - i0, mp = (mn + k_mr - 1) / k_mr * k_mr, kn = std::min(2 * pc, K - 2 * p0);
+    if (la == KLayout::k_inner) {
+        rs = pc, ps = 1;
+        for (int64_t m = 0; m < mn; ++m) pack_row_pairs(A + (i0 + m) * lda + 2 * p0, kn, d + m * pc, pc);
+        std::fill(d + mn * pc, d + mp * pc, 0u);
     } else {
-        parallel_for(kp, M * K, [&](int64_t p0, int64_t p1) {
-            for (int64_t p = p0; p < p1; ++p) {
-                pack_interleave(A, lda, K, p, M, d + p * mp, 1);
-                std::fill(d + p * mp + M, d + (p + 1) * mp, 0u);
+        rs = 1, ps = mp;
+        for (int64_t p = 0; p < pc; ++p) {
+            pack_interleave(A + 2 * p0 * lda + i0, lda, kn, p, mn, d + p * mp, 1);
+            std::fill(d + p * mp + mn, d + (p + 1) * mp, 0u);
+        }
+    }
+}
+
+// Panels [j0, j1) of B, pairs [p0, p0 + pc) -> [panel][pc][k_nr], zero past N and K.
+FLASHLM_BF16_TARGET inline void pack_b_slice(const float* B, int64_t ldb, KLayout lb, int64_t N, int64_t K, int64_t j0,
+                                             int64_t j1, int64_t p0, int64_t pc, uint32_t* d) {
+    const int64_t kn = std::min(2 * pc, K - 2 * p0);
+    for (int64_t j = j0; j < j1; ++j) {
+        uint32_t* panel = d + (j - j0) * pc * k_nr;
+        const int64_t n0 = j * k_nr, nn = std::min<int64_t>(k_nr, N - n0);
+        if (nn < k_nr) std::fill(panel, panel + pc * k_nr, 0u);
+        if (lb == KLayout::k_outer)
+            for (int64_t p = 0; p < pc; ++p) pack_interleave(B + 2 * p0 * ldb + n0, ldb, kn, p, nn, panel + p * k_nr, 1);
+        else
+            for (int64_t n = 0; n < nn; ++n) pack_row_pairs(B + (n0 + n) * ldb + 2 * p0, kn, panel + n, pc, k_nr);
+    }
+}
+
+// One thread's part of C: rows [r0, r1) × panels [j0, j1), depth block by depth block. B comes packed
+// (bp: [panel][kp][k_nr]) or the thread packs its panels' slice of each depth block just before use: with
+// rows split every thread packs all of B, so the threads never wait for each other. Between depth
+// blocks the partial sums wait in C, or in ws.p when the product adds to C (C + alpha · Σ).
+inline void part_avx512(int64_t N, int64_t K, int64_t kp, const float* A, int64_t lda, KLayout la, const uint32_t* bp,
+                        const float* B, int64_t ldb, KLayout lb, float* C, int64_t ldc, bool accumulate, float alpha,
+                        int64_t r0, int64_t r1, int64_t j0, int64_t j1, Workspace& ws) {
+    const int64_t kc = depth_pairs(kp, (j1 - j0) * kp * k_nr * int64_t(sizeof(uint32_t)));
+    const int64_t mc = std::max<int64_t>(k_mr, a_chunk_pairs() / kc / k_mr * k_mr);
+    const bool partial = accumulate && kp > kc;
+    const int64_t pld = (j1 - j0) * k_nr;
+    const int64_t mp = (r1 - r0 + k_mr - 1) / k_mr * k_mr;
+    if (ws.a.size() < size_t(mp * kc)) ws.a.resize(size_t(mp * kc));
+    if (!bp && ws.b.size() < size_t(pld * kc)) ws.b.resize(size_t(pld * kc));
+    if (partial && ws.p.size() < size_t((r1 - r0) * pld)) ws.p.resize(size_t((r1 - r0) * pld));
+    for (int64_t p0 = 0; p0 < kp; p0 += kc) {
+        const int64_t pc = std::min(kc, kp - p0);
+        const bool first = p0 == 0, last = p0 + pc == kp;
+        const uint32_t* bs = bp ? bp + p0 * k_nr : ws.b.data();
+        const int64_t bstride = bp ? kp * k_nr : pc * k_nr;
+        if (!bp) pack_b_slice(B, ldb, lb, N, K, j0, j1, p0, pc, ws.b.data());
+        // The thread's rows in one go (a K-strided A is read a whole row of the thread's range per k),
+        // then computed in chunks that stay in L1.
+        int64_t rs = 0, ps = 0;
+        pack_a_slice(A, lda, la, K, r0, r1, p0, pc, ws.a.data(), rs, ps);
+        for (int64_t i0 = r0; i0 < r1; i0 += mc) {
+            const int64_t i1 = std::min(r1, i0 + mc);
+            for (int64_t j = j0; j < j1; ++j) {
+                const uint32_t* b = bs + (bp ? j : j - j0) * bstride;
+                const int64_t n0 = j * k_nr, nrem = std::min<int64_t>(k_nr, N - n0);
+                for (int64_t i = i0; i < i1; i += k_mr) {
+                    float* c = C + i * ldc + n0;
+                    float* p = partial ? ws.p.data() + (i - r0) * pld + (n0 - j0 * k_nr) : c;
+                    const int64_t ld_p = partial ? pld : ldc;
+                    micro(pc, ws.a.data() + (i - r0) * rs, rs, ps, b, first ? nullptr : p, ld_p, last ? c : p,
+                          last ? ldc : ld_p, std::min<int64_t>(k_mr, i1 - i), nrem, last, last && accumulate, alpha);
+                }
             }
-        });
+        }
     }
 }
 
@@ -360,32 +455,19 @@ inline void pack_b(const float* B, int64_t ldb, KLayout lb, int64_t N, int64_t K
     });
 }
 
-}  // namespace bf16_detail
-#endif
-
-// B packed once for several products that share it (the tied head's embedding, used by every row
-// block of a step). Valid for the kernel that was active when it was packed.
-#if FLASHLM_BF16_X86
-namespace bf16_detail {
-
+// Pairs of a K-deep operand as the kernel packs it (amx tiles take 16 pairs at a time).
 inline int64_t pairs_for(Bf16Kernel kern, int64_t K) {
     return kern == Bf16Kernel::amx ? (K + 2 * k_amx_kp - 1) / (2 * k_amx_kp) * k_amx_kp : (K + 1) / 2;
 }
 
-// One thread's part: packed A (rows of C) against packed B panels, A in row chunks of about 32 KiB
-// that stay in L1 while the panels stream past from L2 (bench: 1.1-2.7x the throughput of 256 KiB
-// chunks held in L2 on the K = 192 / 512 forward shapes, no loss elsewhere, noisy VM).
-inline void compute(int64_t M, int64_t N, int64_t kp, bool amx, const uint32_t* a, int64_t rs, int64_t ps,
-                    const uint32_t* b, float* C, int64_t ldc, bool accumulate, float alpha) {
-    const int64_t mr = amx ? k_amx_mr : k_mr, mp = (M + mr - 1) / mr * mr, panels = (N + k_nr - 1) / k_nr;
-    const int64_t chunk = std::max<int64_t>(mr, ((int64_t(1) << 13) / kp) / mr * mr);
-    for (int64_t i0 = 0; i0 < mp; i0 += chunk) {
-        const int64_t i1 = std::min(mp, i0 + chunk);
-        if (amx)
-            block_amx(i0, i1, 0, panels, M, N, kp, a, rs, b, C, ldc, accumulate, alpha);
-        else
-            block(i0, i1, 0, panels, M, N, kp, a, rs, ps, b, C, ldc, accumulate, alpha);
-    }
+// amx, one thread's part: packed A (rows of C) against packed B panels, A in row chunks of about 32 KiB
+// that stay in L1 while the panels stream past from L2.
+inline void compute_amx(int64_t M, int64_t N, int64_t kp, const uint32_t* a, int64_t rs, const uint32_t* b, float* C,
+                        int64_t ldc, bool accumulate, float alpha) {
+    const int64_t mp = (M + k_amx_mr - 1) / k_amx_mr * k_amx_mr, panels = (N + k_nr - 1) / k_nr;
+    const int64_t chunk = std::max<int64_t>(k_amx_mr, ((int64_t(1) << 13) / kp) / k_amx_mr * k_amx_mr);
+    for (int64_t i0 = 0; i0 < mp; i0 += chunk)
+        block_amx(i0, std::min(mp, i0 + chunk), 0, panels, M, N, kp, a, rs, b, C, ldc, accumulate, alpha);
 }
 
 // C = alpha · A·B (+ C). One parallel region and no barrier: threads split the larger side of C (rows
@@ -400,23 +482,19 @@ inline void run(int64_t M, int64_t N, int64_t K, int64_t kp, Bf16Kernel kern, co
     const bool by_rows = b_packed != nullptr || N <= M;
     parallel_for_tid(by_rows ? tiles : panels, 2 * M * N * K, [&](int64_t u0, int64_t u1, int tid) {
         Workspace& ws = workspace(tid);
-        int64_t rs = 0, ps = 0;
-        if (by_rows) {
-            const int64_t r0 = u0 * mr, m = std::min(M, u1 * mr) - r0;
-            pack_a(la == KLayout::k_inner ? A + r0 * lda : A + r0, lda, la, m, K, (m + mr - 1) / mr * mr, kp, amx, ws.a,
-                   rs, ps);
-            const uint32_t* b = b_packed;
-            if (!b) {
-                pack_b(B, ldb, lb, N, K, kp, amx, ws.b);
-                b = ws.b.data();
-            }
-            compute(m, N, kp, amx, ws.a.data(), rs, ps, b, C + r0 * ldc, ldc, accumulate, alpha);
-        } else {
-            const int64_t c0 = u0 * k_nr, n = std::min(N, u1 * k_nr) - c0;
-            pack_a(A, lda, la, M, K, tiles * mr, kp, amx, ws.a, rs, ps);
-            pack_b(lb == KLayout::k_inner ? B + c0 * ldb : B + c0, ldb, lb, n, K, kp, amx, ws.b);
-            compute(M, n, kp, amx, ws.a.data(), rs, ps, ws.b.data(), C + c0, ldc, accumulate, alpha);
+        const int64_t r0 = by_rows ? u0 * mr : 0, r1 = by_rows ? std::min(M, u1 * mr) : M;
+        const int64_t j0 = by_rows ? 0 : u0, j1 = by_rows ? panels : u1;
+        if (!amx)
+            return part_avx512(N, K, kp, A, lda, la, b_packed, B, ldb, lb, C, ldc, accumulate, alpha, r0, r1, j0, j1, ws);
+        const int64_t m = r1 - r0, c0 = j0 * k_nr, n = std::min(N, j1 * k_nr) - c0;
+        int64_t rs = 0;
+        pack_a_amx(la == KLayout::k_inner ? A + r0 * lda : A + r0, lda, la, m, K, (m + mr - 1) / mr * mr, kp, ws.a, rs);
+        const uint32_t* b = b_packed;
+        if (!b) {
+            pack_b(lb == KLayout::k_inner ? B + c0 * ldb : B + c0, ldb, lb, n, K, kp, true, ws.b);
+            b = ws.b.data();
         }
+        compute_amx(m, n, kp, ws.a.data(), rs, b, C + r0 * ldc + c0, ldc, accumulate, alpha);
     });
 }
 
