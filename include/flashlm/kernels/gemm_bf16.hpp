@@ -525,7 +525,9 @@ inline void gemm_bf16_impl(int64_t M, int64_t N, int64_t K, const float* A, int6
 #endif
 }
 
-// Packs B ([K,N] as the product sees it, layout lb) for gemm_bf16_packed.
+// Packs B ([K,N] as the product sees it, layout lb) for gemm_bf16_packed: once for several products that
+// share it (the tied head's embedding, used by every row block of a step). Valid for the kernel that was
+// active when it was packed.
 inline void pack_bf16_b_impl(const float* B, int64_t ldb, KLayout lb, int64_t N, int64_t K, Bf16PackedB& out) {
 #if FLASHLM_BF16_X86
     out.kernel = bf16_kernel();

@@ -219,7 +219,7 @@ T* transpose_grouped_weight(Tape<T>& tape, const Tensor<T>& w) {
 inline constexpr int64_t k_grows = 8;
 
 // y[bt, o] = Σ_j Σ_i w[o, i, j] · x[bt - (K-1-j)·d, g(o)·Cg + i]: taps and inputs ascending from zero,
-// as the plain loop (a tap before the start adds zeros there, nothing here).
+// as the plain loop (which skips a tap before the start, where this one adds products with zeros).
 template <int CG, class T>
 void grouped_forward_blocked(const T* x, const T* wt, int64_t L, int64_t C, int64_t K, int64_t d, T* y, int64_t r0,
                              int64_t r1) {
