@@ -218,66 +218,46 @@ T* transpose_grouped_weight(Tape<T>& tape, const Tensor<T>& w) {
 // for the weight gradient, 190 with them).
 inline constexpr int64_t k_grows = 8;
 
-// y[bt, o] = Σ_j Σ_i w[o, i, j] · x[bt - (K-1-j)·d, g(o)·Cg + i]: taps and inputs ascending from zero,
-// as the plain loop (which skips a tap before the start, where this one adds products with zeros).
+// The forward and the input gradient are one loop, as tap_block is for the depthwise conv:
+//   forward:        out[bt, g·CG + o]  = Σ_j Σ_i wt[(j·CG + i)·C + g·CG + o] · x[bt - (K-1-j)·d, g·CG + i]
+//   input gradient: out[bs, g·CG + i] += Σ_j Σ_o wb[(j·CG + o)·C + g·CG + i] · dy[bs + (K-1-j)·d, g·CG + o]
+// with wt the weight transposed (transpose_grouped_weight) and wb transposed within each group
+// (transpose_within_groups), so the inner loop runs over CG contiguous outputs. backward picks the
+// direction of the taps and adds into out instead of storing. Taps and inputs ascend from zero, as in
+// the plain loops (which skip a tap outside the sequence, where this one adds products with zeros).
 template <int CG, class T>
-void grouped_forward_blocked(const T* x, const T* wt, int64_t L, int64_t C, int64_t K, int64_t d, T* y, int64_t r0,
-                             int64_t r1) {
+void grouped_taps_blocked(const T* src, const T* w, int64_t L, int64_t C, int64_t K, int64_t d, bool backward, T* out,
+                          int64_t r0, int64_t r1) {
     static const T zeros[CG] = {};
     for (int64_t b0 = r0; b0 < r1; b0 += k_grows) {
         const int64_t rn = std::min(k_grows, r1 - b0);
-        int64_t t[k_grows];
+        int64_t t[k_grows];  // position in the sequence; -1 past r1
         for (int64_t r = 0; r < k_grows; ++r) t[r] = r < rn ? (b0 + r) % L : -1;
         for (int64_t g0 = 0; g0 < C; g0 += CG) {
             T acc[k_grows][CG] = {};
             for (int64_t j = 0; j < K; ++j) {
-                const int64_t lag = (K - 1 - j) * d;
-                const T* xs[k_grows];
-                for (int64_t r = 0; r < k_grows; ++r) xs[r] = t[r] >= lag ? x + (b0 + r - lag) * C + g0 : zeros;
-                for (int i = 0; i < CG; ++i) {
-                    const T* __restrict w = wt + (j * CG + i) * C + g0;
-#pragma GCC unroll 16
-                    for (int64_t r = 0; r < k_grows; ++r) {
-                        const T xv = xs[r][i];
-#pragma omp simd
-                        for (int o = 0; o < CG; ++o) acc[r][o] += w[o] * xv;
-                    }
+                const int64_t lag = (K - 1 - j) * d, step = backward ? lag : -lag;
+                const T* ss[k_grows];
+                for (int64_t r = 0; r < k_grows; ++r) {
+                    const bool inside = t[r] >= 0 && (backward ? t[r] + lag < L : t[r] >= lag);
+                    ss[r] = inside ? src + (b0 + r + step) * C + g0 : zeros;
                 }
-            }
-            for (int64_t r = 0; r < rn; ++r) std::copy(acc[r], acc[r] + CG, y + (b0 + r) * C + g0);
-        }
-    }
-}
-
-// dx[bs, g·CG + i] += Σ_j Σ_o w[o, i, j] · dy[bs + (K-1-j)·d, g·CG + o], wb[(j·CG + o)·C + g·CG + i] =
-// w[g·CG + o, i, j] (the weight transposed within each group, so that i runs contiguous).
-template <int CG, class T>
-void grouped_backward_input_blocked(const T* dy, const T* wb, int64_t L, int64_t C, int64_t K, int64_t d, T* dx,
-                                    int64_t r0, int64_t r1) {
-    static const T zeros[CG] = {};
-    for (int64_t b0 = r0; b0 < r1; b0 += k_grows) {
-        const int64_t rn = std::min(k_grows, r1 - b0);
-        int64_t s[k_grows];
-        for (int64_t r = 0; r < k_grows; ++r) s[r] = r < rn ? (b0 + r) % L : L;
-        for (int64_t g0 = 0; g0 < C; g0 += CG) {
-            T acc[k_grows][CG] = {};
-            for (int64_t j = 0; j < K; ++j) {
-                const int64_t lag = (K - 1 - j) * d;
-                const T* ds[k_grows];
-                for (int64_t r = 0; r < k_grows; ++r) ds[r] = s[r] + lag < L ? dy + (b0 + r + lag) * C + g0 : zeros;
-                for (int o = 0; o < CG; ++o) {
-                    const T* __restrict w = wb + (j * CG + o) * C + g0;
+                for (int i = 0; i < CG; ++i) {
+                    const T* __restrict wi = w + (j * CG + i) * C + g0;
 #pragma GCC unroll 16
                     for (int64_t r = 0; r < k_grows; ++r) {
-                        const T dv = ds[r][o];
+                        const T v = ss[r][i];
 #pragma omp simd
-                        for (int i = 0; i < CG; ++i) acc[r][i] += w[i] * dv;
+                        for (int o = 0; o < CG; ++o) acc[r][o] += wi[o] * v;
                     }
                 }
             }
             for (int64_t r = 0; r < rn; ++r) {
-                T* out = dx + (b0 + r) * C + g0;
-                for (int i = 0; i < CG; ++i) out[i] += acc[r][i];
+                T* dst = out + (b0 + r) * C + g0;
+                if (backward)
+                    for (int o = 0; o < CG; ++o) dst[o] += acc[r][o];
+                else
+                    std::copy(acc[r], acc[r] + CG, dst);
             }
         }
     }
@@ -318,7 +298,7 @@ template <class T>
 void grouped_forward(const T* x, const T* wt, int64_t B, int64_t L, int64_t C, int64_t Cg, int64_t K, int64_t d, T* y) {
     if (Cg == 16)
         return parallel_for(B * L, B * L * C * Cg * K, [&](int64_t r0, int64_t r1) {
-            grouped_forward_blocked<16>(x, wt, L, C, K, d, y, r0, r1);
+            grouped_taps_blocked<16>(x, wt, L, C, K, d, false, y, r0, r1);
         });
     parallel_for(B * L, B * L * C * Cg * K, [&](int64_t r0, int64_t r1) {
         for (int64_t bt = r0; bt < r1; ++bt) {
@@ -356,7 +336,7 @@ void grouped_backward_input(const T* dy, const T* wt, const T* wb, int64_t B, in
                             int64_t K, int64_t d, T* dx) {
     if (Cg == 16 && wb)
         return parallel_for(B * L, B * L * C * Cg * K, [&](int64_t r0, int64_t r1) {
-            grouped_backward_input_blocked<16>(dy, wb, L, C, K, d, dx, r0, r1);
+            grouped_taps_blocked<16>(dy, wb, L, C, K, d, true, dx, r0, r1);
         });
     parallel_for(B * L, B * L * C * Cg * K, [&](int64_t r0, int64_t r1) {
         for (int64_t bs = r0; bs < r1; ++bs) {
