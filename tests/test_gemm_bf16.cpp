@@ -36,6 +36,22 @@ struct Dims {
 // One row, one column, K = 1 and odd, nothing a multiple of a tile (8/32 rows, 32 columns, 16/32 k).
 const Dims k_dims[] = {{1, 1, 1}, {1, 33, 7}, {9, 31, 17}, {17, 65, 193}, {70, 40, 300}, {33, 1, 64}, {40, 96, 2}};
 
+// Random operands of one product in layout lay (0: nt, 1: nn, 2: tn, as gemm_nt/nn/tn pass them).
+struct Operands {
+    KLayout la, lb;
+    int64_t lda, ldb;
+    std::vector<float> A, B, C0;
+};
+Operands random_operands(const Dims& d, int lay, unsigned& seed) {
+    Operands o;
+    o.la = lay == 2 ? KLayout::k_outer : KLayout::k_inner;
+    o.lb = lay == 0 ? KLayout::k_inner : KLayout::k_outer;
+    o.lda = o.la == KLayout::k_inner ? d.K : d.M;
+    o.ldb = o.lb == KLayout::k_inner ? d.K : d.N;
+    o.A = randn(d.M * d.K, seed++), o.B = randn(d.N * d.K, seed++), o.C0 = randn(d.M * d.N, seed++);
+    return o;
+}
+
 }  // namespace
 
 TEST_CASE("gemm_bf16: round to nearest even, NaN and infinity kept") {
@@ -71,10 +87,7 @@ TEST_CASE("gemm_bf16: every kernel against the scalar reference and the f32 GEMM
                     CAPTURE(d.K);
                     CAPTURE(lay);
                     CAPTURE(acc);
-                    const KLayout la = lay == 2 ? KLayout::k_outer : KLayout::k_inner;
-                    const KLayout lb = lay == 0 ? KLayout::k_inner : KLayout::k_outer;
-                    const int64_t lda = la == KLayout::k_inner ? d.K : d.M, ldb = lb == KLayout::k_inner ? d.K : d.N;
-                    const auto A = randn(d.M * d.K, seed++), B = randn(d.N * d.K, seed++), C0 = randn(d.M * d.N, seed++);
+                    const auto [la, lb, lda, ldb, A, B, C0] = random_operands(d, lay, seed);
                     const float alpha = acc ? 0.5f : 1.0f;
                     std::vector<float> C = C0, R = C0;
                     gemm_bf16(d.M, d.N, d.K, A.data(), lda, la, B.data(), ldb, lb, C.data(), d.N, acc, alpha);
@@ -138,10 +151,7 @@ TEST_CASE("gemm_bf16: the thread count, depth blocks, A chunks and a B packed on
                     CAPTURE(d.K);
                     CAPTURE(lay);
                     CAPTURE(acc);
-                    const KLayout la = lay == 2 ? KLayout::k_outer : KLayout::k_inner;
-                    const KLayout lb = lay == 0 ? KLayout::k_inner : KLayout::k_outer;
-                    const int64_t lda = la == KLayout::k_inner ? d.K : d.M, ldb = lb == KLayout::k_inner ? d.K : d.N;
-                    const auto A = randn(d.M * d.K, seed++), B = randn(d.N * d.K, seed++), C0 = randn(d.M * d.N, seed++);
+                    const auto [la, lb, lda, ldb, A, B, C0] = random_operands(d, lay, seed);
                     std::vector<float> base;
                     for (const Cfg& c : cfgs) {
                         CAPTURE(c.kc);
