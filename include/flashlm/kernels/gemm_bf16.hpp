@@ -432,24 +432,18 @@ inline void pack_b(const float* B, int64_t ldb, KLayout lb, int64_t N, int64_t K
     if (dst.size() < size_t(panels * kp * k_nr)) dst.resize(size_t(panels * kp * k_nr));
     uint32_t* d = dst.data();
     parallel_for(panels, N * K, [&](int64_t j0, int64_t j1) {
-        for (int64_t j = j0; j < j1; ++j) {
+        if (!halves) return pack_b_slice(B, ldb, lb, N, K, j0, j1, 0, kp, d + j0 * kp * k_nr);  // avx512: the whole depth
+        for (int64_t j = j0; j < j1; ++j) {  // amx: [16-column half][kp][16], so that a B tile is 1 KiB in a row
             uint32_t* panel = d + j * kp * k_nr;
             const int64_t n0 = j * k_nr, nn = std::min<int64_t>(k_nr, N - n0);
             if (nn < k_nr) std::fill(panel, panel + kp * k_nr, 0u);
-            if (halves) {  // amx: [16-column half][kp][16], so that a B tile is 1 KiB in a row
-                for (int64_t h = 0; h < 2 && 16 * h < nn; ++h) {
-                    uint32_t* ph = panel + h * kp * 16;
-                    const int64_t c0 = n0 + 16 * h, cn = std::min<int64_t>(16, nn - 16 * h);
-                    if (lb == KLayout::k_outer)
-                        for (int64_t p = 0; p < kp; ++p) pack_interleave(B + c0, ldb, K, p, cn, ph + p * 16, 1);
-                    else
-                        for (int64_t n = 0; n < cn; ++n) pack_row_pairs(B + (c0 + n) * ldb, K, ph + n, kp, 16);
-                }
-            } else if (lb == KLayout::k_outer) {
-                for (int64_t p = 0; p < kp; ++p) pack_interleave(B + n0, ldb, K, p, nn, panel + p * k_nr, 1);
-            } else {
-                for (int64_t n = 0; n < nn; ++n)  // column n of the panel is row n0 + n of the [N, K] source
-                    pack_row_pairs(B + (n0 + n) * ldb, K, panel + n, kp, k_nr);
+            for (int64_t h = 0; h < 2 && 16 * h < nn; ++h) {
+                uint32_t* ph = panel + h * kp * 16;
+                const int64_t c0 = n0 + 16 * h, cn = std::min<int64_t>(16, nn - 16 * h);
+                if (lb == KLayout::k_outer)
+                    for (int64_t p = 0; p < kp; ++p) pack_interleave(B + c0, ldb, K, p, cn, ph + p * 16, 1);
+                else
+                    for (int64_t n = 0; n < cn; ++n) pack_row_pairs(B + (c0 + n) * ldb, K, ph + n, kp, 16);
             }
         }
     });
