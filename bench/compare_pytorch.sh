@@ -22,6 +22,8 @@
 #   a model named NAME+recompute runs flashlm with --recompute (blocks recomputed in backward) against
 #   the same PyTorch model, e.g. --models "bolt bolt+recompute"; +bf16 adds --matmul bf16, +int8 --quant int8
 #   (PyTorch stays f32: the issue's "faster arithmetic beyond what PyTorch does on a CPU")
+#   Both sides follow the recipe's train-time position subsampling (v3: the loss on 25 % of the
+#   positions, upstream's speed measure); NAME+allpos computes it on every position on both sides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=3 steps=4 warmup=3 threads="1 2" configs="16x256" models="bolt cortex6" all=0
@@ -95,19 +97,20 @@ peak
 for r in $(seq 1 "$rounds"); do
   for job in "${jobs[@]}"; do
     read -r m cfg t <<<"$job"
-    b=${cfg%x*} s=${cfg#*x} base=${m%%+*} extra=()
+    b=${cfg%x*} s=${cfg#*x} base=${m%%+*} extra=() pos=()
     [[ "$m" == *+recompute* ]] && extra+=(--recompute)
     [[ "$m" == *+bf16* ]] && extra+=(--matmul bf16)
     [[ "$m" == *+int8* ]] && extra+=(--quant int8)
+    [[ "$m" == *+allpos* ]] && pos=(--pos-fraction 1)
     spec="$work/spec_${base}_$s.json"
     [[ -f "$spec" ]] || "$cli" --model "$base" --seq "$s" --print-config >"$spec"
     args=(--batch "$b" --seq "$s" --threads "$t" --steps "$steps" --warmup "$warmup")
     run() {
       if [[ $1 == flashlm ]]; then
-        "$cli" --model "$base" "${extra[@]}" "${args[@]}"
+        "$cli" --model "$base" "${extra[@]}" "${pos[@]}" "${args[@]}"
       else
         set_peer_env "$1"
-        env "${peer_env[@]}" "${torch[@]}" --impl "$1" --spec "$spec" --label "$m" "${args[@]}"
+        env "${peer_env[@]}" "${torch[@]}" --impl "$1" --spec "$spec" --label "$m" "${pos[@]}" "${args[@]}"
       fi
     }
     order="flashlm $peers"

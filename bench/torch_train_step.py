@@ -4,9 +4,11 @@ random tokens and prints one JSON line in the format of bench_train_step_cli: to
 minflt_per_step of this process alone.
 
 usage: torch_train_step.py [--spec FILE] [--batch 16] [--seq 256] [--threads 1] [--steps 5] [--warmup 2]
-                           [--impl NAME] [--blas-probe]
+                           [--impl NAME] [--pos-fraction F] [--blas-probe]
   --spec: the JSON `bench_train_step_cli --model NAME --print-config` prints (model, config, recipe), so
           both sides build the same model; without it, Bolt small with its recipe.
+  --pos-fraction: the loss on this random share of the positions (default: the spec recipe's
+          pos_fraction, 1 where it has none; v3's recipe has 0.25), through the model's sampled_loss.
 
 Run it with OpenBLAS selected (Debian's torch otherwise uses the reference BLAS); see compare_pytorch.sh.
 """
@@ -42,6 +44,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--impl", default="pytorch", help="name to print in the impl field (compare_pytorch.sh "
                     "tells its two PyTorch runs apart by it)")
+    ap.add_argument("--pos-fraction", type=float, help="share of positions the loss uses (default: the recipe's)")
     ap.add_argument("--blas-probe", action="store_true",
                     help="run one GEMM and exit (with OPENBLAS_VERBOSE=2 OpenBLAS names its kernel)")
     a = ap.parse_args()
@@ -73,11 +76,16 @@ def main():
     targets = torch.randint(0, vocab, (a.batch, a.seq), generator=g)
     loss_fn = getattr(model, "loss_fn", None) or (
         lambda logits, t: F.cross_entropy(logits.reshape(-1, logits.shape[-1]), t.reshape(-1)))
+    pos_fraction = a.pos_fraction if a.pos_fraction is not None else rc.get("pos_fraction", 1.0)
+    if pos_fraction != 1.0 and not hasattr(model, "sampled_loss"):
+        sys.exit(f"torch_train_step.py: {spec['model']} has no sampled_loss for --pos-fraction")
 
     def step():
         opt.zero_grad(set_to_none=True)
-        logits = model(ids)
-        loss = loss_fn(logits, targets)
+        if pos_fraction != 1.0:
+            loss = model.sampled_loss(ids, targets, pos_fraction)
+        else:
+            loss = loss_fn(model(ids), targets)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), rc["clip"])
         opt.step()
@@ -100,6 +108,7 @@ def main():
         # CPU seconds per wall second: near `threads` on an idle machine, lower when the cores are shared.
         "cpu_util": round((r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / elapsed, 2),
         "loss": round(loss, 5),
+        "pos_fraction": pos_fraction,
         "torch": torch.__version__,
     }))
 

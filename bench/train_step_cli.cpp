@@ -11,6 +11,7 @@
 //   bench_train_step_cli --model bolt --unfused ...                  # Bolt/CORTEX/SUPERNOVA II/Thunderbolt blocks, nova-diff's attention and experts as the op-by-op chains
 //   bench_train_step_cli --model bolt --hash ...                     # FNV-1a of loss + all gradients per step
 //   bench_train_step_cli --model cortex6 --profile ...               # + backward ms per op (stderr)
+//   bench_train_step_cli --model v3 --pos-fraction 1 ...             # loss on every position (v3's recipe: 0.25)
 // Output: {"impl":"flashlm","model":..,"tok_s":..,"gflop_s":..,"peak_rss_mb":..,"minflt_per_step":..,
 //          "cpu_util":..,"optimizer":..,"phase_ms":{...}}
 // The optimizer is the recipe's (AdamW, or SGD with momentum for supernova2-engine); its phase is named
@@ -46,13 +47,14 @@ struct Args {
     bool hash = false;  // checks that a kernel change keeps every bit (stderr, one line per step)
     std::string quant = "none";  // --quant int8: BitLinear forward through the int8 kernels
     std::string matmul = "f32";
+    double pos_fraction = -1;  // share of positions the loss uses (negative: the recipe's)
 };
 
 [[noreturn]] void usage(const std::string& why) {
     std::fprintf(stderr,
                  "bench_train_step_cli: %s\nusage: bench_train_step_cli [--model NAME] [--batch N] [--seq N] "
                  "[--threads N] [--steps N] [--warmup N] [--print-config] [--peak] [--recompute] [--quant none|int8]\n"
-                 "       [--matmul f32|bf16] [--memory-report] [--unfused] [--hash] [--profile]\n",
+                 "       [--matmul f32|bf16] [--pos-fraction F] [--memory-report] [--unfused] [--hash] [--profile]\n",
                  why.c_str());
     std::exit(2);
 }
@@ -76,6 +78,12 @@ Args parse(int argc, char** argv) {
             continue;
         }
         if (flag == "--matmul") { a.matmul = argv[++i]; continue; }
+        if (flag == "--pos-fraction") {
+            char* end = nullptr;
+            a.pos_fraction = std::strtod(argv[++i], &end);
+            if (*end != '\0' || !(a.pos_fraction > 0 && a.pos_fraction <= 1)) usage("--pos-fraction must be in (0, 1]");
+            continue;
+        }
         int64_t* dst = flag == "--batch" ? &a.batch : flag == "--seq" ? &a.seq : flag == "--threads" ? &a.threads
                        : flag == "--steps" ? &a.steps : flag == "--warmup" ? &a.warmup : nullptr;
         if (!dst) usage("unknown flag " + flag);
@@ -99,7 +107,8 @@ double seconds(clock_type::time_point a, clock_type::time_point b) { return std:
 // mixture of experts (config top_k_experts: SUPERNOVA II's top-2, nova-diff's top-1) runs k of its
 // n_experts on a token, so its routed experts' weights count k/n times (all of them under dense_experts;
 // a shared expert always counts).
-double train_flops_per_token(const ParamStore<float>& ps, const nlohmann::json& config, int64_t seq) {
+// A tied head computed on a sampled share of the positions (--pos-fraction) counts that share of its weights.
+double train_flops_per_token(const ParamStore<float>& ps, const nlohmann::json& config, int64_t seq, double head_share) {
     double expert_share = 1;
     if (config.contains("top_k_experts") && config.contains("n_experts") && !config.value("dense_experts", false))
         expert_share = config["top_k_experts"].get<double>() / config["n_experts"].get<double>();
@@ -112,7 +121,8 @@ double train_flops_per_token(const ParamStore<float>& ps, const nlohmann::json& 
         if (p.shape.rank != 2 && !depthwise) continue;
         const bool lookup = p.name.find("emb") != std::string::npos || p.name.find("pos") == 0;
         if (lookup && untied_head) continue;
-        weights += double(p.shape.numel()) * (p.name.find(".experts.") != std::string::npos ? expert_share : 1.0);
+        weights += double(p.shape.numel()) * (p.name.find(".experts.") != std::string::npos ? expert_share : 1.0) *
+                   (lookup ? head_share : 1.0);
     }
     double memory = 0;
     if (config.contains("d_mem") && config.contains("n_layers"))
@@ -173,9 +183,15 @@ int main(int argc, char** argv) try {
     }
     ops::set_int8_forward(a.quant == "int8");
     kernels::set_matmul(kernels::parse_matmul(a.matmul));
+    const double pos_fraction = a.pos_fraction > 0 ? a.pos_fraction : rc.pos_fraction;
+    if (pos_fraction != 1.0) {
+        if (!model->set_loss_positions({0})) usage("--pos-fraction: " + a.model + " computes its loss on every position only");
+        model->set_loss_positions({});
+    }
     nlohmann::json recipe = {{"lr", rc.lr}, {"beta1", rc.beta1}, {"beta2", rc.beta2}, {"eps", rc.eps},
                              {"weight_decay", rc.weight_decay}, {"clip", rc.clip}};
     if (rc.optimizer != "adamw") recipe["optimizer"] = rc.optimizer, recipe["momentum"] = rc.momentum;
+    if (pos_fraction != 1.0) recipe["pos_fraction"] = pos_fraction;
     if (a.print_config) {
         std::printf("%s\n", nlohmann::json{{"model", a.model}, {"config", model->config()}, {"recipe", recipe}}.dump().c_str());
         return 0;
@@ -189,7 +205,8 @@ int main(int argc, char** argv) try {
 
     const int64_t V = model->vocab_size();
     const size_t n = size_t(a.batch * a.seq);
-    std::vector<int32_t> ids(n), targets(n);
+    std::vector<int32_t> ids(n), targets(n), positions, positions_scratch;
+    Rng position_rng(11);
     std::mt19937 gen(7);
     std::uniform_int_distribution<int32_t> tok(0, int32_t(V) - 1);
     for (auto& t : ids) t = tok(gen);
@@ -203,6 +220,10 @@ int main(int argc, char** argv) try {
         const auto t0 = clock_type::now();
         model->params().zero_grad();
         tape.reset();
+        if (pos_fraction != 1.0) {  // as train::Trainer draws them: a new sample every step
+            train::sample_positions(position_rng, int64_t(n), pos_fraction, positions, positions_scratch);
+            model->set_loss_positions(positions);
+        }
         const auto t1 = clock_type::now();
         Tensor<float> loss = model->loss(tape, ids.data(), targets.data(), a.batch, a.seq);
         const auto t2 = clock_type::now();
@@ -261,14 +282,15 @@ int main(int argc, char** argv) try {
         return double(r.ru_utime.tv_sec + r.ru_stime.tv_sec) + 1e-6 * double(r.ru_utime.tv_usec + r.ru_stime.tv_usec);
     };
     const double cpu_util = (cpu_s(r1) - cpu_s(r0)) / elapsed;
-    std::printf("{\"impl\": \"flashlm\", \"model\": \"%s%s%s\", \"batch\": %lld, \"seq\": %lld, \"threads\": %lld, "
+    std::printf("{\"impl\": \"flashlm\", \"model\": \"%s%s%s%s\", \"batch\": %lld, \"seq\": %lld, \"threads\": %lld, "
                 "\"steps\": %lld, \"tok_s\": %.1f, \"gflop_s\": %.1f, \"step_ms\": %.2f, \"peak_rss_mb\": %.1f, "
-                "\"minflt_per_step\": %.1f, \"cpu_util\": %.2f, \"loss\": %.5f, \"optimizer\": \"%s\", "
+                "\"minflt_per_step\": %.1f, \"cpu_util\": %.2f, \"loss\": %.5f, \"pos_fraction\": %g, \"optimizer\": \"%s\", "
                 "\"phase_ms\": {\"zero_grad\": %.2f, \"forward\": %.2f, \"backward\": %.2f, \"clip\": %.2f, \"%s\": %.2f}}\n",
                 a.model.c_str(), (std::string(a.recompute ? "+recompute" : "") + (a.quant == "int8" ? "+int8" : "") + (a.unfused ? "+unfused" : "")).c_str(),
-                a.matmul == "bf16" ? "+bf16" : "", (long long)a.batch, (long long)a.seq, (long long)a.threads, (long long)a.steps, tok_s,
-                tok_s * train_flops_per_token(model->params(), model->config(), a.seq) * 1e-9, elapsed * ms, double(r1.ru_maxrss) / 1024.0,
-                double(r1.ru_minflt - r0.ru_minflt) / steps, cpu_util, double(loss_value), rc.optimizer.c_str(), phase[0] * ms,
+                a.matmul == "bf16" ? "+bf16" : "", pos_fraction == 1.0 && rc.pos_fraction != 1.0 ? "+allpos" : "", (long long)a.batch, (long long)a.seq, (long long)a.threads, (long long)a.steps, tok_s,
+                tok_s * train_flops_per_token(model->params(), model->config(), a.seq, pos_fraction) * 1e-9, elapsed * ms,
+                double(r1.ru_maxrss) / 1024.0, double(r1.ru_minflt - r0.ru_minflt) / steps, cpu_util, double(loss_value), pos_fraction,
+                rc.optimizer.c_str(), phase[0] * ms,
                 phase[1] * ms, phase[2] * ms, phase[3] * ms, rc.optimizer.c_str(), phase[4] * ms);
     return 0;
 } catch (const std::exception& e) {

@@ -110,7 +110,7 @@ Loaded load_model(const std::string& path) {
 struct TrainArgs {
     std::string model = "bolt", data, val_data, out = "runs/bolt", resume, metrics;
     std::string tokenizer, sampling = "windows";
-    double minutes = 0, hours = 0, lr = 0, eval_every_minutes = 0, lr_cycle_decay = 0;
+    double minutes = 0, hours = 0, lr = 0, eval_every_minutes = 0, lr_cycle_decay = 0, pos_fraction = 0;
     int64_t lr_cycle = -1;
     int64_t steps = 0, vocab = 0, batch = 0, seq = 0, accum = 0, warmup = -1, eval_every = 0, stop_after = 0,
             log_every = 10, eval_windows = 200, save_every = 0, skip_nonfinite = 0;
@@ -286,6 +286,7 @@ int cmd_train(const TrainArgs& a) {
     o.beta1 = rc.beta1, o.beta2 = rc.beta2, o.clip = rc.clip;
     o.optimizer = rc.optimizer, o.momentum = rc.momentum;
     o.matmul = a.matmul.empty() ? rc.matmul : a.matmul;
+    o.pos_fraction = a.pos_fraction > 0 ? a.pos_fraction : rc.pos_fraction;
     o.warmup = a.warmup >= 0 ? a.warmup : rc.warmup;
     o.lr_cycle = a.lr_cycle >= 0 ? a.lr_cycle : rc.lr_cycle;
     o.lr_cycle_decay = a.lr_cycle_decay > 0 ? a.lr_cycle_decay : rc.lr_cycle_decay;
@@ -332,6 +333,9 @@ int cmd_train(const TrainArgs& a) {
                               : fmt::format("{} threads", max_threads()));
         if (!a.resume.empty()) fmt::print("resumed from {} at step {}\n", a.resume, trainer.state().step);
         if (a.quant == "int8") fmt::print("BitLinear forward in int8 (--quant int8): activations per token x ternary codes\n");
+        if (o.pos_fraction < 1)
+            fmt::print("training loss on {} of {} positions per micro-batch (--pos-fraction {:g}); evaluation on all\n",
+                       train::sampled_positions(o.batch / nranks * o.seq, o.pos_fraction), o.batch / nranks * o.seq, o.pos_fraction);
         std::fflush(stdout);
     }
     std::signal(SIGINT, on_signal);
@@ -671,6 +675,11 @@ int main(int argc, char** argv) {
                    "training GEMMs: f32 | bf16 (bf16 operands, f32 sums; needs AVX512_BF16, uses AMX-BF16 where present; "
                    "evaluation stays f32; default: the recipe's, f32)")
         ->check(CLI::IsMember({"f32", "bf16"}));
+    tr->add_option("--pos-fraction", ta.pos_fraction,
+                   "compute the training loss on this random share of each batch's positions, drawn anew each step "
+                   "(upstream v3's speed measure; evaluation uses every position; default: the recipe's, 0.25 for v3, "
+                   "1 for the rest, which compute their loss on every position only)")
+        ->check(CLI::Range(0.0, 1.0, "in (0, 1]"))->check(positive);
     tr->add_option("--seed", ta.seed, "seed for init and batch sampling")->capture_default_str();
     tr->add_option("--out", ta.out, "output folder (checkpoint, tokenizer, token cache, metrics)")->capture_default_str();
     tr->add_option("--resume", ta.resume, "continue exactly from this checkpoint")->check(CLI::ExistingFile);

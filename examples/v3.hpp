@@ -16,6 +16,7 @@
 #include <flashlm/nn/frozen_ternary.hpp>
 #include <flashlm/nn/grouped_causal_conv.hpp>
 #include <flashlm/ops/relu2_glu.hpp>
+#include <flashlm/ops/rows.hpp>
 
 namespace flashlm::examples {
 
@@ -146,7 +147,20 @@ public:
         return final_norm_(tape, x);
     }
     Tensor<T> loss(Tape<T>& tape, const int32_t* ids, const int32_t* targets, int64_t B, int64_t L) override {
-        return ops::tied_head_cross_entropy(tape, hidden(tape, ids, B, L), embedding_.w(), targets);
+        const Tensor<T> h = hidden(tape, ids, B, L);
+        if (next_rows_.empty()) return ops::tied_head_cross_entropy(tape, h, embedding_.w(), targets);
+        // Upstream's train-time subsampling: the head sees only the sampled rows of h (gather_rows scatters
+        // their gradient back), so its three products shrink with the sample.
+        rows_ = std::move(next_rows_);
+        next_rows_.clear();
+        row_targets_.resize(rows_.size());
+        for (size_t i = 0; i < rows_.size(); ++i) row_targets_[i] = targets[rows_[i]];
+        const Tensor<T> hs = ops::gather_rows(tape, h, rows_.data(), int64_t(rows_.size()));
+        return ops::tied_head_cross_entropy(tape, hs, embedding_.w(), row_targets_.data());
+    }
+    bool set_loss_positions(std::vector<int32_t> rows) override {
+        next_rows_ = std::move(rows);
+        return true;
     }
     Tensor<T> logits(Tape<T>& tape, const int32_t* ids, int64_t B, int64_t L) override {
         return ops::linear(tape, hidden(tape, ids, B, L), embedding_.w());
@@ -159,6 +173,8 @@ private:
     nn::Embedding<T> embedding_;
     V3Block<T> block_;
     nn::RMSNorm<T> final_norm_;
+    std::vector<int32_t> next_rows_;           // set_loss_positions' sample for the next loss()
+    std::vector<int32_t> rows_, row_targets_;  // the last loss()'s sample and its targets
 };
 
 // Cached v3: per recursion pass and conv layer a ring of the last 3·d+1 normalised mixer inputs (the gate

@@ -50,10 +50,12 @@ inline void require_torch() {
 // Runs flashlm and PyTorch on the same weights and batch and compares logits, loss and every gradient.
 // null_grads: parameters whose exact gradient is zero (e.g. a key bias the softmax cancels), where both
 // sides hold only rounding noise: each side's norm must stay below 1e-5 of the largest gradient norm
-// instead of matching relatively.
+// instead of matching relatively. positions: the loss on these rows of the flattened [B·L] positions only
+// (train-time position subsampling, LanguageModel::set_loss_positions); empty: every position.
 template <class Model>
 void check_parity(const std::string& model_kind, Model& model, const std::string& tag, int64_t B, int64_t L,
-                  uint64_t seed, const std::vector<std::string>& null_grads = {}) {
+                  uint64_t seed, const std::vector<std::string>& null_grads = {},
+                  const std::vector<int32_t>& positions = {}) {
     require_torch();
     Rng rng(seed);
     model.init(rng);
@@ -72,6 +74,7 @@ void check_parity(const std::string& model_kind, Model& model, const std::string
     }
     refs.push_back({"ids", io::DType::I32, {B, L}, ids.data()});
     refs.push_back({"targets", io::DType::I32, {B, L}, targets.data()});
+    if (!positions.empty()) refs.push_back({"positions", io::DType::I32, {int64_t(positions.size())}, positions.data()});
     io::save_safetensors(in, refs, {{"config", model.config().dump()}});
 
     const std::string cmd = std::string(k_python) + " " FLASHLM_SOURCE_DIR "/tests/parity/run_parity.py --model " +
@@ -93,6 +96,7 @@ void check_parity(const std::string& model_kind, Model& model, const std::string
 
     // Loss and gradients.
     ps.zero_grad();
+    if (!positions.empty()) REQUIRE(model.set_loss_positions(positions));
     Tensor<float> loss = model.loss(tape, ids.data(), targets.data(), B, L);
     tape.backward(loss);
     const double ref_loss = ref.to_vector<float>("loss").at(0);

@@ -21,6 +21,8 @@ expect_error "non-numeric lr" "lr" "$bin" train --data "$data" --steps 1 --lr ab
 expect_error "unknown model" "unknown model" "$bin" train --model nosuch --data "$data" --steps 1 --out "$work/x"
 expect_error "no run length" "steps|minutes" "$bin" train --data "$data" --out "$work/x"
 expect_error "--matmul bf16 on a CPU without AVX512_BF16 (hidden by FLASHLM_ISA)" "needs a CPU with AVX512_BF16" env FLASHLM_ISA=avx2 "$bin" train --data "$data" --steps 1 --matmul bf16 --out "$work/x"
+expect_error "--pos-fraction on a variant without it" "every position only" "$bin" train --data "$data" --steps 1 --pos-fraction 0.5 --out "$work/x"
+expect_error "--pos-fraction outside (0, 1]" "pos-fraction" "$bin" train --model v3 --data "$data" --steps 1 --pos-fraction 1.5 --out "$work/x"
 expect_error "seq beyond model" "exceeds" "$bin" eval --checkpoint "$ck" --data "$data" --seq 100000
 head -c 1000 "$ck" > "$work/trunc.safetensors"
 expect_error "truncated checkpoint" "truncat|header|exceeds|bytes" "$bin" eval --checkpoint "$work/trunc.safetensors" --data "$data"

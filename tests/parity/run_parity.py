@@ -3,7 +3,9 @@
 usage: run_parity.py --model bolt --in IN.safetensors --out OUT.safetensors
 
 IN holds metadata "config" (JSON, upstream key names), every parameter under its state-dict name
-(tied aliases such as head.weight may be omitted) and int32 `ids` / `targets` [B, T].
+(tied aliases such as head.weight may be omitted), int32 `ids` / `targets` [B, T] and optionally int32
+`positions` [n]: the loss is then the mean cross-entropy over those rows of the flattened B·T positions
+only (v3's train-time position subsampling, upstream's `lm_head(x_flat[indices])`).
 OUT gets `logits` [B, T, V], `loss` [1] and `grad.<name>` for every state-dict key.
 """
 import argparse
@@ -67,6 +69,7 @@ def main():
     config = json.loads(meta["config"])
     ids = torch.from_numpy(tensors.pop("ids").astype(np.int64))
     targets = torch.from_numpy(tensors.pop("targets").astype(np.int64))
+    positions = tensors.pop("positions", None)
 
     model = MODELS[args.model](config).float()
     expected = model.state_dict()
@@ -80,7 +83,10 @@ def main():
     model.load_state_dict(state, strict=True)
 
     logits = model(ids)
-    if hasattr(model, "loss_fn"):  # a variant's own objective (e.g. upstream-compatible target shift)
+    if positions is not None:
+        rows = torch.from_numpy(positions.astype(np.int64))
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1])[rows], targets.reshape(-1)[rows])
+    elif hasattr(model, "loss_fn"):  # a variant's own objective (e.g. upstream-compatible target shift)
         loss = model.loss_fn(logits, targets)
     else:
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))

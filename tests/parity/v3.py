@@ -112,16 +112,29 @@ class FlashLMv3(nn.Module):
         self.lm_head.weight = self.embedding.weight
         self.n_recursions = n_recursions
 
-    def forward(self, ids):
+    def hidden(self, ids):
+        """The final-norm output [B, T, D] and a zero that carries the router's (unused) graph."""
         x = self.embedding(ids)
         scores = []
         for _ in range(self.n_recursions):
             x, r = self.block(x)
             scores.append(r)
-        logits = self.lm_head(self.final_norm(x))
         # Upstream collects the router scores and never uses them; a zero-weighted term gives the router
         # parameters the zero gradient flashlm reports (instead of None) without changing any number.
-        return logits + 0.0 * sum(s.sum() for s in scores)
+        return self.final_norm(x), 0.0 * sum(s.sum() for s in scores)
+
+    def forward(self, ids):
+        h, zero = self.hidden(ids)
+        return self.lm_head(h) + zero
+
+    def sampled_loss(self, ids, targets, fraction):
+        """Upstream's training loss (FlashLMv3.ipynb cell 4): the head and cross-entropy on a random
+        max(1, int(B·T·fraction)) of the positions, torch.randperm's first ones."""
+        h, zero = self.hidden(ids)
+        n = h.shape[0] * h.shape[1]
+        idx = torch.randperm(n)[:max(1, int(n * fraction))]
+        logits = self.lm_head(h.reshape(n, -1)[idx])
+        return F.cross_entropy(logits, targets.reshape(n)[idx]) + zero
 
 
 def build(config):

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "flashlm/autograd/tape.hpp"
 #include "flashlm/core/param_store.hpp"
@@ -21,6 +22,7 @@ struct Recipe {
     std::string optimizer = "adamw";  // or "sgd" (momentum below; beta1/beta2/eps unused)
     double momentum = 0.9;
     std::string matmul = "f32";  // training GEMMs: f32 or bf16 (`flashlm train --matmul`)
+    double pos_fraction = 1.0;   // share of a batch's positions the training loss is computed on (v3: 0.25)
 };
 
 template <class T>
@@ -35,6 +37,11 @@ public:
     virtual void init(Rng& rng) = 0;
     // Mean next-token cross-entropy of B sequences of length L (ids and targets are [B, L]).
     virtual Tensor<T> loss(Tape<T>& tape, const int32_t* ids, const int32_t* targets, int64_t B, int64_t L) = 0;
+    // Train-time position subsampling (v3's recipe): the next loss() computes its head and cross-entropy on
+    // these rows of the flattened [B·L] positions only (ascending, distinct); later calls see every position
+    // again, so evaluation never inherits a sample. Returns false, changing nothing, where the variant's loss
+    // has no such form.
+    virtual bool set_loss_positions(std::vector<int32_t> rows) { return rows.empty(); }
     // Logits [B, L, V].
     virtual Tensor<T> logits(Tape<T>& tape, const int32_t* ids, int64_t B, int64_t L) = 0;
     // Cached one-token-at-a-time inference from the current weights; null when the variant has none

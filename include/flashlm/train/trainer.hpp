@@ -25,6 +25,7 @@
 #include "flashlm/optim/sgd.hpp"
 #include "flashlm/train/evaluate.hpp"
 #include "flashlm/train/model.hpp"
+#include "flashlm/train/position_sample.hpp"
 
 namespace flashlm::train {
 
@@ -83,6 +84,7 @@ struct TrainOptions {
     std::string metrics;           // JSON-lines log of every step and evaluation (empty: none)
     data::Sampling sampling = data::Sampling::windows;  // how training rows are drawn
     std::string matmul = "f32";    // training GEMMs: f32 | bf16 (kernels/gemm_bf16.hpp); evaluation stays f32
+    double pos_fraction = 1.0;     // share of each micro-batch's positions the loss uses (train/position_sample.hpp)
 };
 
 struct TrainState {
@@ -156,6 +158,12 @@ public:
         if (opt_.optimizer != "adamw" && opt_.optimizer != "sgd")
             throw std::invalid_argument("unknown optimizer '" + opt_.optimizer + "' (adamw or sgd)");
         { const kernels::MatmulScope check(kernels::parse_matmul(opt_.matmul)); }  // fails here without the CPU support
+        if (opt_.pos_fraction != 1.0) {
+            sampled_positions(1, opt_.pos_fraction);  // throws outside (0, 1]
+            if (!model_.set_loss_positions({0}))
+                throw std::invalid_argument("--pos-fraction: " + model_.name() + " computes its loss on every position only");
+            model_.set_loss_positions({});
+        }
         sched_.peak = opt_.lr;
         sched_.floor = opt_.min_lr;
         sched_.warmup_steps = opt_.warmup;
@@ -248,6 +256,13 @@ public:
             double loss_sum = 0;
             for (int64_t a = 0; a < opt_.accum; ++a) {
                 data::sample_batch_rows(*corpus_.train, opt_.batch, opt_.seq, row0, row0 + rows, rng_, batch, opt_.sampling);
+                if (opt_.pos_fraction != 1.0) {
+                    // One draw from the shared stream on every rank keeps the ranks' streams (and a resumed
+                    // run's) in step; each rank then samples among its own rows.
+                    Rng pick(rng_.next_u64() + uint64_t(row0));
+                    sample_positions(pick, rows * opt_.seq, opt_.pos_fraction, positions_, positions_scratch_);
+                    model_.set_loss_positions(positions_);
+                }
                 tape.reset();
                 Tensor<T> loss = model_.loss(tape, batch.ids.data(), batch.targets.data(), rows, opt_.seq);
                 loss_sum += double(loss.data[0]);
@@ -386,6 +401,7 @@ private:
     TrainState state_;
     int64_t skipped_ = 0;          // non-finite steps skipped so far in this invocation
     std::vector<int64_t> inject_nan_;  // FLASHLM_INJECT_NAN_AT_STEP test hook
+    std::vector<int32_t> positions_, positions_scratch_;  // --pos-fraction's sample of a micro-batch
     DataParallel<T>* dp_ = nullptr;
     bool lead_ = true;
     std::ofstream metrics_;
