@@ -117,6 +117,9 @@ std::vector<OpCase<T>> op_table() {
     t.push_back({"layernorm", {Shape{4, 6}, Shape{6}, Shape{6}}, [](Tape<T>& tp, V& in) { return ops::layernorm(tp, in[0], in[1], in[2], 1e-5); }, {0, 1, 2}});
     t.push_back({"gelu", {Shape{3, 5}}, [](Tape<T>& tp, V& in) { return ops::gelu(tp, in[0]); }, {0}});
     t.push_back({"geglu", {Shape{3, 10}}, [](Tape<T>& tp, V& in) { return ops::geglu(tp, in[0]); }, {0}});
+    // wide enough for whole xsimd batches (16 floats, 8 doubles) and a ragged tail in each row
+    t.push_back({"geglu_wide", {Shape{2, 42}}, [](Tape<T>& tp, V& in) { return ops::geglu(tp, in[0]); }, {0}});
+    t.push_back({"gelu_wide", {Shape{2, 19}}, [](Tape<T>& tp, V& in) { return ops::gelu(tp, in[0]); }, {0}});
     t.push_back({"dropout", {Shape{4, 6}}, [](Tape<T>& tp, V& in) { return ops::dropout(tp, in[0], 0.3, 7); }, {0}});
     // columns [4, 12) of a [2, 5, 14] input: two heads of 4 rotated at positions 3..7
     t.push_back({"rope", {Shape{2, 5, 14}}, [](Tape<T>& tp, V& in) {

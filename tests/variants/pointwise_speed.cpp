@@ -1,9 +1,11 @@
 // The vectorised rewrites of session 6's variant speed work must keep every bit of what they replace:
 // kernels::expf_array against libm's expf, the branch-free bit-plane unpack against the branchy one, the
 // dropout mask as factors against dropout_keep, and sigmoid/SiLU through expf_array against the scalar
-// formulas (what nova-diff, supernova, supernova2-engine and bolt-deltanet train with).
+// formulas (what nova-diff, supernova, supernova2-engine and bolt-deltanet train with). GELU/GeGLU through
+// xsimd's erf and exp (nova) are not bit-identical to libm: they are checked against the exact erf form.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -14,6 +16,7 @@
 #include "flashlm/kernels/ternary_bitplane.hpp"
 #include "flashlm/ops/activation.hpp"
 #include "flashlm/ops/dropout.hpp"
+#include "flashlm/ops/gelu.hpp"
 
 // Own namespace: test_variants is a unity build, so the files' helpers share one translation unit.
 namespace pointwise_speed_test {
@@ -77,6 +80,53 @@ TEST_CASE("sigmoid_array and SiLU keep the scalar formulas' bits") {
         const float ref = dy * sg * (1.0f + x[i] * (1.0f - sg));
         REQUIRE(std::abs(g[i] - ref) <= 1e-6f * std::abs(ref) + 1e-30f);
     }
+}
+
+TEST_CASE("GELU and GeGLU (xsimd erf/exp) match the exact erf form, forward and backward, at every column") {
+    // 2·F = 2·300 columns: full batches and a ragged tail in every row; x spans [-9, 9], past where
+    // 1 + erf underflows to 0. The error bound is the float formula's own: Φ = ½(1 + erf) loses the
+    // relative accuracy of erf ≈ −1 (libm's float erf as much), so an absolute 3e-7 on Φ plus 1e-6 relative.
+    const int64_t M = 4, F = 300;
+    std::vector<float> h(size_t(M * 2 * F)), gh(h.size(), 0.0f);
+    for (size_t i = 0; i < h.size(); ++i) h[i] = float(int(i % 601) - 300) * 0.03f + 0.001f * float(i / 601);
+    auto gelu_ref = [](double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); };
+    auto grad_ref = [](double x) {
+        return 0.5 * (1.0 + std::erf(x / std::sqrt(2.0))) + x * std::exp(-0.5 * x * x) / std::sqrt(2.0 * M_PI);
+    };
+    Tape<float> tape;
+    Tensor<float> ht(h.data(), gh.data(), Shape{M, 2 * F});
+    Tensor<float> y = ops::geglu(tape, ht);
+    // error / (1e-6 |ref| + 3e-7 |scale|): at most 1 within the bound
+    auto score = [](double got, double ref, double scale) { return std::abs(got - ref) / (1e-6 * std::abs(ref) + 3e-7 * std::abs(scale) + 1e-30); };
+    double worst_y = 0, worst_g = 0, worst_libm = 0;
+    for (int64_t r = 0; r < M; ++r)
+        for (int64_t c = 0; c < F; ++c) {
+            const double a = h[size_t(r * 2 * F + c)], b = h[size_t(r * 2 * F + F + c)];
+            worst_y = std::max(worst_y, score(y.data[r * F + c], gelu_ref(a) * b, a * b));
+            worst_libm = std::max(worst_libm, score(ops::gelu_scalar(float(a)) * float(b), gelu_ref(a) * b, a * b));
+            y.grad[r * F + c] = 1.0f;
+        }
+    tape.run_backward();
+    for (int64_t r = 0; r < M; ++r)
+        for (int64_t c = 0; c < F; ++c) {
+            const double a = h[size_t(r * 2 * F + c)], b = h[size_t(r * 2 * F + F + c)];
+            worst_g = std::max(worst_g, score(gh[size_t(r * 2 * F + c)], grad_ref(a) * b, b));
+            worst_g = std::max(worst_g, score(gh[size_t(r * 2 * F + F + c)], gelu_ref(a), a));
+        }
+    MESSAGE("geglu worst error in units of the bound: forward " << worst_y << " (libm's float erf: " << worst_libm
+            << "), backward " << worst_g);
+    CHECK(worst_y <= 1.0);
+    CHECK(worst_g <= 1.0);
+
+    // gelu alone, and a value gives the same result in a full batch and in the ragged tail.
+    std::vector<float> x(37, 0.7f), gx(x.size(), 0.0f);
+    x[3] = -2.5f, x[36] = -2.5f;
+    Tape<float> t2;
+    Tensor<float> yt = ops::gelu(t2, Tensor<float>(x.data(), gx.data(), Shape{int64_t(x.size())}));
+    CHECK(yt.data[0] == yt.data[35]);
+    CHECK(yt.data[3] == yt.data[36]);
+    CHECK(score(yt.data[3], gelu_ref(-2.5), 2.5) <= 1.0);
+    CHECK(score(yt.data[0], gelu_ref(0.7), 0.7) <= 1.0);
 }
 
 TEST_CASE("unpack_bitplanes: branch-free, with a row scale, equals the per-element reference") {
