@@ -171,4 +171,23 @@ TEST_CASE("dropout_factors equals dropout_keep element by element") {
     CHECK(dropped < 60);
 }
 
+TEST_CASE("the dropout op keeps dropout_keep's mask and values, forward and backward, across its chunks") {
+    // 1,000 elements: several 256-element chunks, a ragged one, split over the threads.
+    const uint64_t seed = 99;
+    const double p = 0.2;
+    const float s = float(1 / (1 - p));
+    std::vector<float> x(1000), gx(x.size(), 0.5f);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = 0.01f * float(i) + 0.5f;  // positive: a dropped one is +0
+    Tape<float> tape;
+    Tensor<float> y = ops::dropout(tape, Tensor<float>(x.data(), gx.data(), Shape{int64_t(x.size())}), p, seed);
+    const uint64_t thr = ops::dropout_threshold(p);
+    for (size_t i = 0; i < x.size(); ++i) {
+        REQUIRE(same_bits(y.data[i], ops::dropout_keep(seed, i, thr) ? x[i] * s : 0.0f));
+        y.grad[i] = float(i % 5) - 1.5f;
+    }
+    tape.run_backward();
+    for (size_t i = 0; i < x.size(); ++i)
+        REQUIRE(same_bits(gx[i], ops::dropout_keep(seed, i, thr) ? 0.5f + y.grad[i] * s : 0.5f));
+}
+
 }  // namespace pointwise_speed_test
