@@ -151,15 +151,15 @@ public:
         if (next_rows_.empty()) return ops::tied_head_cross_entropy(tape, h, embedding_.w(), targets);
         // Upstream's train-time subsampling: the head sees only the sampled rows of h (gather_rows scatters
         // their gradient back), so its three products shrink with the sample.
-        rows_ = std::move(next_rows_);
-        next_rows_.clear();
+        rows_.assign(next_rows_.begin(), next_rows_.end());  // copies, not moves: both vectors keep their
+        next_rows_.clear();                                  // capacity, so later steps allocate nothing
         row_targets_.resize(rows_.size());
         for (size_t i = 0; i < rows_.size(); ++i) row_targets_[i] = targets[rows_[i]];
         const Tensor<T> hs = ops::gather_rows(tape, h, rows_.data(), int64_t(rows_.size()));
         return ops::tied_head_cross_entropy(tape, hs, embedding_.w(), row_targets_.data());
     }
-    bool set_loss_positions(std::vector<int32_t> rows) override {
-        next_rows_ = std::move(rows);
+    bool set_loss_positions(const std::vector<int32_t>& rows) override {
+        next_rows_.assign(rows.begin(), rows.end());
         return true;
     }
     Tensor<T> logits(Tape<T>& tape, const int32_t* ids, int64_t B, int64_t L) override {

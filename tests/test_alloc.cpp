@@ -99,19 +99,25 @@ TEST_CASE("the sanitizer's allocation hook is installed") { REQUIRE(g_hooked != 
 using namespace flashlm;
 
 // Heap allocations in each of five training steps (zero_grad, loss, backward, clip, AdamW) of `model`
-// on random ids over a 512-token vocabulary.
-std::array<long, 5> train_step_allocs(LanguageModel<float>& model, Rng& rng) {
+// on random ids over a 512-token vocabulary; pos_fraction < 1: the loss on positions sampled each step,
+// as train::Trainer does.
+std::array<long, 5> train_step_allocs(LanguageModel<float>& model, Rng& rng, double pos_fraction = 1.0) {
     optim::AdamW<float> opt(model.params(), {});
     const int64_t B = 4, L = 64;
     std::vector<int32_t> ids(B * L), tg(B * L);
     for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(rng.below(512)), tg[i] = int32_t(rng.below(512));
     Tape<float> tape;
     std::array<long, 5> counts{};
+    std::vector<int32_t> positions, scratch;
     for (auto& count : counts) {
         g_allocs = 0;
         g_counting = true;
         tape.reset();
         model.params().zero_grad();
+        if (pos_fraction < 1) {
+            train::sample_positions(rng, B * L, pos_fraction, positions, scratch);
+            REQUIRE(model.set_loss_positions(positions));
+        }
         Tensor<float> loss = model.loss(tape, ids.data(), tg.data(), B, L);
         tape.backward(loss);
         optim::clip_grad_norm(model.params(), 1.0);
@@ -140,8 +146,9 @@ long generation_allocs(Generator& gen) {
 // and the third fold its chunks into one block (core/arena.hpp): such models are steady from the fourth.
 enum class Sizes { fixed, routed };
 void check_steady_allocs(LanguageModel<float>& model, Rng& rng,
-                         const std::vector<Quant>& quants = {Quant::exact, Quant::int8}, Sizes sizes = Sizes::fixed) {
-    const auto counts = train_step_allocs(model, rng);
+                         const std::vector<Quant>& quants = {Quant::exact, Quant::int8}, Sizes sizes = Sizes::fixed,
+                         double pos_fraction = 1.0) {
+    const auto counts = train_step_allocs(model, rng, pos_fraction);
     CHECK(counts[0] > 0);
     for (size_t i = sizes == Sizes::fixed ? 1 : 3; i < counts.size(); ++i) {
         CAPTURE(i);
@@ -258,6 +265,7 @@ TEST_CASE("v3: a steady-state training step and cached generation steps make no 
     Rng rng(10);
     model.init(rng);
     check_steady_allocs(model, rng);
+    check_steady_allocs(model, rng, {}, Sizes::fixed, 0.25);  // the recipe's loss on 25 % of the positions
 }
 
 TEST_CASE("bolt-deltanet: steady-state training steps (both prediction rules, both delta forms) and cached generation steps make no heap allocation") {

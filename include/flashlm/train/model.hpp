@@ -41,7 +41,7 @@ public:
     // these rows of the flattened [B·L] positions only (ascending, distinct); later calls see every position
     // again, so evaluation never inherits a sample. Returns false, changing nothing, where the variant's loss
     // has no such form.
-    virtual bool set_loss_positions(std::vector<int32_t> rows) { return rows.empty(); }
+    virtual bool set_loss_positions(const std::vector<int32_t>& rows) { return rows.empty(); }
     // Logits [B, L, V].
     virtual Tensor<T> logits(Tape<T>& tape, const int32_t* ids, int64_t B, int64_t L) = 0;
     // Cached one-token-at-a-time inference from the current weights; null when the variant has none

@@ -4,7 +4,6 @@
 // torch.randperm(B·L)[:n]. The tied head is nearly all of v3's arithmetic, so a quarter of the positions
 // makes its three head products a quarter as long.
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -22,8 +21,8 @@ inline int64_t sampled_positions(int64_t n, double fraction) {
 }
 
 // out = sampled_positions(n, fraction) distinct positions of [0, n), ascending (the gather then reads the
-// hidden states front to back; the loss is a mean, so their order does not matter). A partial
-// Fisher–Yates shuffle: n draws at most, whatever the fraction. `scratch` keeps its capacity across steps.
+// hidden states front to back). A partial Fisher–Yates shuffle: one draw per sampled position. `out` and
+// `scratch` keep their capacity across steps, so a training step allocates nothing here.
 inline void sample_positions(Rng& rng, int64_t n, double fraction, std::vector<int32_t>& out,
                              std::vector<int32_t>& scratch) {
     if (n <= 0 || n > int64_t(INT32_MAX)) throw std::invalid_argument("sample_positions: bad position count");
