@@ -52,6 +52,18 @@ void gelu_parts(const T* x, int64_t n, T* cdf, T* pdf) {
         if (pdf) std::copy(p, p + (n - i), pdf + i);
     }
 }
+
+// f(i0, len, cdf, pdf) for each stack chunk [i0, i0 + len) of x[0, n), cdf/pdf holding its gelu_parts
+// (pdf only WithPdf).
+template <bool WithPdf, class T, class F>
+void gelu_chunks(const T* x, int64_t n, F&& f) {
+    T cdf[k_gelu_chunk], pdf[WithPdf ? k_gelu_chunk : 1];
+    for (int64_t i0 = 0; i0 < n; i0 += k_gelu_chunk) {
+        const int64_t len = std::min(k_gelu_chunk, n - i0);
+        gelu_parts(x + i0, len, cdf, WithPdf ? pdf : static_cast<T*>(nullptr));
+        f(i0, len, static_cast<const T*>(cdf), static_cast<const T*>(pdf));
+    }
+}
 }  // namespace detail
 
 template <class T>
@@ -59,12 +71,11 @@ void gelu_backward(Node<T>& n) {
     const int64_t N = n.out.numel();
     const T* x = n.in[0].data;
     parallel_for(N, 8 * N, [&](int64_t b_, int64_t e_) {
-        T cdf[detail::k_gelu_chunk], pdf[detail::k_gelu_chunk];
-        for (int64_t i0 = b_; i0 < e_; i0 += detail::k_gelu_chunk) {
-            const int64_t len = std::min(detail::k_gelu_chunk, e_ - i0);
-            detail::gelu_parts(x + i0, len, cdf, pdf);
-            for (int64_t i = 0; i < len; ++i) n.in[0].grad[i0 + i] += n.out.grad[i0 + i] * (cdf[i] + pdf[i]);
-        }
+        detail::gelu_chunks<true>(x + b_, e_ - b_, [&](int64_t i0, int64_t len, const T* cdf, const T* pdf) {
+            T* dx = n.in[0].grad + b_ + i0;
+            const T* dy = n.out.grad + b_ + i0;
+            for (int64_t i = 0; i < len; ++i) dx[i] += dy[i] * (cdf[i] + pdf[i]);
+        });
     });
 }
 
@@ -73,12 +84,11 @@ Tensor<T> gelu(Tape<T>& tape, const Tensor<T>& x) {
     Tensor<T> y = tape.make(x.shape, tape.recording({x}));
     const int64_t N = x.numel();
     parallel_for(N, 8 * N, [&](int64_t b_, int64_t e_) {
-        T cdf[detail::k_gelu_chunk];
-        for (int64_t i0 = b_; i0 < e_; i0 += detail::k_gelu_chunk) {
-            const int64_t len = std::min(detail::k_gelu_chunk, e_ - i0);
-            detail::gelu_parts(x.data + i0, len, cdf, static_cast<T*>(nullptr));
-            for (int64_t i = 0; i < len; ++i) y.data[i0 + i] = x.data[i0 + i] * cdf[i];
-        }
+        detail::gelu_chunks<false>(x.data + b_, e_ - b_, [&](int64_t i0, int64_t len, const T* cdf, const T*) {
+            const T* xi = x.data + b_ + i0;
+            T* yi = y.data + b_ + i0;
+            for (int64_t i = 0; i < len; ++i) yi[i] = xi[i] * cdf[i];
+        });
     });
     if (y.grad) {
         auto& n = tape.record(&gelu_backward<T>);
@@ -99,15 +109,12 @@ void geglu_backward(Node<T>& n) {
             const T* g = n.out.grad + r * F;
             T* da = h.grad + r * 2 * F;
             T* db = da + F;
-            T cdf[detail::k_gelu_chunk], pdf[detail::k_gelu_chunk];
-            for (int64_t c0 = 0; c0 < F; c0 += detail::k_gelu_chunk) {
-                const int64_t len = std::min(detail::k_gelu_chunk, F - c0);
-                detail::gelu_parts(a + c0, len, cdf, pdf);
+            detail::gelu_chunks<true>(a, F, [&](int64_t c0, int64_t len, const T* cdf, const T* pdf) {
                 for (int64_t c = 0; c < len; ++c) {
                     da[c0 + c] += g[c0 + c] * b[c0 + c] * (cdf[c] + pdf[c]);
                     db[c0 + c] += g[c0 + c] * (a[c0 + c] * cdf[c]);
                 }
-            }
+            });
         }
     });
 }
@@ -124,12 +131,9 @@ Tensor<T> geglu(Tape<T>& tape, const Tensor<T>& h) {
             const T* a = h.data + r * C;
             const T* b = a + F;
             T* yr = y.data + r * F;
-            T cdf[detail::k_gelu_chunk];
-            for (int64_t c0 = 0; c0 < F; c0 += detail::k_gelu_chunk) {
-                const int64_t len = std::min(detail::k_gelu_chunk, F - c0);
-                detail::gelu_parts(a + c0, len, cdf, static_cast<T*>(nullptr));
+            detail::gelu_chunks<false>(a, F, [&](int64_t c0, int64_t len, const T* cdf, const T*) {
                 for (int64_t c = 0; c < len; ++c) yr[c0 + c] = a[c0 + c] * cdf[c] * b[c0 + c];
-            }
+            });
         }
     });
     if (y.grad) {
