@@ -184,10 +184,8 @@ int main(int argc, char** argv) try {
     ops::set_int8_forward(a.quant == "int8");
     kernels::set_matmul(kernels::parse_matmul(a.matmul));
     const double pos_fraction = a.pos_fraction > 0 ? a.pos_fraction : rc.pos_fraction;
-    if (pos_fraction != 1.0) {
-        if (!model->set_loss_positions({0})) usage("--pos-fraction: " + a.model + " computes its loss on every position only");
-        model->set_loss_positions({});
-    }
+    if (pos_fraction != 1.0 && !model->has_loss_positions())
+        usage("--pos-fraction: " + a.model + " computes its loss on every position only");
     nlohmann::json recipe = {{"lr", rc.lr}, {"beta1", rc.beta1}, {"beta2", rc.beta2}, {"eps", rc.eps},
                              {"weight_decay", rc.weight_decay}, {"clip", rc.clip}};
     if (rc.optimizer != "adamw") recipe["optimizer"] = rc.optimizer, recipe["momentum"] = rc.momentum;

@@ -42,6 +42,12 @@ public:
     // again, so evaluation never inherits a sample. Returns false, changing nothing, where the variant's loss
     // has no such form.
     virtual bool set_loss_positions(const std::vector<int32_t>& rows) { return rows.empty(); }
+    // Whether set_loss_positions takes a sample (asked once, before training; leaves no sample behind).
+    bool has_loss_positions() {
+        const bool ok = set_loss_positions({0});
+        set_loss_positions({});
+        return ok;
+    }
     // Logits [B, L, V].
     virtual Tensor<T> logits(Tape<T>& tape, const int32_t* ids, int64_t B, int64_t L) = 0;
     // Cached one-token-at-a-time inference from the current weights; null when the variant has none

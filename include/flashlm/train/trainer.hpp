@@ -160,9 +160,8 @@ public:
         { const kernels::MatmulScope check(kernels::parse_matmul(opt_.matmul)); }  // fails here without the CPU support
         if (opt_.pos_fraction != 1.0) {
             sampled_positions(1, opt_.pos_fraction);  // throws outside (0, 1]
-            if (!model_.set_loss_positions({0}))
+            if (!model_.has_loss_positions())
                 throw std::invalid_argument("--pos-fraction: " + model_.name() + " computes its loss on every position only");
-            model_.set_loss_positions({});
         }
         sched_.peak = opt_.lr;
         sched_.floor = opt_.min_lr;
