@@ -64,6 +64,29 @@ TEST_CASE("gemm_bf16: round to nearest even, NaN and infinity kept") {
     CHECK(std::isnan(from_bf16(to_bf16(std::bit_cast<float>(0x7f800001u)))));  // a NaN whose payload rounds away
     CHECK(round_bf16(std::numeric_limits<float>::infinity()) == std::numeric_limits<float>::infinity());
     CHECK(round_bf16(std::numeric_limits<float>::max()) == std::numeric_limits<float>::infinity());  // past the largest bf16
+    CHECK(to_bf16(0x1p-130f) == 0x0000u);  // subnormals become zero of their sign, as vcvtne2ps2bf16 makes them
+    CHECK(to_bf16(-std::bit_cast<float>(0x007fffffu)) == 0x8000u);  // (rounding would have reached the smallest normal)
+    CHECK(to_bf16(0x1p-126f) == 0x0080u);  // the smallest normal stays
+}
+
+TEST_CASE("gemm_bf16: the packing's vector conversion gives to_bf16's bits, pairs in both layouts") {
+    if (!bf16_detail::cpu_has_avx512_bf16()) {
+        MESSAGE("skipped: this CPU has no AVX512_BF16");
+        return;
+    }
+    // Ties both ways, subnormals, NaN, infinities, the largest float, and random values; 2 × 48 of them.
+    std::vector<float> v = {1.0f + 0x1p-8f, 1.0f + 3 * 0x1p-8f, -0.3f, 0x1p-130f, -std::bit_cast<float>(0x007fffffu),
+                            0x1p-126f, std::numeric_limits<float>::quiet_NaN(), std::bit_cast<float>(0x7f800001u),
+                            std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                            std::numeric_limits<float>::max(), 0.0f, -0.0f};
+    const std::vector<float> r = flashlm::test::randn(96, 5);
+    v.insert(v.end(), r.begin(), r.begin() + (96 - int64_t(v.size())));
+    const int64_t K = 96, kp = K / 2;
+    std::vector<uint32_t> rows(kp), lanes(48);
+    bf16_detail::pack_row_pairs(v.data(), K, rows.data(), kp);  // K-contiguous: pairs of neighbours
+    for (int64_t p = 0; p < kp; ++p) CHECK(rows[p] == (uint32_t(to_bf16(v[2 * p])) | uint32_t(to_bf16(v[2 * p + 1])) << 16));
+    bf16_detail::pack_interleave(v.data(), 48, 2, 0, 48, lanes.data(), 1);  // K-strided: rows 0 and 1 lane by lane
+    for (int64_t i = 0; i < 48; ++i) CHECK(lanes[i] == (uint32_t(to_bf16(v[i])) | uint32_t(to_bf16(v[48 + i])) << 16));
 }
 
 TEST_CASE("gemm_bf16: every kernel against the scalar reference and the f32 GEMM, ragged shapes, all layouts") {

@@ -62,11 +62,13 @@ namespace flashlm::kernels {
 
 // ---- bf16 numbers ----------------------------------------------------------------------------------
 
-// f32 -> bf16, round to nearest even; NaN stays NaN (quiet).
+// f32 -> bf16 as vcvtne2ps2bf16 converts: round to nearest even, NaN stays NaN (quiet), subnormals
+// become zero of the same sign (vdpbf16ps reads a subnormal bf16 as zero anyway).
 inline uint16_t to_bf16(float f) {
     uint32_t u;
     std::memcpy(&u, &f, 4);
     if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40u);
+    if ((u & 0x7f800000u) == 0) return uint16_t((u >> 16) & 0x8000u);
     u += 0x7fffu + ((u >> 16) & 1u);
     return uint16_t(u >> 16);
 }
@@ -113,22 +115,12 @@ inline constexpr int k_nr = 16 * k_nv;  // columns of a B panel (both kernels)
 inline constexpr int k_amx_mr = 32;     // amx: rows of the C block (2 × 2 tiles of 16 × 16)
 inline constexpr int k_amx_kp = 16;     // amx: pairs per tile step (32 bf16, 64 bytes per tile row)
 
-// x >> 16 per lane. The zero-masked form: gcc 12's _mm512_srli_epi32 merges into _mm512_undefined_epi32()
-// and then warns (-Wmaybe-uninitialized) from inside its own header.
-FLASHLM_BF16_TARGET inline __m512i srl16(__m512i x) { return _mm512_maskz_srli_epi32(__mmask16(0xffff), x, 16); }
-
-// 16 floats -> 16 bf16 in the high halves of 16 uint32 (round to nearest even, quiet NaN), as to_bf16.
-FLASHLM_BF16_TARGET inline __m512i bf16_hi(__m512 x) {
-    const __m512i u = _mm512_castps_si512(x);
-    const __m512i lsb = _mm512_and_si512(srl16(u), _mm512_set1_epi32(1));
-    const __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
-    const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-    const __m512i q = _mm512_or_si512(u, _mm512_set1_epi32(0x00400000));
-    return _mm512_and_si512(_mm512_mask_mov_epi32(r, nan, q), _mm512_set1_epi32(int(0xffff0000u)));
-}
-// Lane-wise pair: low half bf16(even), high half bf16(odd).
+// Lane-wise pair: low half bf16(even), high half bf16(odd). vcvtne2ps2bf16 rounds 32 floats as to_bf16
+// does (words 0-15 from even, 16-31 from odd); one vpermw interleaves them.
 FLASHLM_BF16_TARGET inline __m512i bf16_pair(__m512 even, __m512 odd) {
-    return _mm512_or_si512(bf16_hi(odd), srl16(bf16_hi(even)));
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21,
+                                         5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    return _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(odd, even));
 }
 
 // Row-major source row (K floats, contiguous) -> kp pairs (zero past K) at dst[p·stride].
@@ -136,13 +128,10 @@ FLASHLM_BF16_TARGET inline void pack_row_pairs(const float* src, int64_t K, uint
                                                int64_t stride = 1) {
     const __m512i vindex = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                               _mm512_set1_epi32(int(stride)));
-    // bf16 in the high halves of two registers; vpermt2w gathers the 32 high halves in element order.
-    const __m512i idx = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25,
-                                         23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
     int64_t p = 0;
     for (; 2 * p + 32 <= K; p += 16) {
         const __m512 lo = _mm512_loadu_ps(src + 2 * p), hi = _mm512_loadu_ps(src + 2 * p + 16);
-        const __m512i v = _mm512_permutex2var_epi16(bf16_hi(lo), idx, bf16_hi(hi));
+        const __m512i v = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);  // 32 bf16 in element order
         if (stride == 1)
             _mm512_storeu_si512(dst + p, v);
         else
