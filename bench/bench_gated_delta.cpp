@@ -48,6 +48,7 @@ struct Inputs {
 void run(benchmark::State& state, ops::DeltaForm form, bool backward) {
     Inputs in(state.range(0), state.range(1), state.range(2), state.range(3));
     Tape<float> tape;
+    tape.set_retain_grads(true);  // output gradients are seeded by hand
     const auto bt = [&](std::vector<float>& d, std::vector<float>& gr, Shape s) {
         return Tensor<float>(d.data(), backward ? gr.data() : nullptr, s);
     };

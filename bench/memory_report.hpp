@@ -1,8 +1,10 @@
 #pragma once
 // `bench_train_step_cli --memory-report`: where a training step's resident memory goes, printed to
 // stderr after the timed steps. The tape arena is split by op: a node's share is what the arena handed
-// out between the previous node's record and its own (its saved buffers, its output and the output's
-// gradient), so the lines sum to the arena's use after the forward.
+// out between the previous node's record and its own (its saved buffers and its output), so the lines
+// sum to the arena's use after the forward. Activation gradients live apart, planned by lifetime
+// (autograd/grad_plan.hpp): per op the size its outputs' gradients would take unplanned, then the peak
+// the plan needed.
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -111,12 +113,14 @@ inline void print_memory_report(const Tape<float>& tape, const ParamStore<float>
     }
     const double fb = sizeof(float) * mib;
     std::fprintf(stderr, "memory report (MiB; arena shares by op: allocations up to and including its record)\n");
-    std::fprintf(stderr, "  %-30s %6s %10s %12s\n", "op", "nodes", "arena", "of it grads");
+    std::fprintf(stderr, "  %-30s %6s %10s %12s\n", "op", "nodes", "arena", "grads unplanned");
     for (const auto& [name, r] : rows)
         std::fprintf(stderr, "  %-30s %6zu %10.1f %12.1f\n", name.c_str(), r.count, double(r.total) * fb, double(r.grad) * fb);
     std::fprintf(stderr, "  %-30s %6s %10.1f\n", "after the last node", "", double(tape.arena().used() - prev) * fb);
     std::fprintf(stderr, "  arena: used %.1f, peak %.1f, capacity %.1f (untouched capacity is not resident)\n",
                  double(tape.arena().used()) * fb, double(tape.arena().peak()) * fb, double(tape.arena().capacity()) * fb);
+    std::fprintf(stderr, "  activation gradients planned by lifetime: peak %.1f of %.1f unplanned (held %.1f)\n",
+                 double(tape.grad_peak()) * fb, double(tape.grad_unplanned()) * fb, double(tape.grad_capacity()) * fb);
     std::fprintf(stderr, "  tape workspace (backward recomputation, inner gradients, the head's packed E): %.1f\n", double(tape.workspace_size()) * fb);
     const double p = double(params.flat_size()) * fb;
     std::fprintf(stderr, "  parameters %.1f + gradients %.1f + AdamW moments %.1f = %.1f\n", p, p, 2 * p, 4 * p);

@@ -1,7 +1,8 @@
 #pragma once
 // Shared by the fused-sublayer tests (tests/variants/bolt_fused.cpp, cortex_fused.cpp): three AdamW steps
-// of a model on fixed ids and targets, recording each step's loss, every gradient and the tape arena
-// after the forward, so a fused model can be compared with its op-by-op chain.
+// of a model on fixed ids and targets, recording each step's loss, every gradient and the tape's memory
+// (the arena after the forward and the activation gradients' planned peak), so a fused model can be
+// compared with its op-by-op chain.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -17,6 +18,8 @@ namespace flashlm::testing {
 struct StepsRun {
     std::vector<float> losses, grads;  // grads: the flat gradient buffer of each step, one after the other
     std::size_t arena_after_forward = 0;
+    std::size_t grad_peak = 0;  // the activation gradients' planned peak (autograd/grad_plan.hpp)
+    std::size_t tape_memory() const { return arena_after_forward + grad_peak; }
 };
 
 template <class Model>
@@ -32,6 +35,7 @@ StepsRun train_three_steps(Model& model, int64_t B, int64_t L, int32_t vocab) {
         Tensor<float> loss = model.loss(tape, ids.data(), targets.data(), B, L);
         r.arena_after_forward = tape.arena().used();
         tape.backward(loss);
+        r.grad_peak = tape.grad_peak();
         r.losses.push_back(loss.data[0]);
         const float* g = model.params().grads();
         r.grads.insert(r.grads.end(), g, g + model.params().flat_size());

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -125,6 +126,23 @@ void check_parity(const std::string& model_kind, Model& model, const std::string
     // The reference's tied alias must carry the same (summed) gradient as the tensor it aliases.
     for (auto& [alias, target] : ps.aliases())
         CHECK(ref.to_vector<float>("grad." + alias) == ref.to_vector<float>("grad." + target));
+
+    // Activation gradients planned by lifetime (the default) against a buffer of their own per
+    // activation (set_retain_grads): the parameter gradients must be the same bits.
+    {
+        const std::vector<float> planned(ps.grads(), ps.grads() + ps.flat_size());
+        REQUIRE(tape.grad_peak() > 0);
+        CHECK(tape.grad_peak() <= tape.grad_unplanned());
+        Tape<float> kept;
+        kept.set_retain_grads(true);
+        ps.zero_grad();
+        if (!positions.empty()) REQUIRE(model.set_loss_positions(positions));
+        kept.backward(model.loss(kept, ids.data(), targets.data(), B, L));
+        CHECK_MESSAGE(std::memcmp(planned.data(), ps.grads(), planned.size() * sizeof(float)) == 0,
+                      tag << ": planned and retained activation gradients give different parameter gradients");
+        MESSAGE(tag << ": activation gradients planned " << tape.grad_peak() << " of " << tape.grad_unplanned()
+                    << " elements");
+    }
 
     MESSAGE(tag << ": max |logit diff| " << max_diff << " (max |logit| " << max_logit << "), loss flashlm "
                 << loss.data[0] << " torch " << ref_loss << " rel diff " << loss_rel << ", worst grad rel L2 "

@@ -9,6 +9,10 @@
 
 #include "examples/bolt.hpp"
 #include "examples/cortex.hpp"
+#include "flashlm/ops/elementwise.hpp"
+#include "flashlm/ops/rmsnorm.hpp"
+#include "flashlm/ops/swiglu.hpp"
+#include "flashlm/ops/tied_head_ce.hpp"
 #include "tests/generation_check.hpp"
 
 using namespace flashlm;
@@ -150,6 +154,7 @@ TEST_CASE("decayed_memory in float: sequences split over the threads give the se
         for (auto* a : {&k, &v, &q})
             for (auto& x : *a) x = float(rng.normal(0, 1));
         Tape<float> tape;
+        tape.set_retain_grads(true);  // output gradients are seeded by hand
         const Shape sh{B, L, d};
         Tensor<float> r = ops::decayed_memory(tape, Tensor<float>(k.data(), dk.data(), sh), Tensor<float>(v.data(), dv.data(), sh),
                                               Tensor<float>(q.data(), dq.data(), sh), 0.97, 0.2);
@@ -341,6 +346,68 @@ TEST_CASE("the arena: later steps of the same sizes reuse the first step's chunk
     CHECK(a.capacity() == cap + cap / 4);
     CHECK(a.alloc(10) == p);
 }
+
+#if FLASHLM_STORAGE_MMAP
+TEST_CASE("planned activation gradients: the bits of a buffer per activation, less memory, misuse is an error") {
+    // Fan-out (x, h1 and h2 feed two ops each) and a chain long enough for lifetimes to end and memory to
+    // be reused; x, g and E are leaves (parameters) that keep their gradients.
+    const int64_t M = 24, D = 16, V = 11;
+    ParamStore<float> ps;
+    ps.add("x", Shape{M, D});
+    ps.add("g", Shape{D});
+    ps.add("E", Shape{V, D});
+    ps.allocate();
+    Rng rng(7);
+    for (std::size_t i = 0; i < ps.flat_size(); ++i) ps.values()[i] = float(rng.normal(0, 1));
+    std::vector<int32_t> targets(M);
+    for (auto& t : targets) t = int32_t(rng.below(V));
+    auto loss_of = [&](Tape<float>& tape) {
+        const Tensor<float> x = ps.get("x"), g = ps.get("g"), E = ps.get("E");
+        Tensor<float> h1 = ops::rmsnorm(tape, x, g);
+        Tensor<float> h2 = ops::add(tape, h1, x);
+        Tensor<float> h3 = ops::swiglu(tape, h2, h1);
+        Tensor<float> h4 = ops::mul(tape, h3, h2);
+        for (int k = 0; k < 4; ++k) h4 = ops::add(tape, ops::rmsnorm(tape, h4, g), h4);
+        return ops::tied_head_cross_entropy(tape, h4, E, targets.data());
+    };
+    auto grads = [&](Tape<float>& tape) {
+        ps.zero_grad();
+        tape.reset();
+        tape.backward(loss_of(tape));
+        return std::vector<float>(ps.grads(), ps.grads() + ps.flat_size());
+    };
+    Tape<float> kept, planned;
+    kept.set_retain_grads(true);
+    const std::vector<float> want = grads(kept);
+    CHECK(kept.grad_unplanned() == 0);  // nothing planned: every activation has its own buffer
+    for (int step = 0; step < 2; ++step) {  // the second step reuses the first one's buffer
+        const std::vector<float> got = grads(planned);
+        CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+        CHECK(planned.grad_peak() > 0);
+        CHECK(planned.grad_peak() * 2 < planned.grad_unplanned());
+    }
+    const std::size_t held = planned.grad_capacity();
+    grads(planned);
+    CHECK(planned.grad_capacity() == held);
+    double norm = 0;
+    for (float v : want) norm += double(v) * v;
+    CHECK(norm > 1e-6);  // the comparison can fail: the gradients are not all zero
+
+    // Misuse: a second backward over one graph, seeding by hand, switching mode mid-recording.
+    CHECK_THROWS_WITH_AS(planned.backward(Tensor<float>()), doctest::Contains("scalar"), std::invalid_argument);
+    planned.reset();
+    Tensor<float> loss = loss_of(planned);
+    planned.backward(loss);
+    CHECK_THROWS_WITH_AS(planned.backward(loss), doctest::Contains("already run backward"), std::invalid_argument);
+    planned.reset();
+    loss_of(planned);
+    CHECK_THROWS_WITH_AS(planned.run_backward(), doctest::Contains("set_retain_grads(true)"), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(planned.set_retain_grads(true), doctest::Contains("before recording"), std::invalid_argument);
+    planned.reset();
+    planned.set_retain_grads(true);
+    CHECK(planned.retain_grads());
+}
+#endif
 
 #if FLASHLM_STORAGE_MMAP
 TEST_CASE("Storage::release_tail: the first elements stay, the pages past them leave the resident set") {

@@ -464,6 +464,7 @@ Inputs make_inputs(const std::vector<Shape>& shapes, uint64_t seed) {
 template <class T>
 std::vector<std::vector<double>> analytic(const OpCase<T>& c, const Inputs& in, std::vector<double>& r, uint64_t seed) {
     Tape<T> tape;
+    tape.set_retain_grads(true);  // out.grad is seeded by hand
     std::vector<std::vector<T>> data(in.vals.size()), grad(in.vals.size());
     std::vector<Tensor<T>> ts;
     for (size_t k = 0; k < in.vals.size(); ++k) {

@@ -119,6 +119,7 @@ Run run_op(const BitLinearFn& op, const std::vector<float>& x0, const std::vecto
            int64_t M, int64_t N, int64_t K) {
     std::vector<float> x = x0, w = w0, dx(x.size(), 0.0f), dW(w.size(), 0.0f);
     Tape<float> tape;
+    tape.set_retain_grads(true);  // output gradients are seeded by hand
     const Tensor<float> X(x.data(), dx.data(), Shape{M, K}), W(w.data(), dW.data(), Shape{N, K});
     const Tensor<float> y = op(tape, X, W);
     REQUIRE(y.grad);

@@ -204,6 +204,7 @@ TEST_CASE("gated_delta_rule: the chunked form equals the sequential reference (o
             for (ops::DeltaForm form : {ops::DeltaForm::sequential, ops::DeltaForm::chunked}) {
                 std::vector<float> gq(q.size(), 0), gk(k.size(), 0), gv(v.size(), 0), gg(g.size(), 0), gb(beta.size(), 0);
                 Tape<float> tape;
+                tape.set_retain_grads(true);  // output gradients are seeded by hand
                 Tensor<float> Q(q.data(), gq.data(), Shape{B, L, H * dk}), K(k.data(), gk.data(), Shape{B, L, H * dk});
                 Tensor<float> Vt(v.data(), gv.data(), Shape{B, L, H * dv}), G(g.data(), gg.data(), Shape{B, L, H});
                 Tensor<float> Bt(beta.data(), gb.data(), Shape{B, L, H});

@@ -33,8 +33,11 @@ TEST_CASE("bolt's fused sublayers give the op chain's loss and gradients bit for
     CHECK(testing::same_bits(fused.grads, chain.grads));
     CHECK(testing::same_bits(fused_rc.losses, chain.losses));
     CHECK(testing::same_bits(fused_rc.grads, chain.grads));
-    // Per block the chain keeps 20 [M, D] and 6 [M, H] buffers, the fused nodes 5 and 2.
-    CHECK(double(fused.arena_after_forward) < 0.45 * double(chain.arena_after_forward));
+    // Per block the chain keeps 20 [M, D] and 6 [M, H] buffers, the fused nodes 5 and 2. The chain's
+    // gradients are planned by lifetime too, so the whole tape (arena + gradient peak) is compared:
+    // measured 0.48 (0.43 of the arena alone when every activation had a gradient buffer of its own).
+    MESSAGE("tape memory (arena + planned gradients): fused / chain = " << double(fused.tape_memory()) / double(chain.tape_memory()));
+    CHECK(double(fused.tape_memory()) < 0.55 * double(chain.tape_memory()));
 }
 
 }  // namespace bolt_fused_test

@@ -76,6 +76,7 @@ TEST_CASE("Q2 BitLinear: per-row absmean ternary values, identity STE for the we
     // dW of bitlinear_rows equals dW of a plain linear at W̃ (the STE), dx too.
     std::vector<float> g1(N * K, 0), g2(N * K, 0), gx1(3 * K, 0), gx2(3 * K, 0);
     Tape<float> tape;
+    tape.set_retain_grads(true);  // output gradients are seeded by hand
     Tensor<float> X1(x.data(), gx1.data(), Shape{3, K}), X2(x.data(), gx2.data(), Shape{3, K});
     Tensor<float> y1 = ops::bitlinear_rows(tape, X1, Tensor<float>(w.data(), g1.data(), Shape{N, K}));
     Tensor<float> y2 = ops::linear(tape, X2, Tensor<float>(wq.data(), g2.data(), Shape{N, K}));

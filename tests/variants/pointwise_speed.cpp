@@ -65,6 +65,7 @@ TEST_CASE("sigmoid_array and SiLU keep the scalar formulas' bits") {
     for (size_t i = 0; i < x.size(); ++i) REQUIRE(same_bits(s[i], ops::sigmoid_scalar(x[i])));
 
     Tape<float> tape;
+    tape.set_retain_grads(true);  // output gradients are seeded by hand
     std::vector<float> g(x.size(), 0.0f);
     Tensor<float> xt(x.data(), g.data(), Shape{int64_t(x.size())});
     Tensor<float> y = ops::silu(tape, xt);
@@ -94,6 +95,7 @@ TEST_CASE("GELU and GeGLU (xsimd erf/exp) match the exact erf form, forward and 
         return 0.5 * (1.0 + std::erf(x / std::sqrt(2.0))) + x * std::exp(-0.5 * x * x) / std::sqrt(2.0 * M_PI);
     };
     Tape<float> tape;
+    tape.set_retain_grads(true);  // output gradients are seeded by hand
     Tensor<float> ht(h.data(), gh.data(), Shape{M, 2 * F});
     Tensor<float> y = ops::geglu(tape, ht);
     // error / (1e-6 |ref| + 3e-7 |scale|): at most 1 within the bound
@@ -179,6 +181,7 @@ TEST_CASE("the dropout op keeps dropout_keep's mask and values, forward and back
     std::vector<float> x(1000), gx(x.size(), 0.5f);
     for (size_t i = 0; i < x.size(); ++i) x[i] = 0.01f * float(i) + 0.5f;  // positive: a dropped one is +0
     Tape<float> tape;
+    tape.set_retain_grads(true);  // output gradients are seeded by hand
     Tensor<float> y = ops::dropout(tape, Tensor<float>(x.data(), gx.data(), Shape{int64_t(x.size())}), p, seed);
     const uint64_t thr = ops::dropout_threshold(p);
     for (size_t i = 0; i < x.size(); ++i) {

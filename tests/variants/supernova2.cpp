@@ -102,6 +102,7 @@ TEST_CASE("Q3 BitLinear: median threshold, unscaled ±1, clipped straight-throug
     CHECK(zeros == 15);  // |W| ≤ the 15th smallest: exactly half
     std::vector<float> gw(N * K, 0), gx(M * K, 0), gw2(N * K, 0), gx2(M * K, 0);
     Tape<float> tape;
+    tape.set_retain_grads(true);  // output gradients are seeded by hand
     Tensor<float> y = ops::bitlinear_median(tape, Tensor<float>(x.data(), gx.data(), Shape{M, K}),
                                             Tensor<float>(w.data(), gw.data(), Shape{N, K}));
     Tensor<float> y2 = ops::linear(tape, Tensor<float>(x.data(), gx2.data(), Shape{M, K}), Tensor<float>(wq.data(), gw2.data(), Shape{N, K}));
@@ -250,6 +251,7 @@ TEST_CASE("expert_glu_median: the fused expert gives the unfused chain's numbers
         Tensor<float> Z(zc.data(), out.gz.data(), Shape{M, D}), G(a.data(), out.gg.data(), Shape{F, D}),
             U(b.data(), out.gu.data(), Shape{F, D}), W(c.data(), out.gd.data(), Shape{D, F});
         Tape<float> tape;
+        tape.set_retain_grads(true);  // output gradients are seeded by hand
         Tensor<float> y;
         if (fused) {
             y = ops::expert_glu_median(tape, Z, rows.data(), n, G, U, W, tape.scratch(ops::expert_glu_work_size(n, D, F)));

@@ -37,9 +37,10 @@ testing::StepsRun train3(bool unfused) {
 TEST_CASE("supernova2's fused temporal mixer and parallel sub-layer match the op chains to rounding, in less tape memory") {
     const testing::StepsRun chain = train3(true), fused = train3(false);
     testing::check_same_to_rounding(fused, chain, 1, 2);  // the clipped STE passes most weights' gradients on
-    // The chain keeps ~20 buffers of the sub-layer per block, each with its gradient; the node h, Y and Z
-    // (0.80 of the whole tape in this config, whose experts and temporal mixers are unchanged).
-    CHECK(double(fused.arena_after_forward) < 0.85 * double(chain.arena_after_forward));
+    // The chain keeps ~20 buffers of the sub-layer per block; the node h, Y and Z (arena + planned gradient
+    // peak: 0.73 of the chain's in this config, whose experts and temporal mixers are unchanged).
+    MESSAGE("tape memory (arena + planned gradients): fused / chain = " << double(fused.tape_memory()) / double(chain.tape_memory()));
+    CHECK(double(fused.tape_memory()) < 0.85 * double(chain.tape_memory()));
 }
 
 }  // namespace supernova2_fused_test

@@ -1,27 +1,17 @@
 #pragma once
-// Tape: a flat list of whole-tensor op records walked in reverse by backward(). A node is plain data
-// (inputs, output, saved buffers, a few scalars and a backward function pointer), so recording an op
-// never allocates: the node vector and the arena keep their capacity across steps.
+// Tape: a flat list of whole-tensor op records (autograd/node.hpp) walked in reverse by backward().
+// Recording an op never allocates: the node vector and the arena keep their capacity across steps.
+// Activation gradients are planned by lifetime when backward starts (autograd/grad_plan.hpp) unless
+// set_retain_grads(true) gives every activation a gradient buffer of its own, as before planning.
 #include <cstdint>
 #include <vector>
 
+#include "flashlm/autograd/grad_plan.hpp"
+#include "flashlm/autograd/node.hpp"
 #include "flashlm/core/arena.hpp"
 #include "flashlm/core/tensor.hpp"
 
 namespace flashlm {
-
-template <class T>
-struct Node {
-    void (*backward)(Node&) = nullptr;
-    Tensor<T> in[6];  // fused ops (ops/prenorm_residual.hpp) read a residual, a norm gain and three weights
-    Tensor<T> out;
-    T* saved[4] = {nullptr, nullptr, nullptr, nullptr};
-    const int32_t* ids = nullptr;
-    int64_t i[4] = {0, 0, 0, 0};
-    double f[2] = {0, 0};
-    const void* ctx = nullptr;  // an op's own context that outlives the step (ops/recompute.hpp)
-    std::size_t arena_mark = 0;  // arena elements handed out before this node was recorded (memory reports)
-};
 
 template <class T>
 class Tape {
@@ -30,12 +20,26 @@ public:
 
     bool grad_enabled() const { return grad_enabled_; }
     void set_grad_enabled(bool on) { grad_enabled_ = on; }
+    // true: every activation gets a zeroed gradient buffer of its own in the forward, readable after
+    // backward, and callers may seed output gradients themselves for run_backward() (gradient checks,
+    // recomputation's side tape). false (the default): activation gradients are placeholders until
+    // backward(loss) plans them by lifetime. Set it before recording.
+    void set_retain_grads(bool on) {
+        FLASHLM_CHECK(nodes_.empty() && plan_.empty(), "set_retain_grads: set it before recording (or after reset())");
+        retain_grads_ = on;
+    }
+    bool retain_grads() const { return retain_grads_; }
 
-    // A fresh activation. It gets a zeroed gradient buffer only if gradients are being recorded and
-    // one of the op's inputs needs one.
+    // A fresh activation. It gets a gradient only if gradients are being recorded and one of the op's
+    // inputs needs one: zeroed memory of its own (retain_grads), else a placeholder that backward maps.
     Tensor<T> make(Shape s, bool needs_grad) {
-        T* d = arena_.alloc(static_cast<std::size_t>(s.numel()));
-        T* g = (needs_grad && grad_enabled_) ? arena_.alloc_zeroed(static_cast<std::size_t>(s.numel())) : nullptr;
+        const auto n = static_cast<std::size_t>(s.numel());
+        T* d = arena_.alloc(n);
+        T* g = nullptr;
+        if (needs_grad && grad_enabled_) {
+            if (!retain_grads_) g = plan_.placeholder(n);
+            if (!g) g = arena_.alloc_zeroed(n);
+        }
         return Tensor<T>(d, g, s);
     }
     // Scratch memory that lives until reset(), e.g. values an op saves for its backward.
@@ -65,9 +69,7 @@ public:
 
     // Seeds d(loss)/d(loss) = 1 and runs every node in reverse; gradients accumulate.
     void backward(const Tensor<T>& loss) {
-        FLASHLM_CHECK(loss.numel() == 1 && loss.grad, "backward: loss must be a scalar that requires grad");
-        loss.grad[0] += T(1);
-        run_backward();
+        backward(loss, [](std::size_t) {});
     }
     // The same, calling after_node(i) once node i (recording order) has run or been skipped; from then
     // on no later node touches the gradients node i's inputs point at (data-parallel training starts
@@ -75,35 +77,53 @@ public:
     template <class F>
     void backward(const Tensor<T>& loss, F&& after_node) {
         FLASHLM_CHECK(loss.numel() == 1 && loss.grad, "backward: loss must be a scalar that requires grad");
-        loss.grad[0] += T(1);
-        run_backward(after_node);
-    }
-    // Backward from gradients the caller has already seeded (e.g. a vector-Jacobian product in tests).
-    void run_backward() {
-        run_backward([](std::size_t) {});
-    }
-    template <class F>
-    void run_backward(F&& after_node) {
-        for (std::size_t i = nodes_.size(); i-- > 0;) {
-            Node<T>& n = nodes_[i];
-            if (n.out.grad) n.backward(n);
-            after_node(i);
+        T* seed = loss.grad;
+        const bool planned = !plan_.empty();
+        if (planned) {
+            seed = plan_.plan(nodes_, seed);
+            plan_.begin(int64_t(nodes_.size()));
         }
+        seed[0] += T(1);
+        walk(after_node, planned);
+    }
+    // Backward from gradients the caller has already seeded (e.g. a vector-Jacobian product in tests):
+    // needs set_retain_grads(true), so that the seeded buffers are real.
+    void run_backward() {
+        FLASHLM_CHECK(plan_.empty(), "run_backward: seeding gradients by hand needs Tape::set_retain_grads(true) "
+                                     "before recording; backward(loss) plans them otherwise");
+        walk([](std::size_t) {}, false);
     }
     // Drops the graph and recycles all activation memory for the next step.
     void reset() {
         nodes_.clear();
         arena_.reset();
+        plan_.reset();
     }
+    // Gradient memory of the last planned backward (elements): its peak, what one buffer per activation
+    // would have taken, and what is held for the next step.
+    std::size_t grad_peak() const { return plan_.peak(); }
+    std::size_t grad_unplanned() const { return plan_.unplanned(); }
+    std::size_t grad_capacity() const { return plan_.capacity(); }
     std::size_t size() const { return nodes_.size(); }
     const std::vector<Node<T>>& nodes() const { return nodes_; }
     const Arena<T>& arena() const { return arena_; }
 
 private:
+    template <class F>
+    void walk(F&& after_node, bool planned) {
+        for (std::size_t i = nodes_.size(); i-- > 0;) {
+            Node<T>& n = nodes_[i];
+            if (planned) plan_.begin(int64_t(i));
+            if (n.out.grad) n.backward(n);
+            after_node(i);
+        }
+    }
+
     Arena<T> arena_;
     Storage<T> work_;
+    GradPlan<T> plan_;
     std::vector<Node<T>> nodes_;
-    bool grad_enabled_ = true;
+    bool grad_enabled_ = true, retain_grads_ = false;
 };
 
 // Eval and generation: ops run without recording nodes or allocating gradients.

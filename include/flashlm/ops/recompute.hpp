@@ -24,6 +24,7 @@ void recompute_backward(Node<T>& n) {
     const auto& seg = *static_cast<const RecomputeSegment<T>*>(n.ctx);
     Tape<T>& side = *seg.side;
     side.reset();
+    side.set_retain_grads(true);  // y's gradient is seeded by hand below
     Tensor<T> y = seg.f(side, n.in[0]);  // n.in[0] carries x's own gradient buffer: dx lands in place
     FLASHLM_CHECK(y.shape == n.out.shape && y.grad, "recompute: the segment's output changed between passes");
     for (int64_t i = 0; i < y.numel(); ++i) y.grad[i] += n.out.grad[i];
