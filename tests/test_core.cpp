@@ -3,9 +3,13 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <utility>
 #include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "examples/bolt.hpp"
 #include "examples/cortex.hpp"
@@ -406,6 +410,21 @@ TEST_CASE("planned activation gradients: the bits of a buffer per activation, le
     planned.reset();
     planned.set_retain_grads(true);
     CHECK(planned.retain_grads());
+
+    // A placeholder is never memory: touching an activation's gradient outside backward faults at once
+    // (here in a child process) instead of reading or writing some other gradient's numbers.
+    Tape<float> t;
+    const Tensor<float> h = ops::rmsnorm(t, ps.get("x"), ps.get("g"));
+    REQUIRE(h.grad);
+    std::fflush(nullptr);
+    const pid_t pid = fork();
+    if (pid == 0) {
+        h.grad[0] = 1.0f;
+        _exit(0);
+    }
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK_FALSE((WIFEXITED(status) && WEXITSTATUS(status) == 0));
 }
 #endif
 
