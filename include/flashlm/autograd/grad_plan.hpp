@@ -28,7 +28,7 @@ public:
     // n elements of placeholder gradient; null where no placeholder range is available (the tape then
     // allocates the gradient as it did before).
     T* placeholder(std::size_t n) {
-        n = round_up(n);
+        n = aligned_count<T>(n);
         T* p = static_cast<T*>(range_.take(n * sizeof(T)));
         if (p) slots_.push_back(Slot{p, n});
         return p;
@@ -122,10 +122,6 @@ private:
         std::size_t off = 0;      // in live_
     };
 
-    static std::size_t round_up(std::size_t n) {
-        constexpr std::size_t a = k_alignment / sizeof(T) ? k_alignment / sizeof(T) : 1;
-        return (n + a - 1) / a * a;
-    }
     // The slot whose placeholder holds p (views point inside one), or null. Slots are in address order:
     // the range hands out addresses upwards.
     Slot* find(const T* p) {

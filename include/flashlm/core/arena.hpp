@@ -21,7 +21,7 @@ public:
         if (initial) add_chunk(initial);
     }
     T* alloc(std::size_t n) {
-        n = round_up(n);
+        n = aligned_count<T>(n);
         // The tail of a chunk too short for n stays unused this step.
         while (cur_ < chunks_.size() && used_ + n > chunks_[cur_].size()) {
             // A step that leaves a chunk at another fill than the first step did has sizes of its own:
@@ -84,10 +84,6 @@ private:
     void add_chunk(std::size_t n) {
         chunks_.emplace_back();
         chunks_.back().resize_uninitialized(n);
-    }
-    static std::size_t round_up(std::size_t n) {
-        constexpr std::size_t a = k_alignment / sizeof(T) ? k_alignment / sizeof(T) : 1;
-        return (n + a - 1) / a * a;
     }
     std::vector<Storage<T>> chunks_;
     std::size_t cur_ = 0;        // the chunk alloc() takes from

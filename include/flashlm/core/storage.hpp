@@ -19,6 +19,13 @@
 namespace flashlm {
 
 inline constexpr std::size_t k_alignment = 64;
+// n elements rounded up to whole k_alignment blocks, so that buffers carved one after another from one
+// block (the arena, the gradient plan) all start aligned.
+template <class T>
+constexpr std::size_t aligned_count(std::size_t n) {
+    constexpr std::size_t a = k_alignment / sizeof(T) ? k_alignment / sizeof(T) : 1;
+    return (n + a - 1) / a * a;
+}
 #if FLASHLM_STORAGE_MMAP
 inline constexpr std::size_t k_mmap_bytes = std::size_t(1) << 20;  // page-aligned, so 64-byte aligned too
 inline constexpr std::size_t k_page_bytes = 4096;
