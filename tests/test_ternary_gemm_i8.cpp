@@ -47,8 +47,8 @@ TEST_CASE("ternary_gemm_i8: integer reference on the scalar path, every SIMD pat
     struct S {
         int64_t M, N, K;
     };
-    // Ragged K (1, 3, 65, 1000), ragged N (tile and 64-row panel tails), token tails of the 6- and
-    // 4-token register blocks, and shapes that take the OpenMP path (several 96-token chunks).
+    // Ragged K (1, 3, 65, 1000), ragged N (tile and 64-row panel tails), token tails of the 4-token
+    // register blocks (AVX-512, AVX2), and shapes that take the OpenMP path (several 96-token chunks).
     const S shapes[] = {{1, 1, 1}, {5, 7, 3}, {6, 16, 4}, {13, 33, 65}, {7, 100, 1000}, {200, 192, 192}, {97, 323, 130}};
     unsigned seed = 10;
     for (const S& s : shapes) {

@@ -6,8 +6,8 @@
 //
 // Unlike PackedTernary (2-bit planes, one row against one token at a time), the weight here is stored
 // as int8 codes in the VNNI tile layout of PackedInt8Rows (16 rows × 4 columns per 64 bytes), so that
-// the AVX-512 kernel computes a register block of 6 tokens × 64 rows as an outer product: per group of
-// 4 columns it loads 4 weight vectors once and reuses each for 6 tokens (24 vpdpbusd), with no
+// the AVX-512 kernel computes a register block of 4 tokens × 64 rows as an outer product: per group of
+// 4 columns it loads 4 weight vectors once and reuses each for 4 tokens (16 vpdpbusd), with no
 // horizontal sums. Training quantises W every step, so the packing runs once per forward call (O(NK),
 // a 1/M share of the product's work); the buffers are kept and reused, so a step allocates nothing.
 //
@@ -137,7 +137,7 @@ inline void dispatch_gemm_i8(const TernaryGemmI8Job& j) {
     }
 }
 
-// Tokens per task: the register block (6) times 16, so a task's x (≤ 96 KB at K = 1024) stays in L2
+// Tokens per task: a multiple of the register block (4), so a task's x (≤ 96 KB at K = 1024) stays in L2
 // while every weight panel passes over it.
 inline constexpr int64_t k_gemm_i8_tokens = 96;
 

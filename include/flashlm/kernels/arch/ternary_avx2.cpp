@@ -167,11 +167,15 @@ void gemm_i8_tile(const TernaryGemmI8Job& j, int64_t m, int64_t t) {
     const int64_t G = j.groups;
     const int8_t* w = j.w + t * G * 64;
     const uint8_t* x = j.x + m * j.ldx;
+    // Every loop over acc is unrolled: one left rolled (the epilogue's, with its early exit) made GCC
+    // keep acc on the stack, a load and a store around each update.
     __m256i acc[MR][2];
+#pragma GCC unroll 4
     for (int a = 0; a < MR; ++a) acc[a][0] = acc[a][1] = _mm256_setzero_si256();
     for (int64_t g = 0; g < G; ++g) {
         const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + g * 64));
         const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + g * 64 + 32));
+#pragma GCC unroll 4
         for (int a = 0; a < MR; ++a) {
             int32_t v;
             std::memcpy(&v, x + a * j.ldx + 4 * g, 4);
@@ -180,12 +184,17 @@ void gemm_i8_tile(const TernaryGemmI8Job& j, int64_t m, int64_t t) {
             acc[a][1] = _mm256_add_epi32(acc[a][1], _mm256_madd_epi16(_mm256_maddubs_epi16(xb, w1), ones16));
         }
     }
+#pragma GCC unroll 2
     for (int h = 0; h < 2; ++h) {
         const int64_t r0 = t * 16 + 8 * h;
-        if (r0 >= j.rows) break;
+        // Row sums and scales are padded to whole tiles, so these loads stay in bounds; rows past
+        // j.rows store nothing.
         const __m256i corr = _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(j.row_sums + r0)), 7);
         const __m256 ws = _mm256_loadu_ps(j.wscale + r0);
+        const int64_t live = r0 < j.rows ? MR : 0;
+#pragma GCC unroll 4
         for (int a = 0; a < MR; ++a) {
+            if (a >= live) continue;
             const __m256 d = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[a][h], corr));
             const __m256 y = _mm256_mul_ps(_mm256_mul_ps(d, ws), _mm256_set1_ps(j.xinv[m + a]));
             float* dst = j.y + (m + a) * j.ldy + r0;
