@@ -53,12 +53,7 @@ public:
         auto touch = [&](const T* p, int64_t i) {
             if (Slot* s = find(p)) s->lo = std::min(s->lo, i), s->hi = std::max(s->hi, i);
         };
-        for (int64_t i = 0; i < N; ++i) {
-            const Node<T>& n = nodes[std::size_t(i)];
-            for (const Tensor<T>& t : n.in) touch(t.grad, i);
-            touch(n.out.grad, i);
-            for (const T* s : n.saved) touch(s, i);
-        }
+        for (int64_t i = 0; i < N; ++i) each_grad_pointer(nodes[std::size_t(i)], [&](T* p) { touch(p, i); });
         if (Slot* s = find(seeded)) s->hi = N, s->lo = std::min(s->lo, N);
 
         births_.clear();
@@ -87,11 +82,7 @@ public:
             const Slot* s = find(p);
             return s ? live_.data() + s->off + (p - s->fake) : p;
         };
-        for (Node<T>& n : nodes) {
-            for (Tensor<T>& t : n.in) t.grad = map(t.grad);
-            n.out.grad = map(n.out.grad);
-            for (T*& s : n.saved) s = map(s);
-        }
+        for (Node<T>& n : nodes) each_grad_pointer(n, [&](T*& p) { p = map(p); });
         next_birth_ = 0;
         return map(seeded);
     }
@@ -121,6 +112,15 @@ private:
         int64_t lo = 0, hi = -1;  // first and last node referring to it (recording order)
         std::size_t off = 0;      // in live_
     };
+
+    // Calls f on every node field that can hold a gradient pointer, so that the lifetimes and the
+    // rewrite see the same ones.
+    template <class F>
+    static void each_grad_pointer(Node<T>& n, F&& f) {
+        for (Tensor<T>& t : n.in) f(t.grad);
+        f(n.out.grad);
+        for (T*& s : n.saved) f(s);
+    }
 
     // The slot whose placeholder holds p (views point inside one), or null. Slots are in address order:
     // the range hands out addresses upwards.

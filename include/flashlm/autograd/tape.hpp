@@ -78,20 +78,19 @@ public:
     void backward(const Tensor<T>& loss, F&& after_node) {
         FLASHLM_CHECK(loss.numel() == 1 && loss.grad, "backward: loss must be a scalar that requires grad");
         T* seed = loss.grad;
-        const bool planned = !plan_.empty();
-        if (planned) {
+        if (!plan_.empty()) {
             seed = plan_.plan(nodes_, seed);
             plan_.begin(int64_t(nodes_.size()));
         }
         seed[0] += T(1);
-        walk(after_node, planned);
+        walk(after_node);
     }
     // Backward from gradients the caller has already seeded (e.g. a vector-Jacobian product in tests):
     // needs set_retain_grads(true), so that the seeded buffers are real.
     void run_backward() {
         FLASHLM_CHECK(plan_.empty(), "run_backward: seeding gradients by hand needs Tape::set_retain_grads(true) "
                                      "before recording; backward(loss) plans them otherwise");
-        walk([](std::size_t) {}, false);
+        walk([](std::size_t) {});
     }
     // Drops the graph and recycles all activation memory for the next step.
     void reset() {
@@ -109,8 +108,10 @@ public:
     const Arena<T>& arena() const { return arena_; }
 
 private:
+    // Runs the nodes in reverse; on a planned tape each gradient is zeroed as its lifetime begins.
     template <class F>
-    void walk(F&& after_node, bool planned) {
+    void walk(F&& after_node) {
+        const bool planned = !plan_.empty();
         for (std::size_t i = nodes_.size(); i-- > 0;) {
             Node<T>& n = nodes_[i];
             if (planned) plan_.begin(int64_t(i));

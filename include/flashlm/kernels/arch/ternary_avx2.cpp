@@ -187,14 +187,11 @@ void gemm_i8_tile(const TernaryGemmI8Job& j, int64_t m, int64_t t) {
 #pragma GCC unroll 2
     for (int h = 0; h < 2; ++h) {
         const int64_t r0 = t * 16 + 8 * h;
-        // Row sums and scales are padded to whole tiles, so these loads stay in bounds; rows past
-        // j.rows store nothing.
+        if (r0 >= j.rows) continue;  // a continue, not a break: the loop keeps its two trips and unrolls
         const __m256i corr = _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(j.row_sums + r0)), 7);
         const __m256 ws = _mm256_loadu_ps(j.wscale + r0);
-        const int64_t live = r0 < j.rows ? MR : 0;
 #pragma GCC unroll 4
         for (int a = 0; a < MR; ++a) {
-            if (a >= live) continue;
             const __m256 d = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[a][h], corr));
             const __m256 y = _mm256_mul_ps(_mm256_mul_ps(d, ws), _mm256_set1_ps(j.xinv[m + a]));
             float* dst = j.y + (m + a) * j.ldy + r0;
