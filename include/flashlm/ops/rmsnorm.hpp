@@ -9,6 +9,25 @@
 
 namespace flashlm::ops {
 
+namespace detail {
+// Σ_c term(c) for c < n as 16 interleaved partial sums and then a fixed tree. A plain `s += term(c)` is
+// one chain of dependent adds that the compiler may not reorder, so a row of 192 took ~800 cycles; these
+// partials stay in one or two vector registers. The order is fixed by this code, not by the vector width,
+// so every ISA and thread count gets the same number.
+template <class T, class Term>
+T lane_sum(int64_t n, Term term) {
+    constexpr int L = 16;
+    T acc[L] = {};
+    int64_t c = 0;
+    for (; c + L <= n; c += L)
+        for (int j = 0; j < L; ++j) acc[j] += term(c + j);
+    for (int j = 0; c + j < n; ++j) acc[j] += term(c + j);
+    for (int w = L / 2; w > 0; w /= 2)
+        for (int j = 0; j < w; ++j) acc[j] += acc[j + w];
+    return acc[0];
+}
+}  // namespace detail
+
 // dx += r (u − x̂ · mean(u⊙x̂)) (dx may be null), dg += Σ_rows dy⊙x̂ (dg may be null) for M rows of D.
 // Shared with fused callers (ops/prenorm_residual.hpp), which must get the very same numbers.
 template <class T>
@@ -18,8 +37,7 @@ void rmsnorm_backward_raw(const T* x, const T* g, const T* r, const T* dy, T* dx
             for (int64_t i = b_; i < e_; ++i) {
                 const T* xi = x + i * D;
                 const T* dyi = dy + i * D;
-                T dot = 0;
-                for (int64_t c = 0; c < D; ++c) dot += dyi[c] * g[c] * xi[c];
+                const T dot = detail::lane_sum<T>(D, [&](int64_t c) { return dyi[c] * g[c] * xi[c]; });
                 const T ri = r[i];
                 const T k = dot * ri * ri / T(D);
                 T* dxi = dx + i * D;
@@ -43,8 +61,7 @@ void rmsnorm_raw(const T* x, const T* g, double eps, T* y, T* r, int64_t M, int6
     parallel_for(M, M * D, [&](int64_t b_, int64_t e_) {
         for (int64_t i = b_; i < e_; ++i) {
             const T* xi = x + i * D;
-            T ss = 0;
-            for (int64_t c = 0; c < D; ++c) ss += xi[c] * xi[c];
+            const T ss = detail::lane_sum<T>(D, [&](int64_t c) { return xi[c] * xi[c]; });
             const T ri = T(1) / std::sqrt(ss / T(D) + T(eps));
             r[i] = ri;
             T* yi = y + i * D;
