@@ -152,14 +152,16 @@ TEST_CASE("gemm_bf16: the thread count, depth blocks, A chunks and a B packed on
     const int64_t kc0 = kc, chunk0 = chunk, deep0 = deep;
     // The first configuration (defaults, one thread: these B are small, so one depth block) is the
     // baseline. Then avx512 in depth blocks of 7 pairs or fewer (even ones, a ragged last tile row and
-    // panel) with 2-tile or 1-tile A chunks; amx ignores the sizes. Rows split (N <= M) and columns split
-    // (N > M), deep enough (K = 600) for the threads to fork.
+    // panel) with 8-tile, 2-tile or 1-tile A chunks (a K-strided A is packed chunk by chunk from 64 rows,
+    // else whole); amx ignores the sizes. Rows split (N <= M) and columns split (N > M), deep enough
+    // (K = 600) for the threads to fork.
     struct Cfg {
         int64_t kc, chunk, deep;
         int threads;
     };
     const Cfg cfgs[] = {{kc0, chunk0, deep0, 1}, {kc0, chunk0, deep0, 2}, {kc0, chunk0, deep0, 3},
-                        {7, 7 * 16, 0, 1},       {7, 7 * 16, 0, 2},       {3, 1, 0, 3}};
+                        {7, 7 * 64, 0, 2},       {7, 7 * 16, 0, 1},       {7, 7 * 16, 0, 2},
+                        {3, 1, 0, 3}};
     const Dims dims[] = {{300, 70, 600}, {37, 200, 600}, {70, 33, 129}, {9, 40, 1}};
     unsigned seed = 100;
     for (Bf16Kernel k : ks) {
