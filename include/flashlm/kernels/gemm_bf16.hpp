@@ -325,9 +325,13 @@ inline void pack_a_amx(const float* A, int64_t lda, KLayout la, int64_t M, int64
 // 32 KiB, read from L1 or L2 by every tile of the thread, and the partial sums wait in C (or ws.p).
 // Measured, bench_train_step_cli --matmul bf16, b16×256, 2 threads, alternated: v3 +9-11 %. Bolt's
 // products (B at most 3.8 MB) gained nothing in whole steps from blocks (its dh, 10,000 deep, lost
-// 8 %), so they stay one block. Within a depth block the thread's A is packed whole and computed in
-// chunks of about a_chunk_pairs() pairs, which stay in L1 while the thread's B panels pass. Results do not
-// depend on these sizes (micro), so the tests shrink them.
+// 8 %), so they stay one block, except the weight gradients dW = dyᵀ x (session 22): there each thread
+// packs its own B (1.5-4.2 MB: x, 2,048 pairs deep), and with so deep a product an A chunk (about
+// a_chunk_pairs() pairs) is a single tile, so every tile streamed the whole B from L3. Blocks keep a
+// 256-pair slice of it in L2 (bench, best of 4: these products +11-40 %; the K = 1,024 nt, whose chunks
+// are two tiles, lost 8 % in blocks and stays whole). Within a depth block A is computed in chunks of
+// about a_chunk_pairs() pairs, which stay in L1 while the thread's B panels pass. Results do not depend
+// on these sizes (micro), so the tests shrink them.
 inline int64_t& kc_pairs_max() {
     static int64_t v = 256;
     return v;
@@ -340,8 +344,15 @@ inline int64_t& deep_b_bytes() {
     static int64_t v = int64_t(8) << 20;
     return v;
 }
-inline int64_t depth_pairs(int64_t kp, int64_t b_bytes) {
-    if (b_bytes <= deep_b_bytes() || kp <= kc_pairs_max()) return kp;
+inline int64_t& own_b_bytes() {
+    static int64_t v = int64_t(1) << 20;
+    return v;
+}
+// own_b: the thread packs B itself (not packed once by the caller).
+inline int64_t depth_pairs(int64_t kp, int64_t b_bytes, bool own_b) {
+    const bool one_tile_chunks = a_chunk_pairs() / kp < 2 * k_mr;
+    const bool deep = b_bytes > deep_b_bytes() || (own_b && one_tile_chunks && b_bytes > own_b_bytes());
+    if (!deep || kp <= kc_pairs_max()) return kp;
     const int64_t blocks = (kp + kc_pairs_max() - 1) / kc_pairs_max();
     return (kp + blocks - 1) / blocks;
 }
@@ -387,7 +398,7 @@ FLASHLM_BF16_TARGET inline void pack_b_slice(const float* B, int64_t ldb, KLayou
 inline void part_avx512(int64_t N, int64_t K, int64_t kp, const float* A, int64_t lda, KLayout la, const uint32_t* bp,
                         const float* B, int64_t ldb, KLayout lb, float* C, int64_t ldc, bool accumulate, float alpha,
                         int64_t r0, int64_t r1, int64_t j0, int64_t j1, Workspace& ws) {
-    const int64_t kc = depth_pairs(kp, (j1 - j0) * kp * k_nr * int64_t(sizeof(uint32_t)));
+    const int64_t kc = depth_pairs(kp, (j1 - j0) * kp * k_nr * int64_t(sizeof(uint32_t)), bp == nullptr);
     const int64_t mc = std::max<int64_t>(k_mr, a_chunk_pairs() / kc / k_mr * k_mr);
     const bool partial = accumulate && kp > kc;
     const int64_t pld = (j1 - j0) * k_nr;
