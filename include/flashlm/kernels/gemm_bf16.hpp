@@ -328,8 +328,8 @@ inline void pack_a_amx(const float* A, int64_t lda, KLayout la, int64_t M, int64
 // 8 %), so they stay one block, except the weight gradients dW = dyᵀ x (session 22): there each thread
 // packs its own B (1.5-4.2 MB: x, 2,048 pairs deep), and with so deep a product an A chunk (about
 // a_chunk_pairs() pairs) is a single tile, so every tile streamed the whole B from L3. Blocks keep a
-// 256-pair slice of it in L2 (bench, best of 4: these products +11-40 %; the K = 1,024 nt, whose chunks
-// are two tiles, lost 8 % in blocks and stays whole). Within a depth block A is computed in chunks of
+// 256-pair slice of it in L2 (probe, best of 4 alternated: Bolt's dW products +6-24 %, the mixer-out
+// one -2 %; the K = 1,024 nt, whose chunks are two tiles, lost 8 % in blocks and stays whole). Within a depth block A is computed in chunks of
 // about a_chunk_pairs() pairs, which stay in L1 while the thread's B panels pass. Results do not depend
 // on these sizes (micro), so the tests shrink them.
 inline int64_t& kc_pairs_max() {
@@ -433,10 +433,13 @@ inline void part_avx512(int64_t N, int64_t K, int64_t kp, const float* A, int64_
                     // The next tile's rows of C (or of the partial sums), asked for now: a tile reads and
                     // writes them only at its start and end, too far apart for the out-of-order window to
                     // overlap them with this tile's work (the head's C: 10 MB of logits, 7.7 MB of dE).
-                    float* next = (first ? c : p) + k_mr * (first ? ldc : ld_p);
-                    for (int64_t m = 0; m < k_mr && i + k_mr + m < i1; ++m) {
-                        __builtin_prefetch(next + m * (first ? ldc : ld_p), 1, 3);
-                        __builtin_prefetch(next + m * (first ? ldc : ld_p) + 16, 1, 3);
+                    if (i + k_mr < i1) {
+                        const int64_t ld_n = first ? ldc : ld_p;
+                        const float* next = (first ? c : p) + k_mr * ld_n;
+                        for (int64_t m = 0; m < k_mr && i + k_mr + m < i1; ++m) {
+                            __builtin_prefetch(next + m * ld_n, 1, 3);
+                            __builtin_prefetch(next + m * ld_n + 16, 1, 3);
+                        }
                     }
                     micro(pc, ws.a.data() + (i - a0) * rs, rs, ps, b, first ? nullptr : p, ld_p, last ? c : p,
                           last ? ldc : ld_p, std::min<int64_t>(k_mr, i1 - i), nrem, last, last && accumulate, alpha);
