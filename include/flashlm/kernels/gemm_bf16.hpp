@@ -329,9 +329,9 @@ inline void pack_a_amx(const float* A, int64_t lda, KLayout la, int64_t M, int64
 // packs its own B (1.5-4.2 MB: x, 2,048 pairs deep), and with so deep a product an A chunk (about
 // a_chunk_pairs() pairs) is a single tile, so every tile streamed the whole B from L3. Blocks keep a
 // 256-pair slice of it in L2 (probe, best of 4 alternated: Bolt's dW products +6-24 %, the mixer-out
-// one -2 %; the K = 1,024 nt, whose chunks are two tiles, lost 8 % in blocks and stays whole). Within a depth block A is computed in chunks of
-// about a_chunk_pairs() pairs, which stay in L1 while the thread's B panels pass. Results do not depend
-// on these sizes (micro), so the tests shrink them.
+// one -2 %; the K = 1,024 nt, whose chunks are two tiles, lost 8 % in blocks and stays whole). Within
+// a depth block A is computed in chunks of about a_chunk_pairs() pairs, which stay in L1 while the
+// thread's B panels pass. Results do not depend on these sizes (micro), so the tests shrink them.
 inline int64_t& kc_pairs_max() {
     static int64_t v = 256;
     return v;
@@ -348,9 +348,11 @@ inline int64_t& own_b_bytes() {
     static int64_t v = int64_t(1) << 20;
     return v;
 }
+// Rows of an A chunk kc pairs deep: about a_chunk_pairs() pairs, in whole tiles, at least one.
+inline int64_t chunk_rows(int64_t kc) { return std::max<int64_t>(k_mr, a_chunk_pairs() / kc / k_mr * k_mr); }
 // own_b: the thread packs B itself (not packed once by the caller).
 inline int64_t depth_pairs(int64_t kp, int64_t b_bytes, bool own_b) {
-    const bool one_tile_chunks = a_chunk_pairs() / kp < 2 * k_mr;
+    const bool one_tile_chunks = chunk_rows(kp) == k_mr;
     const bool deep = b_bytes > deep_b_bytes() || (own_b && one_tile_chunks && b_bytes > own_b_bytes());
     if (!deep || kp <= kc_pairs_max()) return kp;
     const int64_t blocks = (kp + kc_pairs_max() - 1) / kc_pairs_max();
@@ -399,7 +401,7 @@ inline void part_avx512(int64_t N, int64_t K, int64_t kp, const float* A, int64_
                         const float* B, int64_t ldb, KLayout lb, float* C, int64_t ldc, bool accumulate, float alpha,
                         int64_t r0, int64_t r1, int64_t j0, int64_t j1, Workspace& ws) {
     const int64_t kc = depth_pairs(kp, (j1 - j0) * kp * k_nr * int64_t(sizeof(uint32_t)), bp == nullptr);
-    const int64_t mc = std::max<int64_t>(k_mr, a_chunk_pairs() / kc / k_mr * k_mr);
+    const int64_t mc = chunk_rows(kc);
     const bool partial = accumulate && kp > kc;
     const int64_t pld = (j1 - j0) * k_nr;
     const int64_t mp = (r1 - r0 + k_mr - 1) / k_mr * k_mr;  // rows of a packed A (at most)
