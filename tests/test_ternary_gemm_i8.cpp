@@ -81,6 +81,47 @@ TEST_CASE("ternary_gemm_i8: integer reference on the scalar path, every SIMD pat
     CHECK(kernels::set_isa("auto"));
 }
 
+TEST_CASE("quantize_activations_u8: halves round to even, the clamp, and a NaN or infinity carried to the row") {
+    // Row 0: max |x| = 127, so s = 1 and the codes are the rounded values themselves (+128).
+    // Row 1 holds a NaN, row 2 an infinity: their scales come out NaN, so their outputs do; row 3 is
+    // untouched by its neighbours. 21 columns: one vector of 16 and a tail.
+    const int64_t K = 21;
+    std::vector<float> x(size_t(4 * K), 0.25f);
+    const float row0[] = {0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -2.5f, 126.5f, -126.5f, 127.0f, -127.0f, 3.49f};
+    std::copy(std::begin(row0), std::end(row0), x.begin());
+    x[size_t(K + 17)] = NAN;
+    x[size_t(2 * K + 3)] = -INFINITY;
+    x[size_t(3 * K + 20)] = -2.0f;
+    kernels::Int8Activations a;
+    kernels::quantize_activations_u8(x.data(), 4, K, a);
+    REQUIRE(a.ld == 24);
+    const int expect0[] = {0, 2, 2, 0, -2, -2, 126, -126, 127, -127, 3};
+    for (int c = 0; c < 11; ++c) {
+        CAPTURE(c);
+        CHECK(int(a.q[size_t(c)]) - 128 == expect0[c]);
+    }
+    CHECK(int(a.q[11]) - 128 == 0);        // 0.25 rounds to 0
+    CHECK(int(a.q[21]) == 128);            // padding past K
+    CHECK(a.inv[0] == 1.0f);
+    CHECK(std::isnan(a.inv[1]));
+    CHECK(std::isnan(a.inv[2]));
+    CHECK(a.inv[3] == doctest::Approx(2.0f / 127.0f));
+    CHECK(int(a.q[size_t(3 * a.ld + 20)]) - 128 == -127);
+    CHECK(int(a.q[size_t(3 * a.ld)]) - 128 == 16);  // 0.25 · 127 / 2 = 15.875
+    // Through the GEMM: the NaN and infinity rows are NaN in every output, the others finite.
+    const int64_t N = 3;
+    std::vector<float> wq(size_t(N * K), 0.0f);
+    for (int64_t r = 0; r < N; ++r) wq[size_t(r * K + r)] = 0.5f;
+    const auto y = gemm_i8(x, wq, 4, N, K);
+    for (int64_t r = 0; r < N; ++r) {
+        CAPTURE(r);
+        CHECK(std::isfinite(y[size_t(r)]));
+        CHECK(std::isnan(y[size_t(N + r)]));
+        CHECK(std::isnan(y[size_t(2 * N + r)]));
+        CHECK(std::isfinite(y[size_t(3 * N + r)]));
+    }
+}
+
 TEST_CASE("pack_ternary_i8: codes in the VNNI tiles, row sums, and a blockwise W̃ refused") {
     const int64_t N = 18, K = 6;  // two tiles, the second partial; K padded to 8
     std::vector<float> wq(size_t(N * K), 0.0f);
