@@ -190,6 +190,17 @@ TEST_CASE("quantize_activations_int8: per-row absmax, half to even") {
     CHECK(q[3] == 0);
     CHECK(s[1] == doctest::Approx(127.0f / 1e-5f));  // all-zero row: clamped max, zero codes
     for (int i = 4; i < 8; ++i) CHECK(q[i] == 0);
+    // A NaN: the row's scale is NaN (so are its outputs), its codes a defined -127, the next row untouched.
+    const float xn[6] = {1.0f, NAN, 2.0f, 0.5f, -1.0f, 0.25f};
+    int8_t qn[6];
+    float sn[2];
+    quantize_activations_int8(xn, 2, 3, qn, sn);
+    CHECK(std::isnan(sn[0]));
+    for (int i = 0; i < 3; ++i) CHECK(qn[i] == -127);
+    CHECK(sn[1] == 127.0f);
+    CHECK(qn[3] == 64);  // 63.5 to even
+    CHECK(qn[4] == -127);
+    CHECK(qn[5] == 32);  // 31.75
 }
 
 TEST_CASE("quantize_activations_int8: same codes and scales as the std::nearbyint reference") {

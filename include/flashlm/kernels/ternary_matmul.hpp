@@ -225,7 +225,12 @@ inline void quantize_rows_int8(const float* x, int64_t M, int64_t K, int8_t* q, 
         const float s = 127.0f / std::max(amax, 1e-5f);
         int8_t* qr = q + m * ldq;
         for (int64_t k = 0; k < K; ++k) {
-            const float v = std::clamp(xr[k] * s, -127.0f, 127.0f);
+            // std::clamp's order of tests, written so that a NaN (a NaN x, or every x of a row holding
+            // one, whose scale is NaN) becomes -127 rather than reaching the int cast, which it would make
+            // undefined; the NaN scale still makes the row's outputs NaN.
+            float v = xr[k] * s;
+            v = v > -127.0f ? v : -127.0f;
+            v = v < 127.0f ? v : 127.0f;
             qr[k] = int8_t(int32_t((v + k_round) - k_round));
         }
         scales[m] = s;
