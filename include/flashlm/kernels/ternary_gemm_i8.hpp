@@ -98,9 +98,9 @@ inline void quantize_activations_u8(const float* x, int64_t M, int64_t K, Int8Ac
     parallel_for(M, 4 * M * K, [&](int64_t m0, int64_t m1) {
         for (int64_t m = m0; m < m1; ++m) {
             const float* xr = x + m * K;
-            // Max is exact, so the order of the vectorised reduction changes nothing. The max skips a NaN,
-            // so `bad` (x − x: NaN for a NaN or an infinity) carries one to the row's scale and the row's
-            // outputs come out NaN, as from the float GEMM, for the trainer's NaN check.
+            // Max is exact, so the order of the vectorised reduction changes nothing. The max may skip a
+            // NaN, so `bad` (x − x: NaN for a NaN or an infinity) carries one to the row's scale and the
+            // row's outputs come out NaN, as from the float GEMM, for the trainer's NaN check.
             float amax = 0.0f, bad = 0.0f;
 #pragma omp simd reduction(max : amax) reduction(+ : bad)
             for (int64_t c = 0; c < K; ++c) {
