@@ -25,8 +25,10 @@ struct Shape3 {
     int64_t M, N, K;
 };
 // M = 1024: tn's K-strided A has lda = 1024 there, the one case the kernel still packs (gemm_f32.hpp).
-const Shape3 k_shapes[] = {{1, 1, 1},     {13, 33, 17},   {29, 65, 300}, {15, 31, 600},
-                           {130, 70, 1100}, {30, 200, 40}, {301, 97, 192}, {1024, 35, 70}};
+// N = 2100: nn's and tn's K-strided B is read in place but for its last, partial panel, which lies in a
+// thread's second group of panels (2 depth blocks of 260, 31 panels a group, 66 panels split by column).
+const Shape3 k_shapes[] = {{1, 1, 1},       {13, 33, 17},  {29, 65, 300},  {15, 31, 600},    {130, 70, 1100},
+                           {30, 200, 40},   {301, 97, 192}, {1024, 35, 70}, {40, 2100, 520}};
 
 enum class Kind { nt, nn, tn };
 

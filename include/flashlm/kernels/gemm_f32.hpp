@@ -6,9 +6,11 @@
 //
 // The micro-kernel keeps a 14 × 32 tile of C in 28 zmm registers; per k it loads two vectors of a B panel
 // and broadcasts 14 elements of A. Operands are packed so that both are read as one contiguous stream:
-//  - B into panels of 32 columns, zero past N (k_inner sources transposed 16 × 16 in registers, k_outer
-//    ones copied row by row): per thread, a group of panels at one depth block ([panel][kc][32]) just
-//    before use, or once by the caller for many products ([panel][K][32], pack_b; the tied head's E).
+//  - B into panels of 32 columns, zero past N (k_inner sources transposed 16 × 16 in registers): per
+//    thread, a group of panels at one depth block ([panel][kc][32]) just before use, or once by the
+//    caller for many products ([panel][K][32], pack_b; the tied head's E). A k_outer B already holds a
+//    panel's 32 values of one k side by side: its full panels are read in place (stride ldb), and only a
+//    last partial panel is copied.
 //  - A, per thread, in chunks of up to mc rows and one depth block: [tile][kc][14]; a K-strided A is read
 //    in place instead (its 14 values per k are already adjacent; see compute).
 // Depth is blocked (kc ≤ k_kc_max, a function of K alone) so that a B panel slice (kc × 32 floats) stays
@@ -122,8 +124,8 @@ FLASHLM_F32_TARGET inline void pack_a_chunk(const float* A, int64_t lda, KLayout
 // from `init` (a partial sum of earlier depth blocks; null: zero) and is added to `out` when add_out.
 // as: 14 for a packed A tile, or lda for a K-strided A read where it lies.
 template <int R>
-FLASHLM_F32_TARGET inline void micro(int64_t kc, const float* a, int64_t as, const float* b, const float* init, int64_t ild,
-                                     float* out, int64_t ldo, int64_t ncols, bool add_out) {
+FLASHLM_F32_TARGET inline void micro(int64_t kc, const float* a, int64_t as, const float* b, int64_t bs, const float* init,
+                                     int64_t ild, float* out, int64_t ldo, int64_t ncols, bool add_out) {
     const __mmask16 m0 = lanes(ncols), m1 = lanes(ncols - 16);
     // Unrolled: as a plain loop GCC turned the zero start into two memset calls on a stack copy of the
     // accumulators (a call per tile and depth block, ~2.5 % of a nova-diff step in perf).
@@ -139,8 +141,8 @@ FLASHLM_F32_TARGET inline void micro(int64_t kc, const float* a, int64_t as, con
         for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
     }
 #pragma GCC unroll 2
-    for (int64_t k = 0; k < kc; ++k, a += as) {
-        const __m512 b0 = _mm512_load_ps(b + k * k_nr), b1 = _mm512_load_ps(b + k * k_nr + 16);
+    for (int64_t k = 0; k < kc; ++k, a += as, b += bs) {
+        const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
         for (int r = 0; r < R; ++r) {
             const __m512 av = _mm512_set1_ps(a[r]);
             c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
@@ -161,10 +163,10 @@ FLASHLM_F32_TARGET inline void micro(int64_t kc, const float* a, int64_t as, con
 }
 
 template <int... R>
-FLASHLM_F32_TARGET inline void micro_rows(int rows, int64_t kc, const float* a, int64_t as, const float* b,
+FLASHLM_F32_TARGET inline void micro_rows(int rows, int64_t kc, const float* a, int64_t as, const float* b, int64_t bs,
                                           const float* init, int64_t ild, float* out, int64_t ldo, int64_t ncols,
                                           bool add_out, std::integer_sequence<int, R...>) {
-    ((rows == R + 1 ? micro<R + 1>(kc, a, as, b, init, ild, out, ldo, ncols, add_out) : void()), ...);
+    ((rows == R + 1 ? micro<R + 1>(kc, a, as, b, bs, init, ild, out, ldo, ncols, add_out) : void()), ...);
 }
 
 struct Workspace {
@@ -205,6 +207,13 @@ FLASHLM_F32_TARGET inline void compute(int64_t N, int64_t K, const float* A, int
     // of a tile would then fall in one L1 set.
     const bool direct_a = la == KLayout::k_outer && lda % 1024 != 0;
     const int64_t as = direct_a ? lda : k_mr;
+    // A K-strided B (x of dW = dyᵀ x, W of dx = dy W) holds a panel's 32 values of one k side by side as
+    // well: full panels are read in place, with stride ldb, and only a last partial panel is packed
+    // (bench_gemm_shapes, 2 threads, best of 4 alternated: the dW products +8-10 %, dx within ±4 %; the same
+    // k order, so the same bits). Not where ldb is a multiple of 2 KiB: the dW of GLU down (ldb = 512)
+    // read in place lost 1-3 %, its rows falling into two L1 sets.
+    const bool direct_b = !bp && lb == KLayout::k_outer && ldb % 512 != 0;
+    const int64_t full_panels = N / k_nr;
     for (int64_t k0 = 0; k0 < K; k0 += kc) {
         const int64_t akc = std::min(kc, K - k0);
         const int64_t a_step = direct_a ? k_mr : akc * k_mr;
@@ -213,12 +222,17 @@ FLASHLM_F32_TARGET inline void compute(int64_t N, int64_t K, const float* A, int
             const int64_t g1 = std::min(j1, g0 + gp);
             const float* bg = bp ? bp + g0 * K * k_nr + k0 * k_nr : ws.b.data();
             const int64_t bstride = bp ? K * k_nr : akc * k_nr;
-            if (!bp) pack_b_panels(B, ldb, lb, N, g0, g1, k0, akc, ws.b.data(), bstride);
+            // Panels [p0, g1) are packed, from the buffer's start: the group, or with a direct B at most
+            // its partial panel.
+            const int64_t p0 = direct_b ? std::max(g0, full_panels) : g0;
+            if (!bp && p0 < g1) pack_b_panels(B, ldb, lb, N, p0, g1, k0, akc, ws.b.data(), bstride);
             for (int64_t i0 = r0; i0 < r1; i0 += mc) {
                 const int64_t i1 = std::min(r1, i0 + mc);
                 if (!direct_a) pack_a_chunk(A, lda, la, i0, i1, k0, akc, ws.a.data());
                 for (int64_t j = g0; j < g1; ++j) {
-                    const float* b = bg + (j - g0) * bstride;
+                    const bool in_place = direct_b && j < full_panels;
+                    const float* b = in_place ? B + k0 * ldb + j * k_nr : bg + (j - p0) * bstride;
+                    const int64_t bs = in_place ? ldb : k_nr;
                     const int64_t n0 = j * k_nr, ncols = std::min<int64_t>(k_nr, N - n0);
                     const float* a = direct_a ? A + k0 * lda + i0 : ws.a.data();
                     for (int64_t i = i0; i < i1; i += k_mr, a += a_step) {
@@ -229,10 +243,10 @@ FLASHLM_F32_TARGET inline void compute(int64_t N, int64_t K, const float* A, int
                         float* out = last ? c : p;
                         const bool add_out = last && accumulate;
                         if (i + k_mr <= i1)
-                            micro<k_mr>(akc, a, as, b, init, ld_p, out, last ? ldc : ld_p, ncols, add_out);
+                            micro<k_mr>(akc, a, as, b, bs, init, ld_p, out, last ? ldc : ld_p, ncols, add_out);
                         else
-                            micro_rows(int(i1 - i), akc, a, as, b, init, ld_p, out, last ? ldc : ld_p, ncols, add_out,
-                                       std::make_integer_sequence<int, k_mr - 1>());
+                            micro_rows(int(i1 - i), akc, a, as, b, bs, init, ld_p, out, last ? ldc : ld_p, ncols,
+                                       add_out, std::make_integer_sequence<int, k_mr - 1>());
                     }
                 }
             }
