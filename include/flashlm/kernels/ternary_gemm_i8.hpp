@@ -111,19 +111,7 @@ inline void quantize_activations_u8(const float* x, int64_t M, int64_t K, Int8Ac
             uint8_t* q = a.q.data() + m * a.ld;
             // simd: q (bytes) may alias x as far as the compiler knows, which kept this loop scalar.
 #pragma omp simd
-            for (int64_t c = 0; c < K; ++c) {
-                // The clamp catches the last ulp of |x · s| ≤ 127 (and a NaN, which becomes -127: no
-                // undefined cast). Before the rounding it gives the same codes, and it keeps the product
-                // from being contracted into an FMA with the add below, which would round once, not twice.
-                float v = xr[c] * s;
-                v = v > -127.0f ? v : -127.0f;
-                v = v < 127.0f ? v : 127.0f;
-                // Round half to even as rint (std::nearbyint is a libm call, ~2 ns a value): adding
-                // 1.5 · 2^23 puts v where the float spacing is 1, so the add rounds to an integer (ties to
-                // even) and the subtraction is exact.
-                v = (v + 12582912.0f) - 12582912.0f;
-                q[c] = uint8_t(int32_t(v) + 128);  // 1..255: unsigned for vpdpbusd
-            }
+            for (int64_t c = 0; c < K; ++c) q[c] = uint8_t(detail::activation_code(xr[c] * s) + 128);  // 1..255
             for (int64_t c = K; c < a.ld; ++c) q[c] = 128;
             a.inv[size_t(m)] = 1.0f / s + bad;
         }
