@@ -6,7 +6,7 @@
 #include <cmath>
 
 #include "flashlm/autograd/tape.hpp"
-#include "flashlm/ops/bitlinear_int8.hpp"
+#include "flashlm/ops/ternary_linear.hpp"
 #include "flashlm/ops/linear.hpp"
 
 namespace flashlm::ops {
@@ -34,7 +34,7 @@ T quantize_absmean(const T* w, T* out, int64_t n) {
 
 template <class T>
 void bitlinear_backward(Node<T>& n) {
-    linear_backward_raw(n.in[0], n.saved[0], n.in[1].grad, n.in[1].dim(0), n.out);
+    ternary_linear_backward_raw(n.in[0], n.saved[0], n.in[1].grad, n.in[1].dim(0), n.out);
 }
 
 template <class T>

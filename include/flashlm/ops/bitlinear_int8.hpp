@@ -11,7 +11,6 @@
 #include <atomic>
 #include <type_traits>
 
-#include "flashlm/kernels/gemm.hpp"
 #include "flashlm/kernels/ternary_gemm_i8.hpp"
 
 namespace flashlm::ops {
@@ -22,23 +21,5 @@ inline std::atomic<bool>& int8_forward_slot() {
 }
 inline void set_int8_forward(bool on) { int8_forward_slot().store(on); }
 inline bool int8_forward() { return int8_forward_slot().load(std::memory_order_relaxed); }
-
-// y[M, N] = x[M, K] · wqᵀ for a per-row ternary wq: the int8 path when the switch is on (float only),
-// else the float GEMM.
-template <class T>
-void ternary_linear_forward(int64_t M, int64_t N, int64_t K, const T* x, const T* wq, T* y) {
-    if constexpr (std::is_same_v<T, float>) {
-        if (int8_forward()) {
-            // Grown on the first step and reused: a training step allocates nothing.
-            thread_local kernels::TernaryI8Weights w;
-            thread_local kernels::Int8Activations a;
-            kernels::pack_ternary_i8(wq, N, K, w);
-            kernels::quantize_activations_u8(x, M, K, a);
-            kernels::ternary_gemm_i8(w, a, y);
-            return;
-        }
-    }
-    kernels::gemm_nt(M, N, K, x, wq, y, false);
-}
 
 }  // namespace flashlm::ops

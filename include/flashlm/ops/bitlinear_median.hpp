@@ -14,7 +14,7 @@
 
 #include "flashlm/autograd/tape.hpp"
 #include "flashlm/core/parallel.hpp"
-#include "flashlm/ops/bitlinear_int8.hpp"
+#include "flashlm/ops/ternary_linear.hpp"
 #include "flashlm/ops/linear.hpp"
 
 namespace flashlm::ops {
@@ -142,7 +142,7 @@ void median_clipped_add(const Tensor<T>& W, T alpha, const T* G, int64_t ld, int
 template <class T>
 void bitlinear_median_backward_raw(const T* x, T* dx, const T* W, T* dW, T* wq, T alpha, const T* dy, int64_t M,
                                    int64_t N, int64_t K, bool dx_accumulate = true) {
-    if (dx) kernels::gemm_nn(M, K, N, dy, wq, dx, dx_accumulate);
+    if (dx) ternary_linear_dx(M, K, N, dy, wq, dx, dx_accumulate);
     if (!dW) return;
     // W̃ is no longer needed: its buffer receives the unclipped dyᵀx.
     kernels::gemm_tn(N, K, M, dy, x, wq, false);

@@ -7,7 +7,7 @@
 #include <cmath>
 
 #include "flashlm/autograd/tape.hpp"
-#include "flashlm/ops/bitlinear_int8.hpp"
+#include "flashlm/ops/ternary_linear.hpp"
 #include "flashlm/ops/linear.hpp"
 
 namespace flashlm::ops {
@@ -36,7 +36,7 @@ void quantize_absmean_rows(const T* w, T* out, int64_t rows, int64_t cols, T* al
 
 template <class T>
 void bitlinear_rows_backward(Node<T>& n) {
-    linear_backward_raw(n.in[0], n.saved[0], n.in[1].grad, n.in[1].dim(0), n.out);
+    ternary_linear_backward_raw(n.in[0], n.saved[0], n.in[1].grad, n.in[1].dim(0), n.out);
 }
 
 // x: [..., K], W: [N, K] -> [..., N]

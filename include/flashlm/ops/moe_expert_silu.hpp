@@ -17,7 +17,7 @@
 #include "flashlm/autograd/tape.hpp"
 #include "flashlm/core/parallel.hpp"
 #include "flashlm/ops/activation.hpp"
-#include "flashlm/ops/bitlinear_int8.hpp"
+#include "flashlm/ops/ternary_linear.hpp"
 #include "flashlm/ops/bitlinear_rows.hpp"
 #include "flashlm/ops/moe_expert.hpp"
 #include "flashlm/ops/moe_routing.hpp"
@@ -52,10 +52,10 @@ void backward(const T* X, const T* A, const T* dY, const T* wq, T* dW1, T* dW2, 
               int64_t n, int64_t D, int64_t F) {
     silu_raw(A, S, n * F);
     if (dW2) kernels::gemm_tn(D, F, n, dY, S, dW2, true);
-    kernels::gemm_nn(n, F, D, dY, wq + a16(F * D), S, false);  // dS over S
+    ternary_linear_dx(n, F, D, dY, wq + a16(F * D), S, false);  // dS over S
     silu_backward_raw(A, S, S, n * F, false);                  // dA over dS
     if (dW1) kernels::gemm_tn(F, D, n, S, X, dW1, true);
-    if (dX) kernels::gemm_nn(n, D, F, S, wq, dX, dx_accumulate);
+    if (dX) ternary_linear_dx(n, D, F, S, wq, dX, dx_accumulate);
 }
 
 template <class T>

@@ -122,7 +122,7 @@ void parallel_branch_residual_backward(Node<T>& n) {
     output_weights(p, wo);
 
     // output projections: dZ = dout W̃_out, dW_out = doutᵀ Z (clipped per weight)
-    kernels::gemm_nn(M, nz, D, dout, s.wq_out, dZ, false);
+    ternary_linear_dx(M, nz, D, dout, s.wq_out, dZ, false);
     kernels::gemm_tn(D, nz, M, dout, s.Z, G, false);
     for (int k = 0, c0 = 0; k < 3; c0 += int(wo[k]->dim(1)), ++k) median_clipped_add(*wo[k], s.alpha[S + 3 + k], G, nz, c0);
 
@@ -204,7 +204,7 @@ void parallel_branch_residual_backward(Node<T>& n) {
             for (int64_t k = 0; k < S; ++k) p.router_b.grad[k] += drl[r * S + k];
 
     // input projections: dh = dY W̃_in + drl W_r, dW_in = dYᵀ h (clipped per weight)
-    kernels::gemm_nn(M, D, ny, dY, s.wq_in, dh, false);
+    ternary_linear_dx(M, D, ny, dY, s.wq_in, dh, false);
     kernels::gemm_nn(M, D, S, drl, p.router_w.data, dh, true);
     kernels::gemm_tn(ny, D, M, dY, s.h, G, false);
     for (int64_t k = 0, r0 = 0; k < S + 3; r0 += wi[k]->dim(0), ++k) median_clipped_add(*wi[k], s.alpha[k], G + r0 * D, D, 0);

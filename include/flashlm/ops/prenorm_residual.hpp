@@ -49,6 +49,15 @@ void branch_forward(int64_t M, int64_t N, int64_t K, const T* x, const T* w, T* 
     else
         ternary_linear_forward(M, N, K, x, w, y);
 }
+// The backward of branch_forward: dx (+)= dy w, dW += dyᵀ x.
+template <class T>
+void branch_backward(const Tensor<T>& x, const T* w, T* dW, int64_t N, const Tensor<T>& out, bool dx_accumulate,
+                     BranchWeights kind) {
+    if (kind == BranchWeights::dense)
+        linear_backward_raw(x, w, dW, N, out, dx_accumulate);
+    else
+        ternary_linear_backward_raw(x, w, dW, N, out, dx_accumulate);
+}
 
 // Sub-buffers start on 64-byte boundaries like arena blocks: Eigen's elementwise loops peel unaligned
 // heads with scalar code, whose exp differs from the vector one in the last bit.
@@ -125,15 +134,16 @@ void prenorm_gated_conv_residual_backward(Node<T>& n) {
     // the residual's gradient is its output gradient
     conv::forward(u + D, 2 * D, wt, B, L, D, K, h);
     sigmoid_gate_raw(u, h, A, M, D);
-    linear_backward_raw(Tensor<T>(A, Bf, Shape{M, D}), wq_down, Wdown.grad, D, Tensor<T>(nullptr, n.out.grad, Shape{M, D}),
-                        false);
+    branch_backward(Tensor<T>(A, Bf, Shape{M, D}), wq_down, Wdown.grad, D, Tensor<T>(nullptr, n.out.grad, Shape{M, D}),
+                    false, kind);
     // gated conv
     zero(du, 2 * M * D);
     if (cw.grad) zero(part, int64_t(max_threads()) * K * D);
     gated_causal_conv_backward_raw(u, du, h, Bf, A, wt, part, cw.grad, B, L, D, K);
     // up: its input h1 = RMSNorm(x) recomputed (r rewritten with the same values)
     rmsnorm_raw(x.data, g.data, n.f[0], A, r, M, D);
-    linear_backward_raw(Tensor<T>(A, Bf, Shape{M, D}), wq_up, Wup.grad, 2 * D, Tensor<T>(u, du, Shape{M, 2 * D}), false);
+    branch_backward(Tensor<T>(A, Bf, Shape{M, D}), wq_up, Wup.grad, 2 * D, Tensor<T>(u, du, Shape{M, 2 * D}), false,
+                    kind);
     rmsnorm_backward_raw(x.data, g.data, r, Bf, x.grad, g.grad, M, D);
 }
 
@@ -203,8 +213,8 @@ void prenorm_ternary_glu_residual_backward(Node<T>& n) {
     // (recomputed), then dS over S (the two products are independent; the same calls as one backward)
     const Tensor<T> dout(nullptr, n.out.grad, Shape{M, D});
     swiglu_raw(a, b, s1, M * H);
-    linear_backward_raw(Tensor<T>(s1, nullptr, Shape{M, H}), wqd, Wd.grad, D, dout);
-    linear_backward_raw(Tensor<T>(nullptr, s1, Shape{M, H}), wqd, static_cast<T*>(nullptr), D, dout, false);
+    branch_backward(Tensor<T>(s1, nullptr, Shape{M, H}), wqd, Wd.grad, D, dout, true, kind);
+    branch_backward(Tensor<T>(nullptr, s1, Shape{M, H}), wqd, static_cast<T*>(nullptr), D, dout, false, kind);
     // SwiGLU: da over dS, db over b (its last reader is this pass)
     swiglu_backward_inplace(a, b, s1, M * H);
     T* db = b;
@@ -212,8 +222,8 @@ void prenorm_ternary_glu_residual_backward(Node<T>& n) {
     // nn::TernaryGLU, whose swiglu(gate(x), up(x)) evaluates (records) up first; the order matters
     // once the GEMM splits H into several K blocks
     rmsnorm_raw(x.data, g.data, n.f[0], h, r, M, D);
-    linear_backward_raw(Tensor<T>(h, dh, Shape{M, D}), wqg, Wg.grad, H, Tensor<T>(nullptr, s1, Shape{M, H}), false);
-    linear_backward_raw(Tensor<T>(h, dh, Shape{M, D}), wqu, Wu.grad, H, Tensor<T>(nullptr, db, Shape{M, H}));
+    branch_backward(Tensor<T>(h, dh, Shape{M, D}), wqg, Wg.grad, H, Tensor<T>(nullptr, s1, Shape{M, H}), false, kind);
+    branch_backward(Tensor<T>(h, dh, Shape{M, D}), wqu, Wu.grad, H, Tensor<T>(nullptr, db, Shape{M, H}), true, kind);
     rmsnorm_backward_raw(x.data, g.data, r, dh, x.grad, g.grad, M, D);
 }
 

@@ -72,7 +72,7 @@ void shift_recurrence_residual_backward(Node<T>& n) {
     group_norm_rows_raw(Y, p.gn_w.data, p.gn_b.data, p.gn_eps, Gb, gmu, grs, M, I, G);
     // W_proj: dW_proj += doutᵀ GroupNorm(y), dG = dout W̃_proj; then the norm's backward writes dy over Gb
     if (p.W_proj.grad) kernels::gemm_tn(D, I, M, dout, Gb, p.W_proj.grad, true);
-    kernels::gemm_nn(M, I, D, dout, wqp, dG, false);
+    ternary_linear_dx(M, I, D, dout, wqp, dG, false);
     group_norm_rows_backward_raw(Y, p.gn_w.data, gmu, grs, dG, Gb, false, p.gn_w.grad, p.gn_b.grad, part, M, I, G);
     // y = o ⊙ h: dz_o = dy ⊙ h ⊙ o(1 − o) into dZ, dh = dy ⊙ o over dG
     parallel_for(M, 5 * M * I, [&](int64_t r0, int64_t r1) {
@@ -120,7 +120,7 @@ void shift_recurrence_residual_backward(Node<T>& n) {
     }
     // the three input projections as one: dU = dZ W̃_fvo, dW_fvo = dZᵀ u (u recomputed)
     shift_detail::norm_shift(x.data, p.norm_w.data, p.norm_b.data, p.norm_eps, s, N, U, mu, rs, M, L, D);
-    kernels::gemm_nn(M, D, 3 * I, dZ, wq, dU, false);
+    ternary_linear_dx(M, D, 3 * I, dZ, wq, dU, false);
     kernels::gemm_tn(3 * I, D, M, dZ, U, GW, false);
     const Tensor<T>* win[3] = {&p.W_f, &p.W_v, &p.W_o};
     for (int k = 0; k < 3; ++k)

@@ -12,7 +12,7 @@
 #include <algorithm>
 
 #include "flashlm/ops/activation.hpp"
-#include "flashlm/ops/bitlinear_int8.hpp"
+#include "flashlm/ops/ternary_linear.hpp"
 #include "flashlm/ops/bitlinear_q1p.hpp"
 #include "flashlm/ops/group_norm.hpp"
 #include "flashlm/ops/prenorm_residual.hpp"
@@ -69,14 +69,14 @@ void shift_relu2_residual_backward(Node<T>& n) {
         }
     });
     if (Wd.grad) kernels::gemm_tn(D, F, M, dout, R, Wd.grad, true);
-    kernels::gemm_nn(M, F, D, dout, wqd, R, false);
+    ternary_linear_dx(M, F, D, dout, wqd, R, false);
     // relu²: dA = 2 max(A, 0) dR, in place
     parallel_for(M * F, M * F, [&](int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i) R[i] = T(2) * std::max(A[i], T(0)) * R[i];
     });
     // up: dU = dA W̃_up, dW_up += dAᵀ u (u recomputed)
     norm_shift(x.data, w.data, b.data, n.f[0], s, N, U, mu, rs, M, L, D);
-    kernels::gemm_nn(M, D, F, R, wqu, dU, false);
+    ternary_linear_dx(M, D, F, R, wqu, dU, false);
     if (Wu.grad) kernels::gemm_tn(F, D, M, R, U, Wu.grad, true);
     norm_shift_backward(x, w, b, mix, s, mu, rs, N, dU, U, parts, L);
 }

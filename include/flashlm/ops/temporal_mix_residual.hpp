@@ -58,7 +58,7 @@ void temporal_mix_residual_backward(Node<T>& n) {
     T* GW = dP + a16(2 * M * D);
     // out_proj: dT = dout W̃o, dWo = doutᵀ t (t recomputed)
     lerp_rows(C, G, t, M, D);
-    kernels::gemm_nn(M, D, D, dout, wqo, dT, false);
+    ternary_linear_dx(M, D, D, dout, wqo, dT, false);
     kernels::gemm_tn(D, D, M, dout, t, GW, false);
     median_clipped_add(Wo, alpha[3], GW, D, 0);
     // lerp and σ: dpre = dT ⊙ (m − u) ⊙ g(1 − g); du = dT ⊙ (1 − g); dm = dT ⊙ g (kept in dT)
@@ -74,7 +74,7 @@ void temporal_mix_residual_backward(Node<T>& n) {
         }
     });
     // gate over [u | m]: dC = dpre W̃g, dWg = dpreᵀ C
-    kernels::gemm_nn(M, 2 * D, D, dpre, wqg, dC, false);
+    ternary_linear_dx(M, 2 * D, D, dpre, wqg, dC, false);
     kernels::gemm_tn(D, 2 * D, M, dpre, C, GW, false);
     median_clipped_add(Wg, alpha[2], GW, 2 * D, 0);
     // du += dC's left half; dm = dT + dC's right half, shifted back onto P: dP1_s = dm_{s+1}, dP2_s = dm_{s+2}
@@ -98,7 +98,7 @@ void temporal_mix_residual_backward(Node<T>& n) {
     });
     // mix1 and mix2 as one: du += dP W̃12, dW12 = dPᵀ u (u recomputed, r rewritten with the same values)
     rmsnorm_raw(x.data, gain.data, n.f[0], U, r, M, D);
-    kernels::gemm_nn(M, D, 2 * D, dP, wq12, dU, true);
+    ternary_linear_dx(M, D, 2 * D, dP, wq12, dU, true);
     kernels::gemm_tn(2 * D, D, M, dP, U, GW, false);
     median_clipped_add(W1, alpha[0], GW, D, 0);
     median_clipped_add(W2, alpha[1], GW + D * D, D, 0);
