@@ -14,8 +14,8 @@
 
 #include "flashlm/autograd/tape.hpp"
 #include "flashlm/core/parallel.hpp"
-#include "flashlm/ops/ternary_linear.hpp"
 #include "flashlm/ops/linear.hpp"
+#include "flashlm/ops/ternary_linear.hpp"
 
 namespace flashlm::ops {
 

@@ -7,8 +7,8 @@
 #include <cmath>
 
 #include "flashlm/autograd/tape.hpp"
-#include "flashlm/ops/ternary_linear.hpp"
 #include "flashlm/ops/linear.hpp"
+#include "flashlm/ops/ternary_linear.hpp"
 
 namespace flashlm::ops {
 

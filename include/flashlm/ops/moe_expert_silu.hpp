@@ -17,11 +17,11 @@
 #include "flashlm/autograd/tape.hpp"
 #include "flashlm/core/parallel.hpp"
 #include "flashlm/ops/activation.hpp"
-#include "flashlm/ops/ternary_linear.hpp"
 #include "flashlm/ops/bitlinear_rows.hpp"
 #include "flashlm/ops/moe_expert.hpp"
 #include "flashlm/ops/moe_routing.hpp"
 #include "flashlm/ops/prenorm_residual.hpp"
+#include "flashlm/ops/ternary_linear.hpp"
 
 namespace flashlm::ops {
 

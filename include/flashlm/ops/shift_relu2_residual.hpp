@@ -12,10 +12,10 @@
 #include <algorithm>
 
 #include "flashlm/ops/activation.hpp"
-#include "flashlm/ops/ternary_linear.hpp"
 #include "flashlm/ops/bitlinear_q1p.hpp"
 #include "flashlm/ops/group_norm.hpp"
 #include "flashlm/ops/prenorm_residual.hpp"
+#include "flashlm/ops/ternary_linear.hpp"
 #include "flashlm/ops/token_shift.hpp"
 
 namespace flashlm::ops {
