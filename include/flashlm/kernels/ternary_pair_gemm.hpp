@@ -10,8 +10,9 @@
 // then only breaks even. So the kernel adds pairs: for a block of 32 tokens and each pair of depths
 // (k, k+1) it builds a table of a_k, a_{k+1}, a_k + a_{k+1} and a_k − a_{k+1} (32 floats each), and a
 // row of T picks one entry per pair, added or subtracted (8 of the 9 sign pairs; (0, 0) picks nothing).
-// That is 0.44 additions per depth per 16 outputs where the FMA kernel does 1 FMA: measured 1.2–1.5x
-// the FMA kernel per product (docs/training-speed.md, Session 24).
+// That is 0.44 additions per depth per 16 outputs where the FMA kernel does 1 FMA: measured 1.24–1.39x
+// the FMA kernel per Bolt product, 1.04–1.33x where K needs several depth blocks (docs/training-speed.md,
+// Session 24).
 //
 // Layout: T's rows are lists of table offsets, built per call (one pass over T, vector compress):
 // for each group of k_rows rows and depth block, a "plus" and a "minus" list per row, padded to the
@@ -22,7 +23,7 @@
 // Sums run in another order than the FMA kernel's (and pair sums round once more), so results differ from
 // it in the last bits; each element's order depends on T alone, so results do not depend on the thread
 // count. A T whose rows are not of that form (a dense weight, a NaN anywhere) is refused: the callers
-// then run the FMA kernel.
+// then run the GEMM.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
