@@ -9,6 +9,8 @@
 // process's signal frames, so it is a separate call (request_amx_permission) that only the bf16 kernel
 // choice makes, not part of the probe.
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -77,6 +79,13 @@ inline CpuFeatures probe_cpu() {
 inline const CpuFeatures& cpu_features() {
     static const CpuFeatures f = detail::probe_cpu();
     return f;
+}
+
+// Whether FLASHLM_ISA (set, and not "avx512") hides the AVX-512 kernels of training (the f32 and bf16
+// GEMMs, the ternary add kernel), as it does the ternary kernels' AVX-512 paths. Read on every call.
+inline bool isa_env_hides_avx512() {
+    const char* env = std::getenv("FLASHLM_ISA");
+    return env && *env && std::string(env) != "avx512";
 }
 
 // Asks Linux for this process's AMX tile state (needed once before the first tile instruction); false

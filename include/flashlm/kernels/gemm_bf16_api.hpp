@@ -62,8 +62,7 @@ inline bool cpu_has_amx_bf16() { return cpu_features().amx_bf16 && cpu_has_avx51
 // does a program without the kernels (no arch/gemm_bf16.cpp).
 inline std::atomic<Bf16Kernel>& kernel_slot() {
     static std::atomic<Bf16Kernel> slot{[] {
-        if (const char* env = std::getenv("FLASHLM_ISA"); env && *env && std::string(env) != "avx512")
-            return Bf16Kernel::none;
+        if (isa_env_hides_avx512()) return Bf16Kernel::none;
         if (!bf16_hooks().gemm) return Bf16Kernel::none;
         const bool avx = cpu_has_avx512_bf16(), amx = avx && cpu_has_amx_bf16();
         if (const char* env = std::getenv("FLASHLM_BF16"); env && *env) {

@@ -37,7 +37,7 @@ inline F32Hooks& f32_hooks() {
 
 namespace f32_detail {
 inline bool f32_kernel_available() {
-    if (const char* env = std::getenv("FLASHLM_ISA"); env && *env && std::string(env) != "avx512") return false;
+    if (isa_env_hides_avx512()) return false;
     return f32_hooks().gemm && cpu_features().avx512f;
 }
 inline std::atomic<bool>& f32_slot() {

@@ -43,7 +43,7 @@ namespace flashlm::kernels {
 namespace pair_detail {
 inline bool available() {
 #if defined(__x86_64__)
-    if (const char* env = std::getenv("FLASHLM_ISA"); env && *env && std::string(env) != "avx512") return false;
+    if (isa_env_hides_avx512()) return false;
     return cpu_features().avx512f;
 #else
     return false;

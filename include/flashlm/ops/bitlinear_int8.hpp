@@ -9,7 +9,6 @@
 // value. Q5 blockwise (several scales per row) and double precision keep the float forward.
 // The switch is process-wide, like the kernel ISA: set it before training, not while a forward runs.
 #include <atomic>
-#include <type_traits>
 
 #include "flashlm/kernels/ternary_gemm_i8.hpp"
 
