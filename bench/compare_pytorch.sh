@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # flashlm vs PyTorch, one training step (forward, the variant's loss, backward, clip, AdamW with the
 # variant's upstream recipe) on random tokens. The PyTorch side is the variant's definition in
-# tests/parity/ built from the config flashlm prints, so both run the same model. Each measurement is its
+# tests/parity/ built from the config flashlm prints, so both run the same model, and it starts from
+# flashlm's initial weights and batch (--save-init / --init), so both train the same numbers: the table's
+# loss column (after warmup + steps) shows they agree. Each measurement is its
 # own process (bench_train_step_cli / bench/torch_train_step.py), so peak RSS and page faults are its own;
 # they alternate, and swap who goes first every round, so drift on this shared machine hits all. The
 # FP32 FMA peak is measured in the same run (before and after; the best counts), for "% of peak".
@@ -102,15 +104,16 @@ for r in $(seq 1 "$rounds"); do
     [[ "$m" == *+bf16* ]] && extra+=(--matmul bf16)
     [[ "$m" == *+int8* ]] && extra+=(--quant int8)
     [[ "$m" == *+allpos* ]] && pos=(--pos-fraction 1)
-    spec="$work/spec_${base}_$s.json"
+    spec="$work/spec_${base}_$s.json" init="$work/init_${base}_${b}x$s.safetensors"
     [[ -f "$spec" ]] || "$cli" --model "$base" --seq "$s" --print-config >"$spec"
+    [[ -f "$init" ]] || "$cli" --model "$base" --batch "$b" --seq "$s" --save-init "$init"
     args=(--batch "$b" --seq "$s" --threads "$t" --steps "$steps" --warmup "$warmup")
     run() {
       if [[ $1 == flashlm ]]; then
         "$cli" --model "$base" "${extra[@]}" "${pos[@]}" "${args[@]}"
       else
         set_peer_env "$1"
-        env "${peer_env[@]}" "${torch[@]}" --impl "$1" --spec "$spec" --label "$m" "${pos[@]}" "${args[@]}"
+        env "${peer_env[@]}" "${torch[@]}" --impl "$1" --spec "$spec" --init "$init" --label "$m" "${pos[@]}" "${args[@]}"
       fi
     }
     order="flashlm $peers"
@@ -152,7 +155,7 @@ print(f"{'model':>19} {'config':>8} {'thr':>3} | {'flashlm tok/s':>13} {'pytorch
       f"{'(min-max)':>11} | {'GFLOP/s fl/pt':>13} {'% peak fl/pt':>12} | {'RSS MB fl/pt':>13} | {'minflt/step fl/pt':>17}"
       + "".join(f" | {short(i) + ' tok/s':>12} {'ratio':>6} {'(min-max)':>11} {'% peak':>6} {'RSS MB':>6} {'minflt':>7}"
                 for i in extra)
-      + f" | {'best peer':>9} {'ratio':>6}")
+      + f" | {'best peer':>9} {'ratio':>6} | {'loss fl/pt':>13}")
 def rounds(fl, peer):
     """flashlm's and a peer's rounds, the uncontended pairs only where there are any; and how many those are."""
     pairs = [(a, p) for a, p in zip(fl, peer) if clean(a) and clean(p)]
@@ -190,13 +193,16 @@ for (m, b, s, t), g in sorted(groups.items()):
           f"{max((r['peak_rss_mb'] for r in fl), default=0):>6,.0f}/{max((r['peak_rss_mb'] for r in pt), default=0):<6,.0f} | "
           f"{med(fl, 'minflt_per_step'):>8,.0f}/{med(pt, 'minflt_per_step'):<8,.0f}"
           + "".join(peer_cols(*paired[i], fpt, pk) for i in extra)
-          + (f" | {short(best):>9} {ratio[best]:>6.2f}" if best else f" | {'-':>9} {'-':>6}") + f" | {note}")
+          + (f" | {short(best):>9} {ratio[best]:>6.2f}" if best else f" | {'-':>9} {'-':>6}")
+          + f" | {med(fl, 'loss'):>6.3f}/{med(pt, 'loss'):<6.3f} | {note}")
 print("tok/s: median over rounds (clean ones where there are any); ratio = flashlm / peer of the medians and,\n"
       "in brackets, its range over the same round pairs; GFLOP/s = tok/s x 6 x the weights in matrix products\n"
       "(a floor for attention and recurrences); % peak of the FMA peak measured with that many threads;\n"
       "RSS: max. pt-thp: PyTorch with GLIBC_TUNABLES=glibc.malloc.hugetlb=1; pt-tc: PyTorch on tcmalloc\n"
       "(LD_PRELOAD). best peer: the fastest PyTorch run of the row, and flashlm's ratio against it (the one to\n"
-      "quote). Every round is echoed above the table.")
+      "quote). loss: after warmup + steps on one fixed batch, from the same initial weights; the f32 sides agree\n"
+      "to rounding, which ternary rounding amplifies step by step; +int8 / +bf16 rows show their arithmetic's\n"
+      "effect, and v3's rows differ by the positions each side samples. Every round is echoed above the table.")
 for (m, b, s, t), g in sorted(groups.items()):
     util = {k: " ".join(f"{r['cpu_util']:.2f}" for r in v) for k, v in g.items()}
     print(f"cpu_util {m} {b}x{s} t={t} per round (CPU s per wall s; {t} = cores to itself): "

@@ -1,12 +1,15 @@
 """PyTorch side of bench/compare_pytorch.sh: times training steps (forward, the variant's loss, backward,
-clip_grad_norm, AdamW with the variant's recipe) of a variant's PyTorch definition in tests/parity/ on
-random tokens and prints one JSON line in the format of bench_train_step_cli: tok_s, peak_rss_mb and
-minflt_per_step of this process alone.
+clip_grad_norm, the recipe's optimizer: AdamW, or SGD with momentum for supernova2-engine) of a variant's
+PyTorch definition in tests/parity/ on random tokens and prints one JSON line in the format of
+bench_train_step_cli: tok_s, peak_rss_mb and minflt_per_step of this process alone.
 
-usage: torch_train_step.py [--spec FILE] [--batch 16] [--seq 256] [--threads 1] [--steps 5] [--warmup 2]
-                           [--impl NAME] [--pos-fraction F] [--blas-probe]
+usage: torch_train_step.py [--spec FILE] [--init FILE] [--batch 16] [--seq 256] [--threads 1] [--steps 5]
+                           [--warmup 2] [--impl NAME] [--pos-fraction F] [--blas-probe]
   --spec: the JSON `bench_train_step_cli --model NAME --print-config` prints (model, config, recipe), so
           both sides build the same model; without it, Bolt small with its recipe.
+  --init: the safetensors `bench_train_step_cli --save-init FILE` writes (same model, batch and seq): start
+          from flashlm's initial weights and train on its ids and targets, so the two losses compare;
+          without it, torch's own init and random tokens.
   --pos-fraction: the loss on this random share of the positions (default: the spec recipe's
           pos_fraction, 1 where it has none; v3's recipe has 0.25), through the model's sampled_loss.
 
@@ -23,7 +26,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "parity"))
-from run_parity import MODELS  # noqa: E402
+import safetensors_np  # noqa: E402
+from run_parity import MODELS, load_weights  # noqa: E402
 
 # Variants that are another variant's definition at a different config (the config comes with the spec).
 PYTORCH_DEFINITION = {"bolt-large": "bolt"}
@@ -36,6 +40,7 @@ BOLT_SPEC = {"model": "bolt",
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--spec", help="model, config and recipe as printed by bench_train_step_cli --print-config")
+    ap.add_argument("--init", help="initial weights, ids and targets written by bench_train_step_cli --save-init")
     ap.add_argument("--label", help="model name to print (default: the spec's)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=256)
@@ -67,13 +72,32 @@ def main():
     if name not in MODELS:
         sys.exit(f"torch_train_step.py: no PyTorch definition of {spec['model']} in tests/parity/")
     model = MODELS[name](config).float()
+    init = None
+    if a.init:
+        tensors, meta = safetensors_np.read(a.init)
+        ids_np, targets_np = tensors.pop("ids"), tensors.pop("targets")
+        if ids_np.shape != (a.batch, a.seq) or targets_np.shape != (a.batch, a.seq):
+            sys.exit(f"torch_train_step.py: {a.init} holds a batch of {ids_np.shape}, not ({a.batch}, {a.seq})")
+        if meta.get("model") != spec["model"]:
+            sys.exit(f"torch_train_step.py: {a.init} is for {meta.get('model')}, not {spec['model']}")
+        load_weights(model, tensors)
+        init = (torch.from_numpy(ids_np.astype("int64")), torch.from_numpy(targets_np.astype("int64")))
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=rc["lr"], betas=(rc["beta1"], rc["beta2"]), eps=rc["eps"],
-                            weight_decay=rc["weight_decay"])
+    optimizer = rc.get("optimizer", "adamw")
+    if optimizer == "sgd":  # supernova2-engine's C-engine recipe; flashlm's optim/sgd.hpp follows torch's SGD
+        opt = torch.optim.SGD(model.parameters(), lr=rc["lr"], momentum=rc["momentum"],
+                              weight_decay=rc["weight_decay"])
+    elif optimizer == "adamw":
+        opt = torch.optim.AdamW(model.parameters(), lr=rc["lr"], betas=(rc["beta1"], rc["beta2"]), eps=rc["eps"],
+                                weight_decay=rc["weight_decay"])
+    else:
+        sys.exit(f"torch_train_step.py: unknown optimizer '{optimizer}' in the recipe")
     vocab = config["vocab_size"]
     g = torch.Generator().manual_seed(7)
     ids = torch.randint(0, vocab, (a.batch, a.seq), generator=g)
     targets = torch.randint(0, vocab, (a.batch, a.seq), generator=g)
+    if init:
+        ids, targets = init
     loss_fn = getattr(model, "loss_fn", None) or (
         lambda logits, t: F.cross_entropy(logits.reshape(-1, logits.shape[-1]), t.reshape(-1)))
     pos_fraction = a.pos_fraction if a.pos_fraction is not None else rc.get("pos_fraction", 1.0)

@@ -12,6 +12,10 @@
 //   bench_train_step_cli --model bolt --hash ...                     # FNV-1a of loss + all gradients per step
 //   bench_train_step_cli --model cortex6 --profile ...               # + backward ms per op (stderr)
 //   bench_train_step_cli --model v3 --pos-fraction 1 ...             # loss on every position (v3's recipe: 0.25)
+//   bench_train_step_cli --model bolt --batch 16 --seq 256 --save-init F   # initial weights + batch, then exit
+// --save-init writes the weights this run starts from (state-dict names), its `ids` and `targets` and the
+// config to safetensors: bench/torch_train_step.py --init F starts PyTorch from the same point, so both
+// sides train the same numbers and their losses can be compared.
 // Output: {"impl":"flashlm","model":..,"tok_s":..,"gflop_s":..,"peak_rss_mb":..,"minflt_per_step":..,
 //          "cpu_util":..,"optimizer":..,"phase_ms":{...}}
 // The optimizer is the recipe's (AdamW, or SGD with momentum for supernova2-engine); its phase is named
@@ -32,6 +36,7 @@
 #include "bench/fma_peak.hpp"
 #include "bench/memory_report.hpp"
 #include "examples/registry.hpp"
+#include "flashlm/io/safetensors.hpp"
 
 using namespace flashlm;
 using clock_type = std::chrono::steady_clock;
@@ -47,6 +52,7 @@ struct Args {
     bool hash = false;  // checks that a kernel change keeps every bit (stderr, one line per step)
     std::string quant = "none";  // --quant int8: BitLinear forward through the int8 kernels
     std::string matmul = "f32";
+    std::string save_init;  // --save-init FILE
     double pos_fraction = -1;  // share of positions the loss uses (negative: the recipe's)
 };
 
@@ -54,7 +60,8 @@ struct Args {
     std::fprintf(stderr,
                  "bench_train_step_cli: %s\nusage: bench_train_step_cli [--model NAME] [--batch N] [--seq N] "
                  "[--threads N] [--steps N] [--warmup N] [--print-config] [--peak] [--recompute] [--quant none|int8]\n"
-                 "       [--matmul f32|bf16] [--pos-fraction F] [--memory-report] [--unfused] [--hash] [--profile]\n",
+                 "       [--matmul f32|bf16] [--pos-fraction F] [--memory-report] [--unfused] [--hash] [--profile]\n"
+                 "       [--save-init FILE]\n",
                  why.c_str());
     std::exit(2);
 }
@@ -78,6 +85,7 @@ Args parse(int argc, char** argv) {
             continue;
         }
         if (flag == "--matmul") { a.matmul = argv[++i]; continue; }
+        if (flag == "--save-init") { a.save_init = argv[++i]; continue; }
         if (flag == "--pos-fraction") {
             char* end = nullptr;
             a.pos_fraction = std::strtod(argv[++i], &end);
@@ -209,6 +217,18 @@ int main(int argc, char** argv) try {
     std::uniform_int_distribution<int32_t> tok(0, int32_t(V) - 1);
     for (auto& t : ids) t = tok(gen);
     for (auto& t : targets) t = tok(gen);
+    if (!a.save_init.empty()) {
+        std::vector<io::TensorRef> refs;
+        auto& ps = model->params();
+        for (const auto& info : ps.infos()) {
+            std::vector<int64_t> shape(info.shape.dims.begin(), info.shape.dims.begin() + info.shape.rank);
+            refs.push_back({info.name, io::DType::F32, shape, ps.get(info.name).data});
+        }
+        refs.push_back({"ids", io::DType::I32, {a.batch, a.seq}, ids.data()});
+        refs.push_back({"targets", io::DType::I32, {a.batch, a.seq}, targets.data()});
+        io::save_safetensors(a.save_init, refs, {{"config", model->config().dump()}, {"model", a.model}});
+        return 0;
+    }
 
     // Same order as train::Trainer::run: zero_grad, reset, loss, backward, clip, optimizer step.
     double phase[5] = {};

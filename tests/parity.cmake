@@ -7,3 +7,10 @@ target_link_libraries(test_parity PRIVATE flashlm::flashlm flashlm_models flashl
 target_compile_definitions(test_parity PRIVATE FLASHLM_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
 add_test(NAME parity COMMAND test_parity)
 set_target_properties(test_parity PROPERTIES UNITY_BUILD ${FLASHLM_TEST_UNITY} UNITY_BUILD_BATCH_SIZE 0)
+# Five training steps against PyTorch from the same initial weights and batch (the recipe's optimizer,
+# clip and loss): bench_train_step_cli --save-init and bench/torch_train_step.py --init, which
+# bench/compare_pytorch.sh uses so that its two sides train the same numbers.
+if(FLASHLM_BUILD_BENCH)
+  add_test(NAME train_parity COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/parity/train_steps.sh
+           $<TARGET_FILE:bench_train_step_cli> ${PROJECT_SOURCE_DIR})
+endif()

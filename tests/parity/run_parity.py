@@ -57,6 +57,20 @@ _discover()
 TIED = {"head.weight": "embedding.weight"}
 
 
+def load_weights(model, tensors):
+    """Loads flashlm's parameters (state-dict names; tied aliases such as head.weight may be missing) into
+    model, strictly: a name on one side only is an error. Also used by bench/torch_train_step.py --init."""
+    expected = model.state_dict()
+    tensors = dict(tensors)
+    for alias, target in dict(TIED, **getattr(model, "TIED", {})).items():
+        if alias in expected and alias not in tensors and target in tensors:
+            tensors[alias] = tensors[target]
+    state = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in tensors.items()}
+    buffers = dict(model.named_buffers())  # upstream's persistent constants: flashlm sends parameters only
+    state.update({k: v for k, v in buffers.items() if k in expected and k not in state})
+    model.load_state_dict(state, strict=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True, choices=sorted(MODELS))
@@ -72,15 +86,9 @@ def main():
     positions = tensors.pop("positions", None)
 
     model = MODELS[args.model](config).float()
+    load_weights(model, tensors)
     expected = model.state_dict()
-    tied = dict(TIED, **getattr(model, "TIED", {}))
-    for alias, target in tied.items():
-        if alias in expected and alias not in tensors and target in tensors:
-            tensors[alias] = tensors[target]
-    state = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in tensors.items()}
-    buffers = dict(model.named_buffers())  # upstream's persistent constants: the harness sends parameters only
-    state.update({k: v for k, v in buffers.items() if k in expected and k not in state})
-    model.load_state_dict(state, strict=True)
+    buffers = dict(model.named_buffers())
 
     logits = model(ids)
     if positions is not None:
