@@ -22,4 +22,4 @@ target_sources(test_kernels PRIVATE test_ternary_gemm_i8.cpp)  # int8 training f
 target_sources(test_kernels PRIVATE test_gemm_bf16.cpp)
 target_sources(test_kernels PRIVATE test_gemm_prepacked.cpp)  # B packed once per gemm_rows call (kernels/gemm_prepacked.hpp)
 target_sources(test_kernels PRIVATE test_gemm_f32.cpp)  # the AVX-512F f32 GEMM behind float gemm_nt/nn/tn
-target_sources(test_kernels PRIVATE test_ternary_pair_gemm.cpp)  # the add kernel for f32 ternary products (training)
+target_sources(test_kernels PRIVATE test_ternary_add_gemm.cpp)  # the add kernel for f32 ternary products (training)

@@ -4,12 +4,12 @@
 // In float, each goes to the first that applies:
 //   - the forward under `--quant int8`: the int8 kernel (ops/bitlinear_int8.hpp);
 //   - under `--matmul bf16`: the bf16 GEMM (twice the f32 FMA rate beats the add kernel below);
-//   - the add kernel (kernels/ternary_pair_gemm.hpp), which refuses a W̃ not of that form;
+//   - the add kernel (kernels/ternary_add_gemm.hpp), which refuses a W̃ not of that form;
 //   - the float GEMM (kernels/gemm.hpp), as for any linear layer. Doubles always take it.
 #include <type_traits>
 
 #include "flashlm/kernels/gemm.hpp"
-#include "flashlm/kernels/ternary_pair_gemm.hpp"
+#include "flashlm/kernels/ternary_add_gemm.hpp"
 #include "flashlm/ops/bitlinear_int8.hpp"
 #include "flashlm/ops/linear.hpp"
 
@@ -32,7 +32,7 @@ void ternary_linear_forward(int64_t M, int64_t N, int64_t K, const T* x, const T
             kernels::ternary_gemm_i8(w, a, y);
             return;
         }
-        if (ternary_detail::add_kernel() && kernels::ternary_pair_nt(M, N, K, x, wq, y, false)) return;
+        if (ternary_detail::add_kernel() && kernels::ternary_add_nt(M, N, K, x, wq, y, false)) return;
     }
     kernels::gemm_nt(M, N, K, x, wq, y, false);
 }
@@ -41,7 +41,7 @@ void ternary_linear_forward(int64_t M, int64_t N, int64_t K, const T* x, const T
 template <class T>
 void ternary_linear_dx(int64_t M, int64_t K, int64_t N, const T* dy, const T* wq, T* dx, bool accumulate) {
     if constexpr (std::is_same_v<T, float>)
-        if (ternary_detail::add_kernel() && kernels::ternary_pair_nn(M, K, N, dy, wq, dx, accumulate)) return;
+        if (ternary_detail::add_kernel() && kernels::ternary_add_nn(M, K, N, dy, wq, dx, accumulate)) return;
     kernels::gemm_nn(M, K, N, dy, wq, dx, accumulate);
 }
 

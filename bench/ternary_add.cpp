@@ -1,11 +1,11 @@
-// The add kernel for f32 products with a ternary operand (kernels/ternary_pair_gemm.hpp) against the
+// The add kernel for f32 products with a ternary operand (kernels/ternary_add_gemm.hpp) against the
 // f32 FMA GEMM (kernels/gemm_f32.hpp) on the ternary products of one training step: the forward
 // y = x W̃ᵀ (nt) and the input gradient dx = dy W̃ (nn) of every BitLinear, with W̃ an absmean
 // ternarisation of N(0, 0.02²) weights. Each call includes what the step's call does: the add kernel
 // checks W̃ and builds its lists; the FMA GEMM packs W̃. Timed alternately (best of --reps rounds, each
 // round one call of each); prints ms, "GFLOP/s" (2·M·N·K over the time, the FMA GEMM's arithmetic), the
 // ratio, and the largest difference relative to the output's largest magnitude.
-//   bench_ternary_pair [--threads N] [--reps N] [--tokens M] [--model bolt|cortex|bolt-large|supernova2]
+//   bench_ternary_add [--threads N] [--reps N] [--tokens M] [--model bolt|cortex|bolt-large|supernova2]
 #include <omp.h>
 
 #include <algorithm>
@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "flashlm/kernels/gemm.hpp"
-#include "flashlm/kernels/ternary_pair_gemm.hpp"
+#include "flashlm/kernels/ternary_add_gemm.hpp"
 #include "flashlm/ops/bitlinear.hpp"
 
 using namespace flashlm;
@@ -46,12 +46,12 @@ int main(int argc, char** argv) {
         else if (!std::strcmp(argv[i], "--tokens") && more) tokens = std::atoll(argv[++i]);
         else if (!std::strcmp(argv[i], "--model") && more) model = argv[++i];
         else {
-            std::fprintf(stderr, "usage: bench_ternary_pair [--threads N] [--reps N] [--tokens M] [--model bolt|cortex|bolt-large|supernova2]\n");
+            std::fprintf(stderr, "usage: bench_ternary_add [--threads N] [--reps N] [--tokens M] [--model bolt|cortex|bolt-large|supernova2]\n");
             return 2;
         }
     }
     if (threads < 1 || reps < 1 || tokens < 1) {
-        std::fprintf(stderr, "bench_ternary_pair: threads, reps and tokens must be >= 1\n");
+        std::fprintf(stderr, "bench_ternary_add: threads, reps and tokens must be >= 1\n");
         return 2;
     }
     // (dim, hidden): Bolt 192/512, CORTEX-VI 256/512, Bolt-large 384/1024, SUPERNOVA II's expert 384/768
@@ -60,10 +60,10 @@ int main(int argc, char** argv) {
     else if (model == "bolt-large") D = 384, H = 1024;
     else if (model == "supernova2") D = 384, H = 768;
     else if (model != "bolt") {
-        std::fprintf(stderr, "bench_ternary_pair: unknown --model %s\n", model.c_str());
+        std::fprintf(stderr, "bench_ternary_add: unknown --model %s\n", model.c_str());
         return 2;
     }
-    if (!kernels::set_ternary_pair(true)) {
+    if (!kernels::set_ternary_add(true)) {
         std::printf("the add kernel cannot run here (no AVX-512F, or FLASHLM_ISA hides it)\n");
         return 0;
     }
@@ -87,11 +87,11 @@ int main(int argc, char** argv) {
             for (auto& v : a) v = nd(rng);
             auto call = [&](bool add) {
                 float* c = add ? c_add.data() : c_fma.data();
-                kernels::set_ternary_pair(add);
+                kernels::set_ternary_add(add);
                 if (!dx) {
-                    if (!add || !kernels::ternary_pair_nt(tokens, p.n, p.k, a.data(), wq.data(), c, false))
+                    if (!add || !kernels::ternary_add_nt(tokens, p.n, p.k, a.data(), wq.data(), c, false))
                         kernels::gemm_nt(tokens, p.n, p.k, a.data(), wq.data(), c, false);
-                } else if (!add || !kernels::ternary_pair_nn(tokens, p.k, p.n, a.data(), wq.data(), c, false)) {
+                } else if (!add || !kernels::ternary_add_nn(tokens, p.k, p.n, a.data(), wq.data(), c, false)) {
                     kernels::gemm_nn(tokens, p.k, p.n, a.data(), wq.data(), c, false);
                 }
             };

@@ -1,4 +1,4 @@
-// The add kernel for f32 products with a ternary operand (kernels/ternary_pair_gemm.hpp): forward
+// The add kernel for f32 products with a ternary operand (kernels/ternary_add_gemm.hpp): forward
 // (y = x Wᵀ) and input gradient (dx = dy W) against a double reference, with per-tensor and per-row
 // scales, ragged shapes, several depth blocks, accumulation as C + Σ, the same bits for 1 and 2 threads;
 // the weights it must refuse; and the ternary ops that call it (ops/ternary_linear.hpp) against the FMA
@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "flashlm/kernels/ternary_pair_gemm.hpp"
+#include "flashlm/kernels/ternary_add_gemm.hpp"
 #include "flashlm/ops/bitlinear.hpp"
 #include "flashlm/ops/bitlinear_rows.hpp"
 #include "tests/test_random.hpp"
@@ -23,28 +23,31 @@ namespace {
 
 // Restores the switch and the thread count whatever a test does.
 struct Restore {
-    bool on = ternary_pair_enabled();
+    bool on = ternary_add_enabled();
     int threads = max_threads();
     ~Restore() {
-        set_ternary_pair(on);
+        set_ternary_add(on);
         set_threads(threads);
     }
 };
 
-// N rows of K entries in {-1, 0, 1} (a third each), row n scaled by scale(n).
+// N rows of K entries in {-1, 0, 1} (a third each), row n scaled by scale(n). varied: the share of
+// zeros follows the row (even rows) or the column (odd rows), from none to ~97 %, so that the lists of W
+// and of Wᵀ differ in length from row to row and the kernel's grouping by length reorders them.
 template <class F>
-std::vector<float> ternary(int64_t N, int64_t K, unsigned seed, F scale) {
+std::vector<float> ternary(int64_t N, int64_t K, unsigned seed, F scale, bool varied = false) {
     const auto r = test::randn(N * K, seed);
+    static constexpr float cut[5] = {0.0f, 0.43f, 1.0f, 2.0f, 0.2f};
     std::vector<float> w(r.size());
     for (int64_t n = 0; n < N; ++n)
         for (int64_t k = 0; k < K; ++k) {
-            const float v = r[size_t(n * K + k)];
-            w[size_t(n * K + k)] = (v > 0.43f ? 1.0f : v < -0.43f ? -1.0f : 0.0f) * scale(n);
+            const float v = r[size_t(n * K + k)], c = varied ? cut[(n % 2 ? k : n / 2) % 5] : 0.43f;
+            w[size_t(n * K + k)] = (v > c ? 1.0f : v < -c ? -1.0f : 0.0f) * scale(n);
         }
     return w;
 }
 
-// |got − want| within float rounding of the sum of |terms| (a pair sum rounds once more than the FMA).
+// |got − want| within float rounding of the sum of |terms| (a table entry sums up to three terms before the row's sum).
 void check_close(const std::vector<double>& want, const std::vector<double>& mag, const std::vector<float>& got) {
     REQUIRE(got.size() == want.size());
     int64_t bad = 0;
@@ -55,27 +58,32 @@ void check_close(const std::vector<double>& want, const std::vector<double>& mag
 
 }  // namespace
 
-TEST_CASE("ternary_pair: nt and nn against a double reference, overwrite and accumulate, equal for 1 and 2 threads") {
+TEST_CASE("ternary_add: nt and nn against a double reference, overwrite and accumulate, equal for 1 and 2 threads") {
     const Restore restore;
-    if (!set_ternary_pair(true)) {
+    if (!set_ternary_add(true)) {
         MESSAGE("skipped: the add kernel cannot run here (no AVX-512F or FLASHLM_ISA hides it)");
         return;
     }
     struct S {
         int64_t M, N, K;
-        bool rows;  // per-row scales (else one per tensor)
+        bool rows;            // per-row scales (else one per tensor)
+        bool varied = false;  // zeros from none to most, by row and by column
     };
-    // Token tails (M % 32), row tails (N % 4, N % 16), odd K, K over one depth block (192) and over
-    // several (500, 1000), an N whose transposed list has several depth blocks in dx.
-    const S shapes[] = {{64, 32, 32, false},  {100, 50, 37, false},  {256, 512, 192, true},
-                        {77, 192, 500, true}, {130, 33, 250, false}, {65, 401, 1000, false}};
+    // Token tails (M % 32), row tails (N % 4, N % 16), K not a multiple of 3 or 48, K over one depth block
+    // (96) and over several (500, 1000), an N whose transposed list has several depth blocks in dx, and
+    // lists of very different lengths.
+    const S shapes[] = {{64, 32, 32, false},       {100, 50, 37, false},      {256, 512, 192, true},
+                        {77, 192, 500, true},      {130, 33, 250, false},     {65, 401, 1000, false},
+                        {96, 203, 97, true, true}, {70, 66, 301, false, true}};
     unsigned seed = 100;
     for (const S& s : shapes) {
         CAPTURE(s.M);
         CAPTURE(s.N);
         CAPTURE(s.K);
         CAPTURE(s.rows);
-        const auto W = ternary(s.N, s.K, ++seed, [&](int64_t n) { return s.rows ? 0.5f + 0.01f * float(n) : 0.37f; });
+        CAPTURE(s.varied);
+        const auto W = ternary(
+            s.N, s.K, ++seed, [&](int64_t n) { return s.rows ? 0.5f + 0.01f * float(n) : 0.37f; }, s.varied);
         const auto x = test::randn(s.M * s.K, ++seed), dy = test::randn(s.M * s.N, ++seed);
         for (const bool acc : {false, true}) {
             CAPTURE(acc);
@@ -103,8 +111,8 @@ TEST_CASE("ternary_pair: nt and nn against a double reference, overwrite and acc
             for (const int threads : {1, 2}) {
                 set_threads(threads);
                 std::vector<float> y(y_ref.size(), acc ? 1.5f : NAN), dx(dx_ref.size(), acc ? -2.0f : NAN);
-                CHECK(ternary_pair_nt(s.M, s.N, s.K, x.data(), W.data(), y.data(), acc));
-                CHECK(ternary_pair_nn(s.M, s.K, s.N, dy.data(), W.data(), dx.data(), acc));
+                CHECK(ternary_add_nt(s.M, s.N, s.K, x.data(), W.data(), y.data(), acc));
+                CHECK(ternary_add_nn(s.M, s.K, s.N, dy.data(), W.data(), dx.data(), acc));
                 check_close(y_ref, y_mag, y);
                 check_close(dx_ref, dx_mag, dx);
                 (threads == 1 ? y1 : y2) = y;
@@ -116,9 +124,9 @@ TEST_CASE("ternary_pair: nt and nn against a double reference, overwrite and acc
     }
 }
 
-TEST_CASE("ternary_pair: refuses weights that are not scale × {-1, 0, 1} per row, and writes nothing then") {
+TEST_CASE("ternary_add: refuses weights that are not scale × {-1, 0, 1} per row, and writes nothing then") {
     const Restore restore;
-    if (!set_ternary_pair(true)) {
+    if (!set_ternary_add(true)) {
         MESSAGE("skipped: the add kernel cannot run here");
         return;
     }
@@ -128,8 +136,8 @@ TEST_CASE("ternary_pair: refuses weights that are not scale × {-1, 0, 1} per ro
     std::vector<float> y(size_t(M * N), 3.0f);
     auto refused = [&](const std::vector<float>& w) {
         std::fill(y.begin(), y.end(), 3.0f);
-        const bool nt = ternary_pair_nt(M, N, K, x.data(), w.data(), y.data(), false);
-        const bool nn = ternary_pair_nn(M, N, K, x.data(), w.data(), y.data(), true);  // dx of a [K, N] weight
+        const bool nt = ternary_add_nt(M, N, K, x.data(), w.data(), y.data(), false);
+        const bool nn = ternary_add_nn(M, N, K, x.data(), w.data(), y.data(), true);  // dx of a [K, N] weight
         return !nt && !nn && std::all_of(y.begin(), y.end(), [](float v) { return v == 3.0f; });
     };
     CHECK(!refused(W));
@@ -144,15 +152,15 @@ TEST_CASE("ternary_pair: refuses weights that are not scale × {-1, 0, 1} per ro
     inf[size_t(N * K - 1)] = -INFINITY;
     CHECK(refused(inf));
     // too few tokens for a block pair: the GEMM is cheaper
-    CHECK(!ternary_pair_nt(M / 4, N, K, x.data(), W.data(), y.data(), false));
+    CHECK(!ternary_add_nt(M / 4, N, K, x.data(), W.data(), y.data(), false));
     // switched off
-    set_ternary_pair(false);
-    CHECK(!ternary_pair_nt(M, N, K, x.data(), W.data(), y.data(), false));
+    set_ternary_add(false);
+    CHECK(!ternary_add_nt(M, N, K, x.data(), W.data(), y.data(), false));
 }
 
-TEST_CASE("ternary_pair: rows of zeros, and a weight of zeros, give zeros (a zero row scale in dx)") {
+TEST_CASE("ternary_add: rows of zeros, and a weight of zeros, give zeros (a zero row scale in dx)") {
     const Restore restore;
-    if (!set_ternary_pair(true)) {
+    if (!set_ternary_add(true)) {
         MESSAGE("skipped: the add kernel cannot run here");
         return;
     }
@@ -161,8 +169,8 @@ TEST_CASE("ternary_pair: rows of zeros, and a weight of zeros, give zeros (a zer
     for (int64_t k = 0; k < K; ++k) W[size_t(5 * K + k)] = 0.0f;  // row 5 all zero: its scale is 0
     const auto x = test::randn(M * K, 12), dy = test::randn(M * N, 13);
     std::vector<float> y(size_t(M * N)), dx(size_t(M * K));
-    REQUIRE(ternary_pair_nt(M, N, K, x.data(), W.data(), y.data(), false));
-    REQUIRE(ternary_pair_nn(M, K, N, dy.data(), W.data(), dx.data(), false));
+    REQUIRE(ternary_add_nt(M, N, K, x.data(), W.data(), y.data(), false));
+    REQUIRE(ternary_add_nn(M, K, N, dy.data(), W.data(), dx.data(), false));
     for (int64_t m = 0; m < M; ++m) CHECK(y[size_t(m * N + 5)] == 0.0f);
     for (int64_t k = 0; k < K; ++k) {  // dx[0, k] = Σ_n dy[0, n] W[n, k] (row 5 adds nothing)
         double a = 0;
@@ -170,13 +178,13 @@ TEST_CASE("ternary_pair: rows of zeros, and a weight of zeros, give zeros (a zer
         CHECK(dx[size_t(k)] == doctest::Approx(a).epsilon(1e-5));
     }
     const std::vector<float> zeros(size_t(N * K), 0.0f);
-    REQUIRE(ternary_pair_nt(M, N, K, x.data(), zeros.data(), y.data(), false));
+    REQUIRE(ternary_add_nt(M, N, K, x.data(), zeros.data(), y.data(), false));
     CHECK(std::all_of(y.begin(), y.end(), [](float v) { return v == 0.0f; }));
 }
 
-TEST_CASE("ternary_pair: BitLinear forward and gradients through it match the FMA GEMM's") {
+TEST_CASE("ternary_add: BitLinear forward and gradients through it match the FMA GEMM's") {
     const Restore restore;
-    if (!set_ternary_pair(true)) {
+    if (!set_ternary_add(true)) {
         MESSAGE("skipped: the add kernel cannot run here");
         return;
     }
@@ -187,7 +195,7 @@ TEST_CASE("ternary_pair: BitLinear forward and gradients through it match the FM
         CAPTURE(rows);
         std::vector<float> y[2], dx[2], dw[2];
         for (const bool add : {false, true}) {
-            set_ternary_pair(add);
+            set_ternary_add(add);
             std::vector<float> x = xv, w = wv, gx(x.size(), 0.0f), gw(w.size(), 0.0f);
             Tape<float> tape;
             tape.set_retain_grads(true);  // the output gradient is seeded by hand
@@ -209,21 +217,21 @@ TEST_CASE("ternary_pair: BitLinear forward and gradients through it match the FM
     }
 }
 
-TEST_CASE("ternary_pair: FLASHLM_ISA below avx512 hides it") {
+TEST_CASE("ternary_add: FLASHLM_ISA below avx512 hides it") {
     const Restore restore;
     const char* env = std::getenv("FLASHLM_ISA");
     const bool hidden = env && *env && std::string(env) != "avx512";
     if (!hidden) {
         const char* opt = std::getenv("FLASHLM_TERNARY_GEMM");
-        if (!(opt && std::string(opt) == "fma")) CHECK(ternary_pair_enabled() == cpu_features().avx512f);
+        if (!(opt && std::string(opt) == "fma")) CHECK(ternary_add_enabled() == cpu_features().avx512f);
         MESSAGE("FLASHLM_ISA not set below avx512: the automatic choice checked (ctest kernels_isa_env hides it)");
         return;
     }
-    CHECK(!ternary_pair_enabled());
-    CHECK(!set_ternary_pair(true));
+    CHECK(!ternary_add_enabled());
+    CHECK(!set_ternary_add(true));
     const int64_t M = 64, N = 32, K = 32;
     const auto x = test::randn(M * K, 31);
     const auto W = ternary(N, K, 32, [](int64_t) { return 1.0f; });
     std::vector<float> y(size_t(M * N));
-    CHECK(!ternary_pair_nt(M, N, K, x.data(), W.data(), y.data(), false));
+    CHECK(!ternary_add_nt(M, N, K, x.data(), W.data(), y.data(), false));
 }
