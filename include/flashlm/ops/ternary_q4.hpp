@@ -7,7 +7,8 @@
 //
 // Backward: the identity straight-through estimator on both operands, i.e. the gradient of x̃ W̃ᵀ with
 // x̃ = s_x t(x), W̃ = s_W t(W) (no gradient through the scales):
-//   dx += dy · W̃,   dW += dyᵀ · x̃ = Σ_i s_x,i · dy_iᵀ t(x_i)   (both float GEMMs on unpacked operands).
+//   dx += dy · W̃ (ops/ternary_linear.hpp: the ternary add kernel, else the GEMM),
+//   dW += dyᵀ · x̃ = Σ_i s_x,i · dy_iᵀ t(x_i)   (a float GEMM on the unpacked operand).
 // Upstream drops s_x from dW (Q4Options::omit_act_scale_in_grad, --upstream-compat): its weight gradient
 // is that of a model whose activations are t(x) unscaled, which is not the model it runs forward.
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include "flashlm/kernels/gemm.hpp"
 #include "flashlm/kernels/popcount_gemm.hpp"
 #include "flashlm/ops/linear.hpp"
+#include "flashlm/ops/ternary_linear.hpp"
 
 namespace flashlm::ops {
 
@@ -49,7 +51,8 @@ void q4_linear_backward(Node<T>& n) {
     const Tensor<T>& W = n.in[1];
     const int64_t M = x.rows(), K = x.cols(), N = W.dim(0);
     const T* dy = n.out.grad;
-    if (x.grad) kernels::gemm_nn(M, K, N, dy, n.saved[0], x.grad, true);
+    // W̃ is s_W · {-1, 0, 1}: the ternary add kernel's form (it runs where it can, else the GEMM)
+    if (x.grad) ternary_linear_dx(M, K, N, dy, n.saved[0], x.grad, true);
     if (W.grad) {
         // dW += dyᵀ x̃ with x̃ = f_i · t(x_i) unpacked: flashlm's Eigen GEMM runs this 3-4x faster than
         // the engine's scatter-add (kernels::ternary_transpose_matmul, bench_popcount), same sums up to order.
