@@ -36,7 +36,7 @@
 #include "bench/fma_peak.hpp"
 #include "bench/memory_report.hpp"
 #include "examples/registry.hpp"
-#include "flashlm/io/safetensors.hpp"
+#include "flashlm/io/state_dict.hpp"
 
 using namespace flashlm;
 using clock_type = std::chrono::steady_clock;
@@ -217,16 +217,10 @@ int main(int argc, char** argv) try {
     std::uniform_int_distribution<int32_t> tok(0, int32_t(V) - 1);
     for (auto& t : ids) t = tok(gen);
     for (auto& t : targets) t = tok(gen);
-    if (!a.save_init.empty()) {
-        std::vector<io::TensorRef> refs;
-        auto& ps = model->params();
-        for (const auto& info : ps.infos()) {
-            std::vector<int64_t> shape(info.shape.dims.begin(), info.shape.dims.begin() + info.shape.rank);
-            refs.push_back({info.name, io::DType::F32, shape, ps.get(info.name).data});
-        }
-        refs.push_back({"ids", io::DType::I32, {a.batch, a.seq}, ids.data()});
-        refs.push_back({"targets", io::DType::I32, {a.batch, a.seq}, targets.data()});
-        io::save_safetensors(a.save_init, refs, {{"config", model->config().dump()}, {"model", a.model}});
+    if (!a.save_init.empty()) {  // the parameters as `flashlm export` writes them, plus the batch
+        io::save_state_dict(a.save_init, model->params(), {{"config", model->config().dump()}, {"model", a.model}},
+                            {{"ids", io::DType::I32, {a.batch, a.seq}, ids.data()},
+                             {"targets", io::DType::I32, {a.batch, a.seq}, targets.data()}});
         return 0;
     }
 
