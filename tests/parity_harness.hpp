@@ -16,6 +16,7 @@
 #include "flashlm/autograd/tape.hpp"
 #include "flashlm/core/rng.hpp"
 #include "flashlm/io/safetensors.hpp"
+#include "flashlm/io/state_dict.hpp"
 
 namespace flashlm::parity {
 
@@ -67,16 +68,12 @@ void check_parity(const std::string& model_kind, Model& model, const std::string
 
     Scratch tmp(tag);
     const std::string in = (tmp.dir / "in.safetensors").string(), out = (tmp.dir / "out.safetensors").string();
-    std::vector<io::TensorRef> refs;
     auto& ps = model.params();
-    for (auto& info : ps.infos()) {
-        std::vector<int64_t> shape(info.shape.dims.begin(), info.shape.dims.begin() + info.shape.rank);
-        refs.push_back({info.name, io::DType::F32, shape, ps.get(info.name).data});
-    }
-    refs.push_back({"ids", io::DType::I32, {B, L}, ids.data()});
-    refs.push_back({"targets", io::DType::I32, {B, L}, targets.data()});
-    if (!positions.empty()) refs.push_back({"positions", io::DType::I32, {int64_t(positions.size())}, positions.data()});
-    io::save_safetensors(in, refs, {{"config", model.config().dump()}});
+    // the parameters as `flashlm export` writes them (tied aliases included), plus the batch
+    std::vector<io::TensorRef> batch{{"ids", io::DType::I32, {B, L}, ids.data()},
+                                     {"targets", io::DType::I32, {B, L}, targets.data()}};
+    if (!positions.empty()) batch.push_back({"positions", io::DType::I32, {int64_t(positions.size())}, positions.data()});
+    io::save_state_dict(in, ps, {{"config", model.config().dump()}}, batch);
 
     const std::string cmd = std::string(k_python) + " " FLASHLM_SOURCE_DIR "/tests/parity/run_parity.py --model " +
                             model_kind + " --in '" + in + "' --out '" + out + "'";
